@@ -1,0 +1,106 @@
+// The shapes that cross module boundaries. Each module owns its own internals;
+// what one folder hands to another is declared here, once.
+
+/** A secret as configured: a local name and where it comes from. */
+export interface SecretSpec {
+  /** Local name, the key under `secrets:` (used in templates, logs and metric labels). */
+  readonly name: string;
+  /** Secret name or full ARN. */
+  readonly id: string;
+  /** Staging label to read; default AWSCURRENT. Absent when `versionId` is set. */
+  readonly versionStage?: string;
+  /** Pinned version: fetched once, never refreshed. */
+  readonly versionId?: string;
+  /** Per-secret override of refresh.intervalMs. */
+  readonly refreshIntervalMs?: number;
+}
+
+export interface FileSpecBase {
+  /** Relative to outputDir, already validated as safe. */
+  readonly path: string;
+  /** Numeric mode, default 0o400. */
+  readonly mode: number;
+  readonly uid?: number;
+  readonly gid?: number;
+}
+/**
+ * One output file; exactly one of the three content sources.
+ * A template may name a `secret`: it is then also available as `secret` (parsed),
+ * `raw_secret` and `meta_secret` in the template context, so ready-made templates
+ * (templates/*.liquid) work with any local name.
+ */
+export type FileSpec =
+  | (FileSpecBase & { readonly kind: 'template'; readonly template: string; readonly secret?: string })
+  | (FileSpecBase & { readonly kind: 'templateFile'; /** absolute */ readonly templateFile: string; readonly secret?: string })
+  | (FileSpecBase & { readonly kind: 'secret'; readonly secret: string; readonly key?: string });
+
+interface NotifyBase {
+  /** Label used in logs and metrics; unique. Derived from the target when not configured. */
+  readonly name: string;
+  /** Only notify when one of these file paths changed; undefined = any change. */
+  readonly files?: readonly string[];
+  /** Random delay 0..splayMs before notifying. */
+  readonly splayMs: number;
+}
+export type NotifyTarget =
+  | (NotifyBase & { readonly kind: 'signal'; readonly signal: NodeJS.Signals; readonly process?: string; readonly pidFile?: string })
+  | (NotifyBase & { readonly kind: 'exec'; readonly argv: readonly string[]; readonly timeoutMs: number })
+  | (NotifyBase & { readonly kind: 'http'; readonly url: string; readonly timeoutMs: number });
+
+export type SourceConfig =
+  | { readonly type: 'aws'; readonly region?: string; readonly assumeRoleArn?: string }
+  | { readonly type: 'file'; /** absolute (resolved against the config file's directory) */ readonly path: string };
+
+/** The validated configuration, with defaults applied, durations in ms and paths resolved. */
+export interface AgentConfig {
+  /** Absolute path of the file it was loaded from (empty for the embedded default). */
+  readonly configPath: string;
+  readonly source: SourceConfig;
+  /** Absolute. */
+  readonly outputDir: string;
+  readonly layout: 'generations' | 'files';
+  readonly refresh: { readonly intervalMs: number; readonly jitter: number; readonly rotationAware: boolean };
+  /** In declaration order. */
+  readonly secrets: readonly SecretSpec[];
+  readonly files: readonly FileSpec[];
+  readonly notify: readonly NotifyTarget[];
+  /** host:port, or '' for no server. */
+  readonly server: { readonly listen: string };
+  /**
+   * Where a key path (e.g. `files[2]`, `files[2].template`, `secrets.db`) is
+   * in the config file: 1-based line, or undefined (embedded config, unknown path).
+   */
+  readonly lineOf: (keyPath: string) => number | undefined;
+}
+
+/** One version of one secret's value, as fetched. */
+export interface SecretValue {
+  readonly arn: string;
+  readonly name: string;
+  readonly versionId: string;
+  readonly versionStages: readonly string[];
+  readonly createdDate?: Date;
+  /** Exactly one of secretString / secretBinary is set. */
+  readonly secretString?: string;
+  readonly secretBinary?: Uint8Array;
+}
+
+/** What a cheap check (DescribeSecret) tells us. */
+export interface SecretMetadata {
+  readonly arn: string;
+  readonly name: string;
+  /** The version id that currently carries the configured stage (undefined: no version has it). */
+  readonly versionIdForStage?: string;
+  readonly rotationEnabled: boolean;
+  readonly nextRotationDate?: Date;
+  readonly deleted: boolean;
+}
+
+/** One file ready to be written: bytes, mode, owner. */
+export interface RenderedFile {
+  readonly path: string;
+  readonly content: Buffer;
+  readonly mode: number;
+  readonly uid?: number;
+  readonly gid?: number;
+}
