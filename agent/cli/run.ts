@@ -1,0 +1,153 @@
+// `run`: the sidecar. Wiring only; the loop itself is refresh/runner.ts.
+//
+// SIGTERM/SIGINT: stop checking, finish the write in flight, exit 0 within 5 s
+// (a hard deadline guarantees it even if something hangs).
+import { loadConfig } from '../config/index.ts';
+import { ConfigError } from '../errors.ts';
+import type { GlobalOptions } from '../main.ts';
+import { EXIT_OK, reportConfigError } from '../main.ts';
+import { createNotifier } from '../notify/index.ts';
+import { AgentMetrics } from '../observe/metrics.ts';
+import { startServer } from '../observe/server.ts';
+import { Pipeline } from '../pipeline.ts';
+import { Runner } from '../refresh/runner.ts';
+import { compileFiles } from '../render/render.ts';
+import { createWriter } from '../render/writer.ts';
+import { createSource } from '../source/index.ts';
+import type { AgentConfig } from '../types.ts';
+import type { Logger } from '../observe/log.ts';
+import type { SecretSource } from '../source/source.ts';
+import { VERSION } from '../version.ts';
+
+const SHUTDOWN_DEADLINE_MS = 4500;
+const HEARTBEAT_MS = 5000;
+
+/** Keys a live reload cannot change: they need a restart. */
+function restartOnlyChange(a: AgentConfig, b: AgentConfig): string | undefined {
+  if (JSON.stringify(a.source) !== JSON.stringify(b.source)) return 'source';
+  if (a.outputDir !== b.outputDir) return 'outputDir';
+  if (a.layout !== b.layout) return 'layout';
+  if (a.server.listen !== b.server.listen) return 'server.listen';
+  return undefined;
+}
+
+function templateFiles(config: AgentConfig): string[] {
+  return config.files.flatMap((f) => (f.kind === 'templateFile' ? [f.templateFile] : []));
+}
+
+export async function run(opts: GlobalOptions): Promise<number> {
+  const { log } = opts;
+  const config = await loadConfig(opts.configPath);
+  const compiled = await compileFiles(config);
+  const metrics = new AgentMetrics({ version: VERSION });
+  metrics.declareConfig(config);
+  const source = await createSource(config, log, metrics);
+  log.info(source.describeIdentity(), 'identity');
+
+  const makePipeline = (c: AgentConfig, compiledFiles: typeof compiled, src: SecretSource) =>
+    new Pipeline({ config: c, compiled: compiledFiles, source: src, writer: createWriter({ outputDir: c.outputDir, layout: c.layout, log }), log, metrics });
+  // `skipped` (cut short by shutdown or reload) is not an outcome worth counting.
+  const makeNotifier = (c: AgentConfig) =>
+    createNotifier(c.notify, { log, onResult: (target, result) => result !== 'skipped' && metrics.notified(target, result === 'success' ? 'success' : 'error') });
+
+  const runner = new Runner({ log, metrics, pipeline: makePipeline(config, compiled, source), notifier: makeNotifier(config) });
+
+  let lastBeat = Date.now();
+  const heartbeat = setInterval(() => (lastBeat = Date.now()), HEARTBEAT_MS);
+  heartbeat.unref();
+  const server = config.server.listen
+    ? await startServer({
+        listen: config.server.listen,
+        metrics,
+        log,
+        // Live while the event loop turns (a blocked loop misses heartbeats).
+        health: () => ({ live: Date.now() - lastBeat < 6 * HEARTBEAT_MS, ready: runner.ready }),
+      })
+    : undefined;
+  if (server) log.info({ address: `${server.address.host}:${server.address.port}` }, 'serving /metrics, /healthz, /readyz');
+
+  // Shutdown: the first signal starts it; the process exits 0 within the deadline whatever happens.
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const hard = setTimeout(() => {
+      log.warn('shutdown deadline reached; exiting');
+      process.exit(EXIT_OK);
+    }, SHUTDOWN_DEADLINE_MS);
+    hard.unref();
+    resolveStopped();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  // Hot reload: the config file and every template file. An invalid edit is
+  // logged and rejected; the running config stays in force.
+  const { watch } = await import('chokidar');
+  const watched = () => [opts.configPath, ...templateFiles(runner.pipeline.config)];
+  const watcher = watch(watched(), { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 25 } });
+  let reloadTimer: NodeJS.Timeout | undefined;
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = async (): Promise<void> => {
+    const current = runner.pipeline.config;
+    try {
+      const next = await loadConfig(opts.configPath);
+      const nextCompiled = await compileFiles(next);
+      const fixed = restartOnlyChange(current, next);
+      if (fixed) {
+        metrics.configReloaded('error');
+        log.error({ key: fixed }, `config change rejected: changing ${fixed} needs a restart of the agent; the running config stays in force`);
+        return;
+      }
+      await runner.reload(makePipeline(next, nextCompiled, runner.pipeline.source), makeNotifier(next));
+      metrics.declareConfig(next);
+      const before = new Set(watched());
+      const now = [opts.configPath, ...templateFiles(next)];
+      watcher.unwatch([...before].filter((p) => !now.includes(p)));
+      watcher.add(now);
+      metrics.configReloaded('success');
+      log.info({ config: opts.configPath }, 'config reloaded');
+    } catch (err) {
+      metrics.configReloaded('error');
+      if (err instanceof ConfigError) {
+        reportConfigError(err, log);
+        log.error('config change rejected; the running config stays in force');
+      } else {
+        log.error({ err: (err as Error).message }, 'config reload failed; the running config stays in force');
+      }
+    }
+  };
+  watcher.on('all', () => {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => {
+      reloading = reloading.then(reload);
+    }, 150);
+    reloadTimer.unref();
+  });
+  watcher.on('error', (err) => log.warn({ err: String(err) }, 'watching config files failed'));
+
+  const unwatchSource = source.watch?.(() => runner.checkAllNow());
+
+  const first = runner.firstRender().catch((err: unknown) => {
+    logUnexpected(log, err);
+    return false;
+  });
+  await Promise.race([stopped, first]);
+  if (!stopping) await stopped;
+
+  clearTimeout(reloadTimer);
+  await Promise.allSettled([watcher.close(), unwatchSource?.(), reloading]);
+  await runner.stop();
+  source.close();
+  await server?.close();
+  clearInterval(heartbeat);
+  log.info('stopped');
+  return EXIT_OK;
+}
+
+function logUnexpected(log: Logger, err: unknown): void {
+  log.error({ err: (err as Error)?.message ?? String(err) }, 'first render failed unexpectedly');
+}

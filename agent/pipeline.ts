@@ -1,0 +1,115 @@
+// The pipeline shared by `init`, `render` and `run`: values in, one generation out.
+//
+//   source --fetch--> values (last known good, per secret)
+//          --render-> files  (last known good, per file)
+//          --write--> one atomic generation; the writer alone decides "did anything change?"
+//
+// Not safe for concurrent callers: the refresh loop serializes commits.
+import type { SourceError } from './errors.ts';
+import type { Logger } from './observe/log.ts';
+import type { AgentMetrics } from './observe/metrics.ts';
+import { renderFiles, type CompiledFiles } from './render/render.ts';
+import type { OutputWriter, WriteResult } from './render/writer.ts';
+import type { FetchResult, SecretSource } from './source/source.ts';
+import type { AgentConfig, RenderedFile, SecretSpec, SecretValue } from './types.ts';
+import type { RenderError } from './errors.ts';
+
+export interface CommitOutcome {
+  /** Undefined when nothing was written because rendering failed in strict mode. */
+  readonly write?: WriteResult;
+  readonly renderErrors: readonly RenderError[];
+}
+
+export class Pipeline {
+  readonly config: AgentConfig;
+  readonly compiled: CompiledFiles;
+  readonly source: SecretSource;
+  readonly writer: OutputWriter;
+  readonly #log: Logger;
+  readonly #metrics: AgentMetrics | undefined;
+  /** Last known good value of each secret (by local name). */
+  readonly values = new Map<string, SecretValue>();
+  /** Last rendered bytes of each file that rendered at least once (by path). */
+  readonly #lastGood = new Map<string, RenderedFile>();
+
+  constructor(init: {
+    config: AgentConfig;
+    compiled: CompiledFiles;
+    source: SecretSource;
+    writer: OutputWriter;
+    log: Logger;
+    metrics?: AgentMetrics;
+  }) {
+    this.config = init.config;
+    this.compiled = init.compiled;
+    this.source = init.source;
+    this.writer = init.writer;
+    this.#log = init.log;
+    this.#metrics = init.metrics;
+  }
+
+  specsByName(): Map<string, SecretSpec> {
+    return new Map(this.config.secrets.map((s) => [s.name, s]));
+  }
+
+  /**
+   * Fetch the given secrets (batched), keep what arrived, return the failures by local name.
+   */
+  async load(specs: readonly SecretSpec[], signal?: AbortSignal): Promise<Map<string, SourceError>> {
+    const failures = new Map<string, SourceError>();
+    if (specs.length === 0) return failures;
+    const results: Map<string, FetchResult> = await this.source.fetchAll(specs, signal);
+    for (const spec of specs) {
+      const r = results.get(spec.name);
+      if (r === undefined) continue;
+      if (r instanceof Error) {
+        failures.set(spec.name, r);
+        this.#metrics?.secretFetched(spec.name, 'error');
+      } else {
+        this.accept(spec.name, r);
+        this.#metrics?.secretFetched(spec.name, 'success');
+      }
+    }
+    return failures;
+  }
+
+  /** Record a fetched value as the one in use. Returns true when it is a new version. */
+  accept(name: string, value: SecretValue): boolean {
+    const old = this.values.get(name);
+    this.values.set(name, value);
+    const changed = old !== undefined && old.versionId !== value.versionId;
+    if (changed) this.#metrics?.versionChanged(name, value.createdDate);
+    else if (old === undefined && value.createdDate) this.#metrics?.versionCreated(name, value.createdDate);
+    return changed;
+  }
+
+  /**
+   * Render every file and write one generation.
+   * strict: any render error means nothing is written (init, the first render of run).
+   * lenient: a file that fails keeps its last good bytes, so one bad template or
+   * secret never blocks the others from refreshing; a file that never rendered is left out.
+   */
+  async commit(mode: 'strict' | 'lenient'): Promise<CommitOutcome> {
+    const outcome = await renderFiles(this.config, this.compiled, this.values);
+    const failed = new Set(outcome.errors.map((e) => e.file));
+    for (const f of outcome.files) this.#metrics?.fileRendered(f.path, 'success');
+    for (const e of outcome.errors) this.#metrics?.fileRendered(e.file, 'error');
+    if (mode === 'strict' && outcome.errors.length > 0) return { renderErrors: outcome.errors };
+    const rendered = new Map(outcome.files.map((f) => [f.path, f]));
+    const files: RenderedFile[] = [];
+    for (const spec of this.config.files) {
+      const fresh = failed.has(spec.path) ? undefined : rendered.get(spec.path);
+      const file = fresh ?? this.#lastGood.get(spec.path);
+      if (file) files.push(file);
+    }
+    const write = await this.writer.write(files);
+    for (const f of outcome.files) this.#lastGood.set(f.path, f);
+    if (write.changed.length > 0) {
+      this.#metrics?.generationWritten(new Date());
+    } else {
+      this.#metrics?.filesWritten('unchanged');
+      this.#log.debug('rendered files unchanged; nothing written');
+    }
+    return { write, renderErrors: outcome.errors };
+  }
+}

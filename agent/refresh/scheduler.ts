@@ -1,0 +1,314 @@
+// The refresh scheduler: when each secret is checked next.
+//
+// - Every secret has its own schedule: interval ± jitter (per-secret override).
+// - A check that fails transiently is retried with p-retry: exponential backoff
+//   with jitter, starting no faster than the SDK's own retries (which already
+//   made 3 attempts) and never slower than the interval, so the agent recovers
+//   within one interval after an outage ends.
+// - A terminal failure (AccessDenied, ResourceNotFound, DecryptionFailure) is
+//   logged once per distinct error and retried at the normal interval.
+// - rotationAware: when a check shows rotation enabled with a NextRotationDate
+//   before the next regular check, extra checks are scheduled just after that
+//   date (at +1 s, +2 s, +4 s … , at most ROTATION_PROBES of them) until the new
+//   version appears, so a scheduled rotation reaches the pod within seconds
+//   even with a 1 h interval.
+// - Pinned versionIds are never scheduled: their value cannot change.
+// All timers are unref'd; stop() aborts checks in flight.
+import pRetry from 'p-retry';
+import type { SourceError } from '../errors.ts';
+import type { Logger } from '../observe/log.ts';
+import type { SecretMetadata, SecretSpec } from '../types.ts';
+import { DueHeap } from './heap.ts';
+
+export interface CheckOutcome {
+  readonly metadata: SecretMetadata;
+  /** The version carrying the stage moved and the new value was fetched. */
+  readonly changed: boolean;
+}
+
+export interface RefreshSettings {
+  readonly intervalMs: number;
+  readonly jitter: number;
+  readonly rotationAware: boolean;
+}
+
+export interface SchedulerOptions extends RefreshSettings {
+  readonly log: Logger;
+  /** One check of one secret: DescribeSecret, and GetSecretValue only if the version moved. Throws SourceError. */
+  readonly check: (spec: SecretSpec, signal: AbortSignal) => Promise<CheckOutcome>;
+  /** Called after every check attempt (for metrics). */
+  readonly onCheckResult?: (spec: SecretSpec, error: SourceError | undefined) => void;
+  /** Max checks in flight at once. @default 8 */
+  readonly concurrency?: number;
+  /** Clock, for tests. @default Date.now */
+  readonly now?: () => number;
+}
+
+/** Extra checks after a NextRotationDate: 1+2+4+…+128 s ≈ 4 min of rotation Lambda time covered. */
+export const ROTATION_PROBES = 8;
+/**
+ * rotationAware: the first metadata check after start comes within this long.
+ * One DescribeSecret per secret per start is cheap (40,000 TPS, no KMS decrypt).
+ */
+export const FIRST_LOOK_MS = 2_000;
+/** A NextRotationDate this recent is still watched (the rotation may be under way). */
+export const ROTATION_GRACE_MS = 5 * 60_000;
+
+interface SecretState {
+  spec: SecretSpec;
+  /** Bumped on every reschedule: heap entries with an older token are stale. */
+  token: number;
+  /** Key of the last terminal error logged (code + message), to log each distinct error once. */
+  lastTerminal?: string;
+  /** A scheduled rotation being watched: its date, and probes done since. */
+  rotation?: { at: number; probes: number };
+  running: boolean;
+  /** When this secret is next checked. */
+  nextDue?: number;
+}
+
+export class Scheduler {
+  readonly #o: SchedulerOptions;
+  #refresh: RefreshSettings;
+  readonly #now: () => number;
+  readonly #states = new Map<string, SecretState>();
+  readonly #heap = new DueHeap<{ name: string; token: number }>();
+  readonly #abort = new AbortController();
+  #timer: NodeJS.Timeout | undefined;
+  #timerDue = Infinity;
+  #inFlight = 0;
+  readonly #waiting: (() => void)[] = [];
+  #stopped = false;
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(options: SchedulerOptions) {
+    this.#o = options;
+    this.#refresh = { intervalMs: options.intervalMs, jitter: options.jitter, rotationAware: options.rotationAware };
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** New refresh settings (config reload); secrets whose interval changed are rescheduled by setSecrets(). */
+  setRefresh(refresh: RefreshSettings): void {
+    const before = this.#refresh.intervalMs;
+    this.#refresh = { intervalMs: refresh.intervalMs, jitter: refresh.jitter, rotationAware: refresh.rotationAware };
+    if (before !== refresh.intervalMs) {
+      for (const s of this.#states.values()) if (!s.spec.refreshIntervalMs) this.#schedule(s, this.#now() + this.#jittered(refresh.intervalMs));
+      this.#arm();
+    }
+  }
+
+  /** Interval of one secret (its own override, else the global one). */
+  intervalOf(spec: SecretSpec): number {
+    return spec.refreshIntervalMs ?? this.#refresh.intervalMs;
+  }
+
+  #jittered(ms: number): number {
+    const j = this.#refresh.jitter;
+    return Math.max(1, ms * (1 - j + Math.random() * 2 * j));
+  }
+
+  /**
+   * Replace the set of secrets (start-up and config reload). Secrets that stay
+   * keep their schedule; new ones are first checked one jittered interval from now.
+   */
+  setSecrets(specs: readonly SecretSpec[]): void {
+    const keep = new Set<string>();
+    for (const spec of specs) {
+      if (spec.versionId) continue; // pinned: never refreshed
+      keep.add(spec.name);
+      const old = this.#states.get(spec.name);
+      if (old && sameSource(old.spec, spec) && this.intervalOf(old.spec) === this.intervalOf(spec)) {
+        old.spec = spec;
+        continue;
+      }
+      const state: SecretState = old ?? { spec, token: 0, running: false };
+      state.spec = spec;
+      delete state.rotation;
+      delete state.lastTerminal;
+      this.#states.set(spec.name, state);
+      this.#schedule(state, this.#now() + this.#firstDelay(spec));
+    }
+    for (const name of [...this.#states.keys()]) {
+      if (!keep.has(name)) {
+        const s = this.#states.get(name);
+        if (s) s.token++; // invalidates its heap entries
+        this.#states.delete(name);
+      }
+    }
+    this.#arm();
+  }
+
+  /**
+   * The first check of a new secret. Its value was just fetched, so normally one
+   * interval away; but with rotationAware and a long interval the agent would not
+   * learn a NextRotationDate before it passes, so one early metadata check
+   * (spread over up to FIRST_LOOK_MS, no value fetched) learns it.
+   */
+  #firstDelay(spec: SecretSpec): number {
+    const regular = this.#jittered(this.intervalOf(spec));
+    if (!this.#refresh.rotationAware) return regular;
+    return Math.min(regular, Math.random() * FIRST_LOOK_MS);
+  }
+
+  /** Check every secret now (the file source changed, or a test asks). */
+  checkAllNow(): void {
+    for (const s of this.#states.values()) this.#schedule(s, this.#now());
+    this.#arm();
+  }
+
+  /** When the given secret is next due (for tests and debug endpoints). */
+  nextDue(name: string): number | undefined {
+    return this.#states.get(name)?.nextDue;
+  }
+
+  #schedule(state: SecretState, due: number): void {
+    state.token++;
+    state.nextDue = due;
+    this.#heap.push(due, { name: state.spec.name, token: state.token });
+  }
+
+  /** Keep exactly one timer, for the earliest due entry. */
+  #arm(): void {
+    if (this.#stopped) return;
+    // Drop stale entries at the top so the timer is armed for a live one.
+    for (let top = this.#heap.peek(); top; top = this.#heap.peek()) {
+      const s = this.#states.get(top.value.name);
+      if (s && s.token === top.value.token) break;
+      this.#heap.pop();
+    }
+    const top = this.#heap.peek();
+    if (!top) return;
+    if (this.#timer && this.#timerDue <= top.due) return;
+    clearTimeout(this.#timer);
+    this.#timerDue = top.due;
+    // setTimeout caps at 2^31-1 ms; re-arming on wake handles longer waits.
+    const delay = Math.min(Math.max(0, top.due - this.#now()), 2 ** 31 - 1);
+    this.#timer = setTimeout(() => this.#tick(), delay);
+    this.#timer.unref();
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    this.#timerDue = Infinity;
+    const now = this.#now();
+    for (let top = this.#heap.peek(); top && top.due <= now; top = this.#heap.peek()) {
+      this.#heap.pop();
+      const s = this.#states.get(top.value.name);
+      if (!s || s.token !== top.value.token || s.running) continue;
+      const p = this.#runCheck(s).finally(() => this.#running.delete(p));
+      this.#running.add(p);
+    }
+    this.#arm();
+  }
+
+  async #slot(): Promise<void> {
+    if (this.#inFlight < (this.#o.concurrency ?? 8)) {
+      this.#inFlight++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#inFlight++;
+  }
+
+  #release(): void {
+    this.#inFlight--;
+    this.#waiting.shift()?.();
+  }
+
+  async #runCheck(state: SecretState): Promise<void> {
+    state.running = true;
+    const spec = state.spec;
+    const interval = this.intervalOf(spec);
+    const signal = this.#abort.signal;
+    let outcome: CheckOutcome | undefined;
+    try {
+      outcome = await pRetry(
+        async () => {
+          await this.#slot();
+          try {
+            return await this.#o.check(spec, signal);
+          } finally {
+            this.#release();
+          }
+        },
+        {
+          retries: Infinity,
+          // The SDK already retried 3 times (backoff from 50 ms, 1 s when throttled):
+          // our first cycle-level retry waits at least that long, the last never beyond the interval.
+          minTimeout: Math.min(1000, interval),
+          maxTimeout: interval,
+          factor: 2,
+          randomize: true,
+          maxRetryTime: interval,
+          signal,
+          unref: true,
+          shouldRetry: ({ error }) => !this.#stopped && (error as SourceError).transient === true,
+          onFailedAttempt: ({ error, attemptNumber, retryDelay }) => {
+            const e = error as SourceError;
+            this.#o.onCheckResult?.(spec, e);
+            if (e.transient) {
+              this.#o.log.warn({ secret: spec.name, code: e.code, attempt: attemptNumber, retryInMs: Math.round(retryDelay) }, e.message);
+            }
+          },
+        },
+      );
+    } catch (err) {
+      if (this.#stopped) return;
+      const e = err as SourceError;
+      if (!e.transient) {
+        const key = `${e.code}:${e.message}`;
+        if (state.lastTerminal !== key) {
+          state.lastTerminal = key;
+          this.#o.log.error({ secret: spec.name, secretId: spec.id, code: e.code }, e.message);
+        }
+      }
+    } finally {
+      state.running = false;
+    }
+    if (this.#stopped || this.#states.get(spec.name) !== state) return;
+    if (outcome) {
+      this.#o.onCheckResult?.(spec, undefined);
+      if (state.lastTerminal) {
+        this.#o.log.info({ secret: spec.name }, 'secret is readable again');
+        delete state.lastTerminal;
+      }
+    }
+    this.#schedule(state, this.#nextDue(state, outcome));
+    this.#arm();
+  }
+
+  #nextDue(state: SecretState, outcome: CheckOutcome | undefined): number {
+    const now = this.#now();
+    const regular = now + this.#jittered(this.intervalOf(state.spec));
+    if (!this.#refresh.rotationAware || !outcome) return regular;
+    const { metadata, changed } = outcome;
+    if (changed) delete state.rotation;
+    const next = metadata.rotationEnabled ? metadata.nextRotationDate?.getTime() : undefined;
+    if (next !== undefined && next > now - ROTATION_GRACE_MS && !changed && (!state.rotation || state.rotation.at !== next)) {
+      // A new scheduled rotation: watch it.
+      state.rotation = { at: next, probes: 0 };
+    }
+    const r = state.rotation;
+    if (!r) return regular;
+    if (r.at > now) return Math.min(regular, r.at + 1000);
+    if (changed || r.probes >= ROTATION_PROBES) {
+      delete state.rotation;
+      return regular;
+    }
+    r.probes++;
+    return Math.min(regular, now + 1000 * 2 ** r.probes);
+  }
+
+  /** Stop scheduling, abort checks in flight, wait for them to settle. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#abort.abort(new Error('shutting down'));
+    for (const w of this.#waiting.splice(0)) w();
+    await Promise.allSettled([...this.#running]);
+  }
+}
+
+function sameSource(a: SecretSpec, b: SecretSpec): boolean {
+  return a.id === b.id && a.versionStage === b.versionStage && a.versionId === b.versionId;
+}

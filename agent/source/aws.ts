@@ -1,0 +1,342 @@
+// AWS Secrets Manager as a SecretSource.
+//
+// Cost model (see aws-facts.md): DescribeSecret for checks (40,000 TPS, no KMS
+// decrypt), GetSecretValue only when the stage moved, BatchGetSecretValue for
+// the first load only (its 100 TPS account quota would not survive a fleet
+// polling with it).
+//
+// Deadlines: the SDK sets none (NodeHttpHandler has no connection or request
+// timeout, and a hanging credential endpoint is not aborted by abortSignal), so
+// every request gets connection/request timeouts with throwOnRequestTimeout,
+// and credential resolution gets its own overall deadline.
+import {
+  BatchGetSecretValueCommand,
+  DescribeSecretCommand,
+  GetSecretValueCommand,
+  SecretsManagerClient,
+  type SecretValueEntry,
+  type GetSecretValueCommandOutput,
+} from '@aws-sdk/client-secrets-manager';
+import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { CredentialsError, SourceError } from '../errors.ts';
+import type { Logger } from '../observe/log.ts';
+import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';
+import { errorCode, isTerminal, toSourceError } from './classify.ts';
+import type { FetchResult, SecretSource } from './source.ts';
+
+export interface AwsSourceOptions {
+  region?: string;
+  assumeRoleArn?: string;
+  log: Logger;
+  /** Client plugins (e.g. metrics) added to Secrets Manager and to the STS clients used for credentials. */
+  // A plugin must fit both the Secrets Manager and the STS clients, so it is typed for any client.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  plugins?: readonly Pluggable<any, any>[];
+  /** Called with every credential set resolved (for the expiration metric). */
+  onCredentials?: (creds: AwsCredentialIdentity) => void;
+  /** Called when credential resolution fails or times out. */
+  onCredentialsError?: (err: CredentialsError) => void;
+  /** @default 3000 */
+  connectionTimeoutMs?: number;
+  /** @default 10000 */
+  requestTimeoutMs?: number;
+  /** Overall deadline for resolving credentials (STS / Pod Identity). @default 15000 */
+  credentialsTimeoutMs?: number;
+  /** Max parallel GetSecretValue calls when not batching. @default 10 */
+  concurrency?: number;
+}
+
+const BATCH_SIZE = 20;
+const DEFAULT_STAGE = 'AWSCURRENT';
+
+/** Region: config, then the environment, then the region of an ARN id. */
+export function resolveRegion(configured: string | undefined, specs: readonly SecretSpec[]): string | undefined {
+  if (configured) return configured;
+  const env = process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION;
+  if (env) return env;
+  for (const s of specs) {
+    const m = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):/.exec(s.id);
+    if (m?.[1]) return m[1];
+  }
+  return undefined;
+}
+
+/** Wrap a provider with an overall deadline: the SDK has none for credential resolution. */
+function withDeadline(
+  provider: AwsCredentialIdentityProvider,
+  ms: number,
+  onOk?: (c: AwsCredentialIdentity) => void,
+  onErr?: (e: CredentialsError) => void,
+): AwsCredentialIdentityProvider {
+  return async (props) => {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new CredentialsError(`timed out after ${ms / 1000}s resolving AWS credentials (STS or the Pod Identity agent did not answer)`, true)),
+        ms,
+      );
+      timer.unref();
+    });
+    try {
+      const creds = await Promise.race([provider(props), deadline]);
+      onOk?.(creds);
+      return creds;
+    } catch (err) {
+      const e = err instanceof CredentialsError ? err : credentialsError(err);
+      onErr?.(e);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+function credentialsError(err: unknown): CredentialsError {
+  const code = errorCode(err);
+  const raw = err instanceof Error ? err.message : String(err);
+  let hint = '';
+  if (code === 'InvalidIdentityToken' || /web identity|token/i.test(raw)) {
+    hint = ' — check AWS_WEB_IDENTITY_TOKEN_FILE (the projected service-account token) and the role trust policy (k8s-examples/iam/irsa-trust-policy.json)';
+  } else if (/ENOENT/.test(raw)) {
+    hint = ' — a credentials file named in the environment does not exist';
+  } else if (/Could not load credentials/i.test(raw)) {
+    hint = ' — no IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), Pod Identity or other AWS credentials were found in this container';
+  }
+  const terminal = isTerminal(code) || /ENOENT|Could not load credentials/i.test(raw);
+  return new CredentialsError(`cannot get AWS credentials: ${code}: ${raw.slice(0, 300)}${hint}`, !terminal, { cause: err });
+}
+
+function toValue(out: GetSecretValueCommandOutput | SecretValueEntry): SecretValue {
+  const base = {
+    arn: out.ARN ?? '',
+    name: out.Name ?? '',
+    versionId: out.VersionId ?? '',
+    versionStages: out.VersionStages ?? [],
+    ...(out.CreatedDate ? { createdDate: out.CreatedDate } : {}),
+  };
+  if (out.SecretString !== undefined) return { ...base, secretString: out.SecretString };
+  if (out.SecretBinary !== undefined) return { ...base, secretBinary: out.SecretBinary };
+  return { ...base, secretString: '' };
+}
+
+/** Does a batch entry answer this configured id (a name, a full ARN, or a partial ARN)? */
+function matches(id: string, v: SecretValueEntry): boolean {
+  return id === v.Name || id === v.ARN || (v.ARN !== undefined && id.startsWith('arn:') && v.ARN.startsWith(id + '-'));
+}
+
+async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+export class AwsSource implements SecretSource {
+  readonly kind = 'aws' as const;
+  readonly #client: SecretsManagerClient;
+  readonly #log: Logger;
+  readonly #region: string;
+  readonly #assumeRoleArn: string | undefined;
+  readonly #concurrency: number;
+  /** Set once BatchGetSecretValue was refused (AccessDenied): later loads go straight to GetSecretValue. */
+  #batchRefused = false;
+
+  constructor(specs: readonly SecretSpec[], options: AwsSourceOptions) {
+    this.#log = options.log;
+    const region = resolveRegion(options.region, specs);
+    if (!region) {
+      throw new CredentialsError('no AWS region: set source.region in the config, or AWS_REGION in the container environment', false);
+    }
+    this.#region = region;
+    this.#assumeRoleArn = options.assumeRoleArn;
+    this.#concurrency = options.concurrency ?? 10;
+    const keepAlive = { keepAlive: true, maxSockets: 50 };
+    // One handler for Secrets Manager and the nested STS clients: both get the deadlines.
+    const requestHandler = new NodeHttpHandler({
+      connectionTimeout: options.connectionTimeoutMs ?? 3000,
+      requestTimeout: options.requestTimeoutMs ?? 10_000,
+      throwOnRequestTimeout: true,
+      httpAgent: new HttpAgent(keepAlive),
+      httpsAgent: new HttpsAgent(keepAlive),
+    });
+    const plugins = [...(options.plugins ?? [])];
+    const stsConfig = { region, requestHandler };
+    let provider: AwsCredentialIdentityProvider = fromNodeProviderChain({
+      clientConfig: stsConfig,
+      clientPlugins: plugins,
+      // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
+      timeout: 2000,
+      maxRetries: 2,
+    });
+    if (options.assumeRoleArn) {
+      provider = fromTemporaryCredentials({
+        params: { RoleArn: options.assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
+        masterCredentials: provider,
+        clientConfig: stsConfig,
+        clientPlugins: plugins,
+      });
+    }
+    this.#client = new SecretsManagerClient({
+      region,
+      requestHandler,
+      maxAttempts: 3,
+      credentials: withDeadline(provider, options.credentialsTimeoutMs ?? 15_000, options.onCredentials, options.onCredentialsError),
+    });
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- see AwsSourceOptions.plugins
+    for (const p of plugins) this.#client.middlewareStack.use(p);
+  }
+
+  describeIdentity(): Record<string, string> {
+    const env = process.env;
+    const id: Record<string, string> = { source: 'aws', region: this.#region };
+    if (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE) {
+      id.credentials = 'web-identity (IRSA)';
+      id.roleArn = env.AWS_ROLE_ARN;
+      id.tokenFile = env.AWS_WEB_IDENTITY_TOKEN_FILE;
+    } else if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) {
+      id.credentials = 'container (EKS Pod Identity)';
+      id.endpoint = env.AWS_CONTAINER_CREDENTIALS_FULL_URI ?? 'relative';
+    } else if (env.AWS_ACCESS_KEY_ID) {
+      id.credentials = 'environment keys';
+    } else {
+      id.credentials = 'default chain (profile / instance metadata)';
+    }
+    if (this.#assumeRoleArn) id.assumeRoleArn = this.#assumeRoleArn;
+    if (env.AWS_ENDPOINT_URL_SECRETS_MANAGER || env.AWS_ENDPOINT_URL) {
+      id.endpoint = env.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? env.AWS_ENDPOINT_URL ?? '';
+    }
+    return id;
+  }
+
+  async fetch(spec: SecretSpec, signal?: AbortSignal): Promise<SecretValue> {
+    try {
+      const out = await this.#client.send(
+        new GetSecretValueCommand({
+          SecretId: spec.id,
+          ...(spec.versionId ? { VersionId: spec.versionId } : { VersionStage: spec.versionStage ?? DEFAULT_STAGE }),
+        }),
+        signal ? { abortSignal: signal } : {},
+      );
+      return toValue(out);
+    } catch (err) {
+      throw this.#wrap(err, spec);
+    }
+  }
+
+  async describe(spec: SecretSpec, signal?: AbortSignal): Promise<SecretMetadata> {
+    try {
+      const out = await this.#client.send(new DescribeSecretCommand({ SecretId: spec.id }), signal ? { abortSignal: signal } : {});
+      const stage = spec.versionStage ?? DEFAULT_STAGE;
+      let versionIdForStage: string | undefined;
+      for (const [versionId, stages] of Object.entries(out.VersionIdsToStages ?? {})) {
+        if (stages.includes(stage)) versionIdForStage = versionId;
+      }
+      return {
+        arn: out.ARN ?? '',
+        name: out.Name ?? '',
+        ...(spec.versionId ? { versionIdForStage: spec.versionId } : versionIdForStage ? { versionIdForStage } : {}),
+        rotationEnabled: out.RotationEnabled === true,
+        ...(out.NextRotationDate ? { nextRotationDate: out.NextRotationDate } : {}),
+        deleted: out.DeletedDate !== undefined,
+      };
+    } catch (err) {
+      throw this.#wrap(err, spec);
+    }
+  }
+
+  async fetchAll(specs: readonly SecretSpec[], signal?: AbortSignal): Promise<Map<string, FetchResult>> {
+    const results = new Map<string, FetchResult>();
+    // BatchGetSecretValue reads AWSCURRENT only: everything else goes one by one.
+    const batchable = specs.filter((s) => !s.versionId && (s.versionStage ?? DEFAULT_STAGE) === DEFAULT_STAGE);
+    const single = specs.filter((s) => !batchable.includes(s));
+    const leftovers: SecretSpec[] = [...single];
+    if (batchable.length > 1 && !this.#batchRefused) {
+      const ids = [...new Set(batchable.map((s) => s.id))];
+      const chunks: string[][] = [];
+      for (let i = 0; i < ids.length; i += BATCH_SIZE) chunks.push(ids.slice(i, i + BATCH_SIZE));
+      await mapLimit(chunks, 2, async (chunk) => {
+        const answered = await this.#batch(chunk, signal);
+        for (const spec of batchable) {
+          if (!chunk.includes(spec.id)) continue;
+          const got = answered?.get(spec.id);
+          if (got === undefined) leftovers.push(spec);
+          else results.set(spec.name, got instanceof Error ? this.#wrap(got, spec) : got);
+        }
+      });
+    } else {
+      leftovers.push(...batchable);
+    }
+    await mapLimit(leftovers, this.#concurrency, async (spec) => {
+      try {
+        results.set(spec.name, await this.fetch(spec, signal));
+      } catch (err) {
+        results.set(spec.name, this.#wrap(err, spec));
+      }
+    });
+    return results;
+  }
+
+  /**
+   * One BatchGetSecretValue call. Returns id -> value or per-secret error, or
+   * undefined when the whole batch was refused or throttled (caller falls back
+   * to GetSecretValue). Ids the batch did not answer are left out of the map.
+   */
+  async #batch(ids: readonly string[], signal?: AbortSignal): Promise<Map<string, SecretValue | Error> | undefined> {
+    const out = new Map<string, SecretValue | Error>();
+    try {
+      let nextToken: string | undefined;
+      do {
+        const res = await this.#client.send(
+          new BatchGetSecretValueCommand({ SecretIdList: [...ids], ...(nextToken ? { NextToken: nextToken } : {}) }),
+          signal ? { abortSignal: signal } : {},
+        );
+        for (const v of res.SecretValues ?? []) {
+          for (const id of ids) if (matches(id, v)) out.set(id, toValue(v));
+        }
+        for (const e of res.Errors ?? []) {
+          if (!e.SecretId) continue;
+          const err = Object.assign(new Error(e.Message ?? e.ErrorCode ?? 'error'), { name: e.ErrorCode ?? 'UnknownError' });
+          out.set(e.SecretId, err);
+        }
+        nextToken = res.NextToken ?? undefined;
+      } while (nextToken);
+      return out;
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'AccessDeniedException') {
+        this.#batchRefused = true;
+        this.#log.warn({ code }, 'BatchGetSecretValue refused; falling back to GetSecretValue (grant secretsmanager:BatchGetSecretValue on "*" for faster start-up)');
+      } else {
+        this.#log.warn({ code }, 'BatchGetSecretValue failed; falling back to GetSecretValue for this batch');
+      }
+      return undefined;
+    }
+  }
+
+  #wrap(err: unknown, spec: SecretSpec): SourceError {
+    if (err instanceof CredentialsError) {
+      return new SourceError(
+        { secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: err.transient, message: err.message },
+        { cause: err },
+      );
+    }
+    // Errors the SDK wraps around a credential failure surface with the provider's name.
+    if (err instanceof Error && err.name === 'CredentialsProviderError') {
+      const ce = credentialsError(err);
+      return new SourceError({ secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: ce.transient, message: ce.message }, { cause: err });
+    }
+    return toSourceError(err, spec.name, spec.id);
+  }
+
+  close(): void {
+    this.#client.destroy();
+  }
+}

@@ -1,0 +1,25 @@
+// A source of secret values. `aws` is Secrets Manager; `file` is a local YAML/JSON
+// map for development. Both answer the same three questions: the values (first
+// load, batched), one value, and the cheap "which version carries my stage now?".
+import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';
+import type { SourceError } from '../errors.ts';
+
+export type FetchResult = SecretValue | SourceError;
+
+export interface SecretSource {
+  readonly kind: 'aws' | 'file';
+  /**
+   * First load: every spec's value, batched where the source can. Never throws for
+   * one secret's failure: each local name maps to its value or its SourceError.
+   */
+  fetchAll(specs: readonly SecretSpec[], signal?: AbortSignal): Promise<Map<string, FetchResult>>;
+  /** One value (the configured stage, or the pinned versionId). Throws SourceError. */
+  fetch(spec: SecretSpec, signal?: AbortSignal): Promise<SecretValue>;
+  /** Metadata only (DescribeSecret): no value, no KMS decrypt. Throws SourceError. */
+  describe(spec: SecretSpec, signal?: AbortSignal): Promise<SecretMetadata>;
+  /** A short human description of the identity in use, logged once at start-up. */
+  describeIdentity(): Record<string, string>;
+  /** Called when the source's data may have changed (file source only). Returns an unsubscribe. */
+  watch?(onChange: () => void): () => Promise<void>;
+  close(): void;
+}

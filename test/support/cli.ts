@@ -1,0 +1,105 @@
+// Run the real CLI (node agent/main.ts, or the bundle) as a child process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../agent/main.ts', import.meta.url));
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Kill with SIGKILL after this long. @default 60000 */
+  timeoutMs?: number;
+  /** Entry point; default the source (agent/main.ts). */
+  entry?: string;
+}
+
+export function runAgent(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [options.entry ?? MAIN, ...args], {
+      cwd: options.cwd ?? REPO,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Start a long-running agent (run); the caller stops it. Output is collected as it comes. */
+export interface RunningAgent {
+  child: ChildProcess;
+  output(): { stdout: string; stderr: string };
+  /** Resolve when stderr+stdout matches, or reject after timeoutMs. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function startAgent(args: readonly string[], options: RunOptions = {}): RunningAgent {
+  const child = spawn(process.execPath, [options.entry ?? MAIN, ...args], {
+    cwd: options.cwd ?? REPO,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const waiters = new Set<() => void>();
+  const poke = () => waiters.forEach((w) => w());
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    poke();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    poke();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      resolve({ code, signal });
+      poke();
+    }),
+  );
+  return {
+    child,
+    exited,
+    output: () => ({ stdout, stderr }),
+    waitFor(re, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (re.test(stdout + stderr)) {
+            cleanup();
+            resolve();
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            cleanup();
+            reject(new Error(`agent exited (${child.exitCode ?? child.signalCode}) before ${re}:\n${stderr.slice(-3000)}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`timed out waiting for ${re}:\n${stderr.slice(-3000)}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
+}
