@@ -1,0 +1,126 @@
+// Rules that relate keys to each other. They run on the raw parsed document
+// (not zod's output) so they still report when other keys are invalid: every
+// check here first makes sure the values it reads have the right type, and
+// says nothing otherwise (the schema reports wrong types).
+import { didYouMean, show } from './messages.ts';
+import type { KeySegment } from './keypath.ts';
+
+export interface RuleIssue {
+  readonly path: readonly KeySegment[];
+  readonly message: string;
+}
+
+type Obj = Readonly<Record<string, unknown>>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function has(o: Obj, key: string): boolean {
+  return Object.hasOwn(o, key) && o[key] !== undefined;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+const NOTIFY_KINDS = ['signal', 'exec', 'http'] as const;
+
+/** Every cross-key problem in `config` (a parsed YAML/JSON document). */
+export function crossCheck(config: unknown): RuleIssue[] {
+  if (!isObj(config)) return [];
+  const issues: RuleIssue[] = [];
+  const add = (path: readonly KeySegment[], message: string): void => {
+    issues.push({ path, message });
+  };
+
+  // source: keys of the other type.
+  const source = config['source'];
+  if (isObj(source)) {
+    const type = source['type'] ?? 'aws';
+    if (type === 'file') {
+      for (const k of ['region', 'assumeRoleArn']) if (has(source, k)) add(['source', k], 'only valid with type: aws; remove it');
+      if (!has(source, 'path')) add(['source'], 'type: file needs path (the local secrets file, e.g. path: ./dev-secrets.yaml)');
+    } else if (type === 'aws' && has(source, 'path')) {
+      add(['source', 'path'], 'only valid with type: file; add type: file or remove path');
+    }
+  }
+
+  // secrets: a pinned version has no stage and no refresh.
+  const secrets = config['secrets'];
+  const declared = isObj(secrets) ? Object.keys(secrets) : secrets === undefined ? [] : undefined;
+  if (isObj(secrets)) {
+    for (const [name, s] of Object.entries(secrets)) {
+      if (!isObj(s) || !has(s, 'versionId')) continue;
+      if (has(s, 'versionStage')) add(['secrets', name, 'versionId'], 'versionStage and versionId are mutually exclusive; keep one (versionId pins one version)');
+      if (has(s, 'refreshInterval')) add(['secrets', name, 'refreshInterval'], 'has no effect with versionId (a pinned version is never refreshed); remove it');
+    }
+  }
+
+  // files: one content source, key only for raw secrets, known secrets, distinct paths.
+  const files = config['files'];
+  const paths: { readonly path: string; readonly index: number }[] = [];
+  if (Array.isArray(files)) {
+    files.forEach((f: unknown, i) => {
+      if (!isObj(f)) return;
+      const template = has(f, 'template');
+      const templateFile = has(f, 'templateFile');
+      const secret = has(f, 'secret');
+      if (template && templateFile) add(['files', i, 'templateFile'], 'template and templateFile are mutually exclusive; keep one');
+      if (!template && !templateFile && !secret) add(['files', i], 'needs content: one of template, templateFile or secret');
+      if (has(f, 'key')) {
+        if (!secret) add(['files', i, 'key'], 'only valid with secret (key picks one JSON field of that secret)');
+        else if (template || templateFile) add(['files', i, 'key'], 'not allowed with a template; use {{ secret.FIELD }} in the template instead');
+      }
+      const ref = str(f['secret']);
+      if (ref !== undefined && declared !== undefined && !declared.includes(ref)) {
+        const hint = declared.length === 0 ? ' (no secrets are declared)' : didYouMean(ref, declared);
+        add(['files', i, 'secret'], `${show(ref)} is not declared under secrets${hint}`);
+      }
+      const path = str(f['path']);
+      if (path === undefined) return;
+      const clash = paths.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
+      if (clash?.path === path) add(['files', i, 'path'], `${show(path)} is already the path of files[${clash.index}]`);
+      else if (clash && path.startsWith(`${clash.path}/`)) add(['files', i, 'path'], `${show(path)} would be inside ${show(clash.path)}, which is a file (files[${clash.index}])`);
+      else if (clash) add(['files', i, 'path'], `${show(path)} is a file, but files[${clash.index}] (${show(clash.path)}) needs it to be a directory`);
+      paths.push({ path, index: i });
+    });
+  }
+
+  // notify: one kind each, the keys of that kind, known files, unique names.
+  const notify = config['notify'];
+  if (Array.isArray(notify)) {
+    const names = new Map<string, number>();
+    const filePaths = Array.isArray(files) ? paths.map((p) => p.path) : undefined;
+    notify.forEach((n: unknown, i) => {
+      if (!isObj(n)) return;
+      // In document order, so "mutually exclusive" points at the second one written.
+      const kinds = Object.keys(n).filter((k): k is (typeof NOTIFY_KINDS)[number] => (NOTIFY_KINDS as readonly string[]).includes(k) && has(n, k));
+      const [kind, second] = kinds;
+      if (kind === undefined) add(['notify', i], 'needs one of signal, exec or http');
+      else if (second !== undefined) add(['notify', i, second], `${kind} and ${second} are mutually exclusive; use one notify entry for each`);
+      if (kind === 'signal' && second === undefined) {
+        if (has(n, 'process') && has(n, 'pidFile')) add(['notify', i, 'pidFile'], 'process and pidFile are mutually exclusive; keep one');
+        if (!has(n, 'process') && !has(n, 'pidFile')) add(['notify', i], 'signal needs process (a process name) or pidFile');
+        if (has(n, 'timeout')) add(['notify', i, 'timeout'], 'only valid with exec or http');
+      } else if (kinds.length === 1) {
+        for (const k of ['process', 'pidFile']) if (has(n, k)) add(['notify', i, k], 'only valid with signal');
+      }
+      const targets = n['files'];
+      if (Array.isArray(targets) && filePaths !== undefined) {
+        targets.forEach((t: unknown, j) => {
+          if (typeof t === 'string' && !filePaths.includes(t)) {
+            add(['notify', i, 'files', j], `${show(t)} is not the path of any entry under files${didYouMean(t, filePaths)}`);
+          }
+        });
+      }
+      const name = str(n['name']);
+      if (name !== undefined) {
+        const first = names.get(name);
+        if (first === undefined) names.set(name, i);
+        else add(['notify', i, 'name'], `${show(name)} is already the name of notify[${first}]; names must be unique`);
+      }
+    });
+  }
+  return issues;
+}

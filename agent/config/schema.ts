@@ -1,0 +1,340 @@
+// The configuration schema (zod 4). One source for three things: validation,
+// the defaults, and schema/config.schema.json for editors. Rules that relate
+// several keys (one content source per file, references to declared secrets
+// and files, unique paths and names) live in rules.ts: zod skips an object's
+// refinements once any of its fields is invalid, and we want every problem
+// reported at once. The JSON Schema gets the same rules as plain JSON Schema
+// keywords through `.meta()` so editors flag them too.
+import { constants as osConstants } from 'node:os';
+import { z } from 'zod';
+import { DURATION_PATTERN, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from './duration.ts';
+import { show } from './messages.ts';
+import { crossCheck } from './rules.ts';
+
+export const SECRET_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]{0,62}$';
+const PATH_SEGMENT = '[A-Za-z0-9_-][A-Za-z0-9._-]*';
+export const FILE_PATH_PATTERN = `^${PATH_SEGMENT}(?:/${PATH_SEGMENT})*$`;
+const MODE_PATTERN = '^0?[4-7][0-7]{2}$';
+const SIGNAL_PATTERN = '^(?:[Ss][Ii][Gg])?[A-Za-z0-9]+$';
+const URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$';
+const LISTEN_PATTERN = '^(?:|(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]*):[0-9]{1,5})$';
+const ROLE_ARN_PATTERN = '^arn:aws[-a-z]*:iam::\\d{12}:role/.+$';
+const REGION_PATTERN = '^[a-z]{2}(?:-[a-z]+)+-\\d+$';
+const UID_MAX = 4_294_967_294;
+
+type RawIssue = { readonly input?: unknown };
+
+function typeError(expected: string, hint = ''): (iss: RawIssue) => string {
+  return (iss) => {
+    if (iss.input === undefined) return `required key is missing${hint}`;
+    if (iss.input === null) return `has no value${hint || '; give it one or remove the key'}`;
+    if (expected === 'a string' && (typeof iss.input === 'number' || typeof iss.input === 'boolean')) {
+      return `must be a string; quote it: "${String(iss.input)}"`;
+    }
+    return `must be ${expected}, not ${show(iss.input)}`;
+  };
+}
+
+function text(what: string, hint = ''): z.ZodString {
+  return z.string({ error: typeError('a string', hint) }).min(1, { error: `must not be empty${hint}` }).describe(what);
+}
+
+// --- durations ---------------------------------------------------------------
+
+function notADuration(iss: RawIssue): string {
+  if (iss.input === undefined) return 'required key is missing';
+  return `${show(iss.input)} is not a duration (use e.g. "30s", "5m", "1h")`;
+}
+
+function duration(minMs: number, minText: string, description: string): z.ZodString {
+  const ms = (v: string): number => parseDuration(v) ?? 0;
+  return z
+    .string({ error: notADuration })
+    .regex(new RegExp(DURATION_PATTERN), { error: notADuration, abort: true })
+    .refine((v) => ms(v) >= minMs, { error: (iss) => `${show(iss.input)} is too short (at least ${minText})`, abort: true })
+    .refine((v) => ms(v) <= MAX_DURATION_MS, { error: (iss) => `${show(iss.input)} is too long (at most ${MAX_DURATION_TEXT})` })
+    .describe(`${description} A duration like "500ms", "30s", "5m", "1h30m".`);
+}
+
+// --- file mode ----------------------------------------------------------------
+
+/** The message for a mode written as a YAML/JSON number; `source` is the number as written. */
+export function modeNumberMessage(source: string): string {
+  const octal = /^0o?([0-7]{3})$/i.exec(source);
+  if (octal) return `${source} is a number; quote it: "0${octal[1]}"`;
+  return `${source} is a number; write the mode as a quoted octal string, e.g. "0440"`;
+}
+
+function modeMessage(iss: RawIssue): string {
+  const v = iss.input;
+  if (typeof v === 'number') return modeNumberMessage(String(v));
+  if (typeof v !== 'string') return `must be a quoted octal string like "0440", not ${show(v)}`;
+  if (/^0?[1-7][0-7]{3}$/.test(v)) return `${show(v)} sets setuid, setgid or sticky bits, which are not allowed (e.g. "0440")`;
+  if (/^0?[0-3][0-7]{2}$/.test(v)) return `${show(v)} does not let the owner read the file (use "0400" to "0777")`;
+  return `${show(v)} is not an octal file mode (e.g. "0440")`;
+}
+
+// --- file path ------------------------------------------------------------------
+
+/** Why `p` is not a safe relative path, or undefined when it is. */
+export function unsafePathReason(p: string): string | undefined {
+  if (p === '') return 'must not be empty';
+  if (p.startsWith('/')) return `${show(p)} must be relative to outputDir (no leading "/")`;
+  if (p.includes('\\')) return `${show(p)} must use "/" to separate directories, not "\\"`;
+  for (const seg of p.split('/')) {
+    if (seg === '') return `${show(p)} has an empty segment ("//" or a trailing "/")`;
+    if (seg === '..' || seg === '.') return `${show(p)} must not contain "${seg}" (files stay inside outputDir)`;
+    if (seg.startsWith('.')) return `${show(p)}: names starting with "." are reserved`;
+    if (!new RegExp(`^${PATH_SEGMENT}$`).test(seg)) {
+      return `${show(p)}: use only letters, digits, ".", "_" and "-" in names`;
+    }
+    if (Buffer.byteLength(seg) > 255) return `${show(p)}: a name is longer than 255 bytes`;
+  }
+  return undefined;
+}
+
+// --- signals and URLs -------------------------------------------------------------
+
+/** "hup", "HUP", "SIGHUP" -> "SIGHUP"; undefined when the platform has no such signal. */
+export function normalizeSignal(name: string): NodeJS.Signals | undefined {
+  const upper = name.toUpperCase();
+  const full = upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  return Object.hasOwn(osConstants.signals, full) ? (full as NodeJS.Signals) : undefined;
+}
+
+function isHttpUrl(v: string): boolean {
+  if (!/^https?:\/\/\S+$/i.test(v) || !URL.canParse(v)) return false;
+  const url = new URL(v);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+}
+
+function listenReason(v: string): string | undefined {
+  if (v === '') return undefined;
+  const m = new RegExp(LISTEN_PATTERN).exec(v);
+  const port = m ? Number(v.slice(v.lastIndexOf(':') + 1)) : NaN;
+  if (!m || port > 65_535) return `${show(v)} is not host:port (e.g. "0.0.0.0:9102"; "" disables the server)`;
+  return undefined;
+}
+
+// --- the schema -------------------------------------------------------------------
+
+const sourceSchema = z
+  .strictObject(
+    {
+      type: z
+        .enum(['aws', 'file'], { error: (iss) => `${show(iss.input)} is not a source type (use "aws" or "file")` })
+        .default('aws')
+        .describe('Where secrets come from: "aws" (Secrets Manager) or "file" (a local YAML/JSON file, for development).'),
+      region: z
+        .string({ error: typeError('a string') })
+        .regex(new RegExp(REGION_PATTERN), { error: (iss) => `${show(iss.input)} is not an AWS region (e.g. "us-east-1")` })
+        .optional()
+        .describe('AWS region (type aws). Default: AWS_REGION / AWS_DEFAULT_REGION.'),
+      assumeRoleArn: z
+        .string({ error: typeError('a string') })
+        .regex(new RegExp(ROLE_ARN_PATTERN), {
+          error: (iss) => `${show(iss.input)} is not an IAM role ARN (e.g. "arn:aws:iam::123456789012:role/app-secrets")`,
+        })
+        .optional()
+        .describe('IAM role to assume after the pod identity (type aws), for cross-account access.'),
+      path: text('Secrets file (type file): a mapping of secret id to a string or an object (= JSON secret). Relative to the config file.').optional(),
+    },
+    { error: typeError('a mapping (e.g. type: aws)') },
+  )
+  .meta({
+    if: { properties: { type: { const: 'file' } }, required: ['type'] },
+    then: { required: ['path'], properties: { region: false, assumeRoleArn: false } },
+    else: { properties: { path: false } },
+  })
+  .describe('Secret source. Default: {type: aws}.');
+
+const secretSchema = z
+  .strictObject(
+    {
+      id: text('Secret name or full ARN.', ' (the secret name or ARN, e.g. id: prod/app/db)').max(2048, {
+        error: 'is longer than 2048 characters',
+      }),
+      versionStage: text('Staging label to follow. Default: AWSCURRENT.')
+        .max(256, { error: 'is longer than 256 characters' })
+        .optional(),
+      versionId: z
+        .string({ error: typeError('a string') })
+        .regex(/^[A-Za-z0-9-]{32,64}$/, {
+          error: (iss) => `${show(iss.input)} is not a version id (32 to 64 letters, digits or "-", usually a UUID)`,
+        })
+        .optional()
+        .describe('Pin one version: fetched once, never refreshed. Excludes versionStage.'),
+      refreshInterval: duration(10, '10ms', 'Check this secret at this interval instead of refresh.interval.').optional(),
+    },
+    { error: typeError('a mapping with an id (e.g. db: {id: prod/app/db})') },
+  )
+  .meta({
+    dependentSchemas: { versionId: { properties: { versionStage: false, refreshInterval: false } } },
+  });
+
+const fileSchema = z
+  .strictObject(
+    {
+      path: z
+        .string({ error: typeError('a string', ' (relative to outputDir, e.g. path: db.env)') })
+        .regex(new RegExp(FILE_PATH_PATTERN), {
+          error: (iss) => (typeof iss.input === 'string' ? unsafePathReason(iss.input) : undefined) ?? `${show(iss.input)} is not a safe relative path`,
+          abort: true,
+        })
+        .refine((p) => unsafePathReason(p) === undefined, { error: (iss) => unsafePathReason(String(iss.input)) })
+        .describe('Output file, relative to outputDir. Subdirectories are allowed ("certs/tls.crt"); no "..", no leading "/" or ".".'),
+      template: z
+        .string({ error: typeError('a string') })
+        .optional()
+        .describe('Inline Liquid template. Context: secrets.<name>, raw.<name>, meta.<name>.'),
+      templateFile: text('Liquid template file, relative to the config file.').optional(),
+      secret: text('Local secret name: the file content (without template), or the template\'s main secret (`secret`, `raw_secret`, `meta_secret`).').optional(),
+      key: text('With `secret` and no template: write one top-level JSON field of the secret, raw.').optional(),
+      mode: z
+        .string({ error: modeMessage })
+        .regex(new RegExp(MODE_PATTERN), { error: modeMessage })
+        .default('0400')
+        .describe('File mode as a quoted octal string, "0400" to "0777". Default "0400".'),
+      uid: z
+        .int({ error: (iss) => `must be a non-negative integer (a numeric user id), not ${show(iss.input)}` })
+        .min(0, { error: 'must be a non-negative integer (a numeric user id)' })
+        .max(UID_MAX, { error: `must be at most ${UID_MAX}` })
+        .optional()
+        .describe('Owner user id (needs CAP_CHOWN). Prefer pod fsGroup + mode.'),
+      gid: z
+        .int({ error: (iss) => `must be a non-negative integer (a numeric group id), not ${show(iss.input)}` })
+        .min(0, { error: 'must be a non-negative integer (a numeric group id)' })
+        .max(UID_MAX, { error: `must be at most ${UID_MAX}` })
+        .optional()
+        .describe('Owner group id (needs CAP_CHOWN).'),
+    },
+    { error: typeError('a mapping with a path (e.g. - path: db.env)') },
+  )
+  .meta({
+    anyOf: [{ required: ['template'] }, { required: ['templateFile'] }, { required: ['secret'] }],
+    not: { required: ['template', 'templateFile'] },
+    dependentSchemas: { key: { required: ['secret'], properties: { template: false, templateFile: false } } },
+  });
+
+const notifySchema = z
+  .strictObject(
+    {
+      signal: z
+        .string({ error: typeError('a string') })
+        .regex(new RegExp(SIGNAL_PATTERN), { error: (iss) => `${show(iss.input)} is not a signal name (e.g. "SIGHUP")`, abort: true })
+        .refine((s) => normalizeSignal(s) !== undefined, { error: (iss) => `${show(iss.input)} is not a signal name (e.g. "SIGHUP")` })
+        .optional()
+        .describe('Send this signal ("SIGHUP" or "HUP") to `process` or the pid in `pidFile`.'),
+      process: text('With signal: every process whose name (comm or argv[0] basename) matches.').optional(),
+      pidFile: text('With signal: file holding the pid to signal (relative paths: to the config file).').optional(),
+      exec: z
+        .array(z.string({ error: typeError('a string') }), { error: typeError('a list of strings (e.g. ["/bin/reload", "--now"])') })
+        .min(1, { error: 'must not be empty (e.g. ["/bin/reload", "--now"])' })
+        .refine((argv) => argv[0] !== '', { error: 'the program (first element) must not be empty' })
+        .optional()
+        .describe('Run this command (argv list, no shell). Gets SECRETS_AGENT_CHANGED_FILES in its environment.'),
+      http: z
+        .string({ error: typeError('a string') })
+        .refine(isHttpUrl, { error: 'must be an http:// or https:// URL' })
+        .meta({ pattern: URL_PATTERN })
+        .optional()
+        .describe('POST to this URL; a 2xx answer is success.'),
+      timeout: duration(10, '10ms', 'Deadline for exec (default 30s) or http (default 10s).').optional(),
+      splay: duration(0, '0', 'Wait a random delay from 0 to this before notifying (spreads replicas). Default 0.').default('0'),
+      files: z
+        .array(z.string({ error: typeError('a string') }), { error: typeError('a list of file paths (e.g. [tls.crt, tls.key])') })
+        .min(1, { error: 'must list at least one file (leave files out to notify on any change)' })
+        .optional()
+        .describe('Only notify when one of these files (paths as under files) changed. Default: any change.'),
+      name: text('Label in logs and metrics; unique. Default: derived from the target.').optional(),
+    },
+    { error: typeError('a mapping with signal, exec or http') },
+  )
+  .meta({
+    oneOf: [{ required: ['signal'] }, { required: ['exec'] }, { required: ['http'] }],
+    dependentSchemas: {
+      signal: { oneOf: [{ required: ['process'] }, { required: ['pidFile'] }], properties: { timeout: false } },
+    },
+    dependentRequired: { process: ['signal'], pidFile: ['signal'] },
+  });
+
+/** The shape of the configuration, without the rules that relate keys to each other. */
+export const configShape = z
+  .strictObject(
+    {
+      $schema: z.string({ error: typeError('a string') }).optional().describe('JSON Schema of this file (ignored).'),
+      source: sourceSchema.optional(),
+      outputDir: text('Directory the files are written to: the shared in-memory volume. Relative paths: to the config file.', ' (the shared volume, e.g. outputDir: /run/secrets/app)')
+        .refine((d) => d.replace(/\/+$/, '') !== '', { error: 'must not be "/"' }),
+      layout: z
+        .enum(['generations', 'files'], { error: (iss) => `${show(iss.input)} is not a layout (use "generations" or "files")` })
+        .default('generations')
+        .describe('"generations" (default): Kubernetes-style ..data link swap, all files at once. "files": plain files, each replaced by rename (for subPath mounts).'),
+      refresh: z
+        .strictObject(
+          {
+            interval: duration(10, '10ms', 'How often each secret is checked. Default 5m.').default('5m'),
+            jitter: z
+              .number({ error: typeError('a number between 0 and 0.9') })
+              .min(0, { error: 'must be between 0 and 0.9' })
+              .max(0.9, { error: 'must be between 0 and 0.9' })
+              .default(0.2)
+              .describe('Random +/- fraction applied to every wait. Default 0.2.'),
+            rotationAware: z
+              .boolean({ error: typeError('true or false') })
+              .default(true)
+              .describe('Also check right after a secret\'s NextRotationDate. Default true.'),
+          },
+          { error: typeError('a mapping (e.g. refresh: {interval: 5m})') },
+        )
+        .prefault({})
+        .describe('When secrets are checked for new versions.'),
+      secrets: z
+        .record(
+          z.string().regex(new RegExp(SECRET_NAME_PATTERN), {
+            error: (iss) => `${show(iss.input)} is not a valid secret name (letters, digits, "_" and "-", not starting with a digit or "-", at most 63)`,
+          }),
+          secretSchema,
+          { error: typeError('a mapping of local name to {id: ...}') },
+        )
+        .prefault({})
+        .describe('Local name -> secret. The name is used in templates (secrets.<name>), logs and metrics.'),
+      files: z
+        .array(fileSchema, { error: typeError('a list of files', ' (the files to write, e.g. files: [{path: db.env, secret: db}])') })
+        .min(1, { error: 'must list at least one file' })
+        .describe('Files to write under outputDir. Each has exactly one of template, templateFile or secret (a template may also name its main secret).'),
+      notify: z
+        .array(notifySchema, { error: typeError('a list') })
+        .prefault([])
+        .describe('What to tell after a write that changed at least one file; run in order.'),
+      server: z
+        .strictObject(
+          {
+            listen: z
+              .string({ error: typeError('a string') })
+              .refine((v) => listenReason(v) === undefined, { error: (iss) => listenReason(String(iss.input)) })
+              .meta({ pattern: LISTEN_PATTERN })
+              .default('0.0.0.0:9102')
+              .describe('host:port for /metrics, /healthz and /readyz; "" disables the server. Default "0.0.0.0:9102".'),
+          },
+          { error: typeError('a mapping (e.g. server: {listen: "0.0.0.0:9102"})') },
+        )
+        .prefault({})
+        .describe('Metrics and health endpoints.'),
+    },
+    { error: typeError('a mapping') },
+  )
+  .meta({ title: 'secrets-agent configuration' });
+
+/** The full schema, including the rules between keys (rules.ts). */
+export const configSchema = configShape.superRefine((value, ctx) => {
+  for (const issue of crossCheck(value)) ctx.addIssue({ code: 'custom', path: [...issue.path], message: issue.message });
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type ConfigOutput = z.output<typeof configSchema>;
+
+/** The JSON Schema (draft 2020-12) that scripts/schema.ts writes to schema/config.schema.json. */
+export function buildJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(configSchema, { target: 'draft-2020-12', io: 'input', unrepresentable: 'throw' });
+}
