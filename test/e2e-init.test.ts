@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runAgent, type RunResult } from './support/cli.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
+import { startProxy } from './support/proxy.ts';
 
 const CANARY = 'CANARY-e2e-7f3a9c41';
 
@@ -192,6 +193,80 @@ files:
       assert.match(r.stderr, re, name);
       assert.doesNotMatch(r.stderr, /\n\s+at /, `${name}: no stack trace`);
     }
+  });
+
+  it('when BatchGetSecretValue is refused, it falls back to GetSecretValue and still writes everything', async () => {
+    const proxy = await startProxy(moto.url);
+    try {
+      proxy.fault = (op) =>
+        op === 'BatchGetSecretValue'
+          ? { kind: 'status', status: 400, body: JSON.stringify({ __type: 'AccessDeniedException', message: 'not authorized to perform: secretsmanager:BatchGetSecretValue' }) }
+          : undefined;
+      const out = join(dir, 'fallback');
+      const path = join(dir, 'fallback.yaml');
+      await writeFile(path, baseConfig().replace(`outputDir: ${join(dir, 'out')}`, `outputDir: ${out}`));
+      const r = await runAgent(['init', '--config', path], { env: { ...env, AWS_ENDPOINT_URL: proxy.url } });
+      outputs.push(r);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /BatchGetSecretValue refused; falling back to GetSecretValue/);
+      assert.equal(proxy.count('BatchGetSecretValue'), 1, 'batch tried once, then not again');
+      // 12 secrets: every one read with GetSecretValue (AWSPREVIOUS and the pinned one always are).
+      assert.equal(proxy.count('GetSecretValue'), 12);
+      assert.equal(proxy.count('AssumeRoleWithWebIdentity'), 1, 'one STS call for the whole run');
+      assert.equal(await readFile(join(out, 'pinned.txt'), 'utf8'), `v1-${CANARY}`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('when batching works, the first load is one BatchGetSecretValue call plus the unbatchable ones', async () => {
+    const proxy = await startProxy(moto.url);
+    try {
+      const path = join(dir, 'batch.yaml');
+      await writeFile(path, baseConfig().replace(`outputDir: ${join(dir, 'out')}`, `outputDir: ${join(dir, 'batch-out')}`));
+      const r = await runAgent(['init', '--config', path], { env: { ...env, AWS_ENDPOINT_URL: proxy.url } });
+      outputs.push(r);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(proxy.count('BatchGetSecretValue'), 1);
+      assert.equal(proxy.count('GetSecretValue'), 2, 'AWSPREVIOUS and the pinned versionId are read one by one');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('render --output-dir writes the same files elsewhere; validate checks offline', async () => {
+    const path = join(dir, 'config.yaml');
+    await writeFile(path, baseConfig());
+    const other = join(dir, 'rendered');
+    const r = await runAgent(['render', '--config', path, '--output-dir', other], { env });
+    outputs.push(r);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await readFile(join(other, 'tls.key')), await readFile(join(dir, 'out', 'tls.key')));
+
+    // validate makes no network call: point the endpoint at nothing.
+    const v = await runAgent(['validate', '--config', path], { env: { ...env, AWS_ENDPOINT_URL: 'http://127.0.0.1:9' } });
+    outputs.push(v);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, /ok \(12 secret\(s\), 10 file\(s\)/);
+
+    const bad = baseConfig().replace('mode: "0440"', 'mode: "0999"').replace('secret: blob', 'secret: nope').replace('{{ raw.s7 }}', '{{ raw.s77 }}');
+    await writeFile(path, bad);
+    const v2 = await runAgent(['validate', '--config', path], { env });
+    outputs.push(v2);
+    assert.equal(v2.code, 2);
+    assert.match(v2.stderr, /files\[1\]\.mode/);
+    assert.match(v2.stderr, /files\[2\]\.secret/);
+  });
+
+  it('version and --help exit 0; an unknown command or flag exits 2', async () => {
+    const v = await runAgent(['version']);
+    assert.equal(v.code, 0);
+    assert.match(v.stdout, /^secrets-agent \d+\.\d+\.\d+/);
+    const h = await runAgent(['--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, /Usage: secrets-agent <command>/);
+    assert.equal((await runAgent(['frobnicate'])).code, 2);
+    assert.equal((await runAgent(['init', '--no-such-flag'])).code, 2);
   });
 
   it('never prints a secret value (canary) in any run', () => {
