@@ -1,0 +1,476 @@
+// The agent's Prometheus metrics: one registry per agent (never prom-client's
+// global one, so tests and embedders can run several agents in one process).
+//
+// Rules every method follows:
+// - Label values are configuration names (secret local names, file paths
+//   relative to outputDir, notify target names) or fixed words; a secret value,
+//   an error message or anything else read from AWS never becomes a label.
+// - `result` labels take a small fixed set of words; an unknown word (a caller
+//   bug) is counted as `error` (or `client_error` for AWS requests) so the
+//   number of series stays bounded.
+// - Label sets are created at 0 when a secret, file or target is declared, so
+//   `rate()` and `increase()` work from the first scrape after start-up.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Outcome of a secret check (DescribeSecret), fetch (GetSecretValue), file render or notification. */
+export type Outcome = 'success' | 'error';
+
+/**
+ * Outcome of one write of the output volume: `success` (a new generation was
+ * swapped in), `unchanged` (every byte, mode and owner equal: nothing written),
+ * `error` (previous generation kept).
+ */
+export type WriteResult = 'success' | 'unchanged' | 'error';
+
+/** Category of one AWS SDK call (after the SDK's own retries). */
+export type AwsResult =
+  | 'success'
+  | 'throttled'
+  | 'server_error'
+  | 'timeout'
+  | 'network_error'
+  | 'access_denied'
+  | 'not_found'
+  | 'credentials_error'
+  | 'client_error';
+
+export const OUTCOMES: readonly Outcome[] = ['success', 'error'];
+export const WRITE_RESULTS: readonly WriteResult[] = ['success', 'unchanged', 'error'];
+export const AWS_RESULTS: readonly AwsResult[] = [
+  'success',
+  'throttled',
+  'server_error',
+  'timeout',
+  'network_error',
+  'access_denied',
+  'not_found',
+  'credentials_error',
+  'client_error',
+];
+
+/** Buckets for AWS call durations: 5 ms (a warm keep-alive call in-region) .. 30 s (retries with backoff). */
+export const AWS_DURATION_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** The `secrets_agent_*` metric names and their Prometheus types (the contract documented in docs/metrics.md). */
+export const METRIC_TYPES = {
+  secrets_agent_secret_checks_total: 'counter',
+  secrets_agent_secret_fetches_total: 'counter',
+  secrets_agent_secret_last_success_timestamp_seconds: 'gauge',
+  secrets_agent_secret_version_changes_total: 'counter',
+  secrets_agent_secret_version_created_timestamp_seconds: 'gauge',
+  secrets_agent_secret_refresh_interval_seconds: 'gauge',
+  secrets_agent_file_renders_total: 'counter',
+  secrets_agent_files_writes_total: 'counter',
+  secrets_agent_files_generation_timestamp_seconds: 'gauge',
+  secrets_agent_notify_total: 'counter',
+  secrets_agent_notify_failing: 'gauge',
+  secrets_agent_aws_requests_total: 'counter',
+  secrets_agent_aws_request_duration_seconds: 'histogram',
+  secrets_agent_aws_retries_total: 'counter',
+  secrets_agent_credentials_expiration_timestamp_seconds: 'gauge',
+  secrets_agent_config_reloads_total: 'counter',
+  secrets_agent_ready: 'gauge',
+  secrets_agent_build_info: 'gauge',
+} as const;
+
+export type MetricName = keyof typeof METRIC_TYPES;
+
+export interface AgentMetricsOptions {
+  /** The agent's version, exposed as `secrets_agent_build_info{version}`. */
+  version: string;
+  /**
+   * Also expose prom-client's default process metrics (`process_*`, `nodejs_*`).
+   * @default true
+   */
+  processMetrics?: boolean;
+}
+
+/** What `declareConfig` needs from the configuration (structurally a subset of AgentConfig). */
+export interface DeclaredConfig {
+  readonly refresh: { readonly intervalMs: number };
+  readonly secrets: readonly { readonly name: string; readonly versionId?: string; readonly refreshIntervalMs?: number }[];
+  readonly files: readonly { readonly path: string }[];
+  readonly notify: readonly { readonly name: string }[];
+}
+
+/** One secret to declare: its local name and its check interval in ms (0 = pinned `versionId`, never refreshed). */
+export interface DeclaredSecret {
+  readonly name: string;
+  readonly intervalMs: number;
+}
+
+/** prom-client default metrics the agent does not expose (see the constructor). */
+export const DROPPED_DEFAULT_METRICS: readonly string[] = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+const OPERATION_RE = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
+
+function pick<T extends string>(value: string, allowed: readonly T[], fallback: T): T {
+  return (allowed as readonly string[]).includes(value) ? (value as T) : fallback;
+}
+
+function seconds(date: Date): number | undefined {
+  const ms = date.getTime();
+  return Number.isFinite(ms) ? ms / 1000 : undefined;
+}
+
+export class AgentMetrics {
+  /** The registry holding every metric of this agent (not prom-client's global registry). */
+  readonly registry: Registry;
+
+  readonly #checks: Counter<'secret' | 'result'>;
+  readonly #fetches: Counter<'secret' | 'result'>;
+  readonly #lastSuccess: Gauge<'secret'>;
+  readonly #versionChanges: Counter<'secret'>;
+  readonly #versionCreated: Gauge<'secret'>;
+  readonly #refreshInterval: Gauge<'secret'>;
+  readonly #renders: Counter<'file' | 'result'>;
+  readonly #writes: Counter<'result'>;
+  readonly #generation: Gauge;
+  readonly #notify: Counter<'target' | 'result'>;
+  readonly #notifyFailing: Gauge<'target'>;
+  readonly #awsRequests: Counter<'operation' | 'result'>;
+  readonly #awsDuration: Histogram<'operation'>;
+  readonly #awsRetries: Counter<'operation'>;
+  readonly #credentialsExpiration: Gauge;
+  readonly #configReloads: Counter<'result'>;
+  readonly #ready: Gauge;
+
+  readonly #secrets = new Set<string>();
+  readonly #files = new Set<string>();
+  readonly #targets = new Set<string>();
+
+  constructor(options: AgentMetricsOptions) {
+    this.registry = new Registry();
+    const registers = [this.registry];
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges named *_total break the exposition conventions (`promtool check metrics`
+      // rejects them) and only repeat the sum of their per-type siblings
+      // nodejs_active_handles{type}, nodejs_active_requests{type}, nodejs_active_resources{type}.
+      for (const name of DROPPED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
+    }
+
+    this.#checks = new Counter({
+      name: 'secrets_agent_secret_checks_total',
+      help: 'Checks of a secret for a new version (DescribeSecret), by local secret name and result (success|error).',
+      labelNames: ['secret', 'result'],
+      registers,
+    });
+    this.#fetches = new Counter({
+      name: 'secrets_agent_secret_fetches_total',
+      help: 'Fetches of a secret value (GetSecretValue or one entry of BatchGetSecretValue), by local secret name and result (success|error).',
+      labelNames: ['secret', 'result'],
+      registers,
+    });
+    this.#lastSuccess = new Gauge({
+      name: 'secrets_agent_secret_last_success_timestamp_seconds',
+      help: 'Unix time of the last successful check or fetch of a secret: the value in use was current at that time.',
+      labelNames: ['secret'],
+      registers,
+    });
+    this.#versionChanges = new Counter({
+      name: 'secrets_agent_secret_version_changes_total',
+      help: 'Times a new version of a secret was picked up after the first load (rotations and manual updates).',
+      labelNames: ['secret'],
+      registers,
+    });
+    this.#versionCreated = new Gauge({
+      name: 'secrets_agent_secret_version_created_timestamp_seconds',
+      help: 'Unix time the secret version in use was created in Secrets Manager (its age is time() minus this).',
+      labelNames: ['secret'],
+      registers,
+    });
+    this.#refreshInterval = new Gauge({
+      name: 'secrets_agent_secret_refresh_interval_seconds',
+      help: 'Configured check interval of a secret in seconds; 0 for a pinned versionId (never refreshed).',
+      labelNames: ['secret'],
+      registers,
+    });
+    this.#renders = new Counter({
+      name: 'secrets_agent_file_renders_total',
+      help: 'Renders of an output file, by path relative to outputDir and result (success|error).',
+      labelNames: ['file', 'result'],
+      registers,
+    });
+    this.#writes = new Counter({
+      name: 'secrets_agent_files_writes_total',
+      help: 'Writes of the output volume by result: success (new generation swapped in), unchanged (nothing to write), error (previous files kept).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.#generation = new Gauge({
+      name: 'secrets_agent_files_generation_timestamp_seconds',
+      help: 'Unix time the files currently on the volume were written; 0 before the first write.',
+      registers,
+    });
+    this.#notify = new Counter({
+      name: 'secrets_agent_notify_total',
+      help: 'Notifications of the application after a change, by target name and result (success|error).',
+      labelNames: ['target', 'result'],
+      registers,
+    });
+    this.#notifyFailing = new Gauge({
+      name: 'secrets_agent_notify_failing',
+      help: '1 when the most recent notification of a target failed (the application may still use old values), else 0.',
+      labelNames: ['target'],
+      registers,
+    });
+    this.#awsRequests = new Counter({
+      name: 'secrets_agent_aws_requests_total',
+      help: 'AWS SDK calls (each counted once, after the SDK retries) by operation and result category.',
+      labelNames: ['operation', 'result'],
+      registers,
+    });
+    this.#awsDuration = new Histogram({
+      name: 'secrets_agent_aws_request_duration_seconds',
+      help: 'Duration of AWS SDK calls including SDK retries, backoff, signing and credential resolution, by operation.',
+      labelNames: ['operation'],
+      buckets: [...AWS_DURATION_BUCKETS],
+      registers,
+    });
+    this.#awsRetries = new Counter({
+      name: 'secrets_agent_aws_retries_total',
+      help: 'Retries the AWS SDK made inside calls (attempts beyond the first), by operation.',
+      labelNames: ['operation'],
+      registers,
+    });
+    this.#credentialsExpiration = new Gauge({
+      name: 'secrets_agent_credentials_expiration_timestamp_seconds',
+      help: 'Unix time the AWS credentials in use expire; 0 when unknown or when they do not expire.',
+      registers,
+    });
+    this.#configReloads = new Counter({
+      name: 'secrets_agent_config_reloads_total',
+      help: 'Configuration reloads by result (success|error; on error the previous configuration stays in use).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.#ready = new Gauge({
+      name: 'secrets_agent_ready',
+      help: '1 after the first complete render (what /readyz reports), else 0.',
+      registers,
+    });
+    const buildInfo = new Gauge({
+      name: 'secrets_agent_build_info',
+      help: 'Always 1; labels carry the agent version and the Node.js version.',
+      labelNames: ['version', 'node'],
+      registers,
+    });
+    buildInfo.set({ version: options.version, node: process.version }, 1);
+
+    for (const result of WRITE_RESULTS) this.#writes.inc({ result }, 0);
+    for (const result of OUTCOMES) this.#configReloads.inc({ result }, 0);
+  }
+
+  /** The Content-Type of `metrics()` (Prometheus text format 0.0.4). */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** One scrape in the Prometheus text format. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  // --- declarations (start-up and config reload) --------------------------------
+
+  /**
+   * Declares the configured secrets, files and notify targets: creates their
+   * series at 0 and forgets every secret, file and target declared before but
+   * absent now. Call at start-up and after each successful config reload.
+   */
+  declareConfig(config: DeclaredConfig): void {
+    const secrets = config.secrets.map((s) => ({
+      name: s.name,
+      intervalMs: s.versionId !== undefined ? 0 : (s.refreshIntervalMs ?? config.refresh.intervalMs),
+    }));
+    const keep = new Set(secrets.map((s) => s.name));
+    for (const name of [...this.#secrets]) if (!keep.has(name)) this.forgetSecret(name);
+    this.declareSecrets(secrets);
+
+    const files = new Set(config.files.map((f) => f.path));
+    for (const path of [...this.#files]) if (!files.has(path)) this.forgetFile(path);
+    this.declareFiles([...files]);
+
+    const targets = new Set(config.notify.map((t) => t.name));
+    for (const name of [...this.#targets]) if (!targets.has(name)) this.forgetNotifyTarget(name);
+    this.declareNotifyTargets([...targets]);
+  }
+
+  /** Creates each secret's counters at 0 and sets its refresh interval (0 = pinned, never refreshed). */
+  declareSecrets(secrets: readonly DeclaredSecret[]): void {
+    for (const { name, intervalMs } of secrets) {
+      this.#ensureSecret(name);
+      this.#refreshInterval.set({ secret: name }, Math.max(0, intervalMs) / 1000);
+    }
+  }
+
+  /** Creates each file's render counters at 0. `paths` are relative to outputDir. */
+  declareFiles(paths: readonly string[]): void {
+    for (const file of paths) {
+      this.#files.add(file);
+      for (const result of OUTCOMES) this.#renders.inc({ file, result }, 0);
+    }
+  }
+
+  /** Creates each notify target's counters at 0. */
+  declareNotifyTargets(names: readonly string[]): void {
+    for (const target of names) {
+      if (this.#targets.has(target)) continue; // a reload must not reset notify_failing
+      this.#targets.add(target);
+      for (const result of OUTCOMES) this.#notify.inc({ target, result }, 0);
+      this.#notifyFailing.set({ target }, 0);
+    }
+  }
+
+  /** Removes every series of a secret (it was removed from the configuration). */
+  forgetSecret(name: string): void {
+    this.#secrets.delete(name);
+    for (const result of OUTCOMES) {
+      this.#checks.remove({ secret: name, result });
+      this.#fetches.remove({ secret: name, result });
+    }
+    for (const gauge of [this.#lastSuccess, this.#versionCreated, this.#refreshInterval]) gauge.remove({ secret: name });
+    this.#versionChanges.remove({ secret: name });
+  }
+
+  /** Removes every series of an output file (it was removed from the configuration). */
+  forgetFile(path: string): void {
+    this.#files.delete(path);
+    for (const result of OUTCOMES) this.#renders.remove({ file: path, result });
+  }
+
+  /** Removes every series of a notify target (it was removed from the configuration). */
+  forgetNotifyTarget(name: string): void {
+    this.#targets.delete(name);
+    for (const result of OUTCOMES) this.#notify.remove({ target: name, result });
+    this.#notifyFailing.remove({ target: name });
+  }
+
+  // --- events -------------------------------------------------------------------
+
+  /**
+   * One check of a secret for a new version. `success` also marks the secret
+   * fresh (`last_success_timestamp_seconds`), whether or not the version changed:
+   * a change is reported with `versionChanged`.
+   */
+  secretChecked(secret: string, result: Outcome, at: Date = new Date()): void {
+    this.#ensureSecret(secret);
+    const r = pick(result, OUTCOMES, 'error');
+    this.#checks.inc({ secret, result: r });
+    if (r === 'success') this.#markFresh(secret, at);
+  }
+
+  /** One fetch of a secret value; `success` also marks the secret fresh. */
+  secretFetched(secret: string, result: Outcome, at: Date = new Date()): void {
+    this.#ensureSecret(secret);
+    const r = pick(result, OUTCOMES, 'error');
+    this.#fetches.inc({ secret, result: r });
+    if (r === 'success') this.#markFresh(secret, at);
+  }
+
+  /**
+   * The first version of a secret was loaded (start-up, or a secret added by a
+   * config reload): sets its creation time, counts no change.
+   */
+  versionCreated(secret: string, createdDate?: Date): void {
+    this.#ensureSecret(secret);
+    this.#setCreated(secret, createdDate);
+  }
+
+  /** A new version of a secret was picked up (rotation or update): counts the change and sets its creation time. */
+  versionChanged(secret: string, createdDate?: Date): void {
+    this.#ensureSecret(secret);
+    this.#versionChanges.inc({ secret });
+    this.#setCreated(secret, createdDate);
+  }
+
+  /** One render of an output file (path relative to outputDir). */
+  fileRendered(file: string, result: Outcome): void {
+    if (!this.#files.has(file)) this.declareFiles([file]);
+    this.#renders.inc({ file, result: pick(result, OUTCOMES, 'error') });
+  }
+
+  /** A new generation was swapped in at `date`: counts a successful write and sets the generation time. */
+  generationWritten(date: Date = new Date()): void {
+    this.#writes.inc({ result: 'success' });
+    const s = seconds(date);
+    if (s !== undefined) this.#generation.set(s);
+  }
+
+  /**
+   * A write that swapped nothing in: `unchanged` (nothing differed) or `error`
+   * (previous files kept). A successful write is `generationWritten`.
+   */
+  filesWritten(result: WriteResult, date?: Date): void {
+    if (result === 'success') {
+      this.generationWritten(date);
+      return;
+    }
+    this.#writes.inc({ result: pick(result, WRITE_RESULTS, 'error') });
+  }
+
+  /** One notification of a target (by its configured name). */
+  notified(target: string, result: Outcome): void {
+    if (!this.#targets.has(target)) this.declareNotifyTargets([target]);
+    const r = pick(result, OUTCOMES, 'error');
+    this.#notify.inc({ target, result: r });
+    this.#notifyFailing.set({ target }, r === 'success' ? 0 : 1);
+  }
+
+  /**
+   * One AWS SDK call, measured once around the SDK's retries.
+   * @param operation the command name without `Command` (e.g. `GetSecretValue`); anything
+   *   that does not look like one is counted as `other`.
+   * @param attempts attempts the SDK made (from `$metadata.attempts`); retries = attempts - 1.
+   */
+  awsRequest(operation: string, result: AwsResult, seconds: number, attempts = 1): void {
+    const op = OPERATION_RE.test(operation) ? operation : 'other';
+    this.#awsRequests.inc({ operation: op, result: pick(result, AWS_RESULTS, 'client_error') });
+    if (Number.isFinite(seconds) && seconds >= 0) this.#awsDuration.observe({ operation: op }, seconds);
+    if (Number.isInteger(attempts) && attempts > 1) this.#awsRetries.inc({ operation: op }, attempts - 1);
+  }
+
+  /** The credentials in use expire at `date` (undefined: they do not expire, e.g. static keys). */
+  credentialsExpire(date: Date | undefined): void {
+    const s = date === undefined ? undefined : seconds(date);
+    this.#credentialsExpiration.set(s ?? 0);
+  }
+
+  /** One configuration reload. */
+  configReloaded(result: Outcome): void {
+    this.#configReloads.inc({ result: pick(result, OUTCOMES, 'error') });
+  }
+
+  /** Readiness as /readyz reports it. */
+  setReady(ready: boolean): void {
+    this.#ready.set(ready ? 1 : 0);
+  }
+
+  /**
+   * A secret seen before any declaration still gets all its series at 0, so
+   * sums like checks{error} + fetches{error} in the alert rules never miss a side.
+   * Its refresh interval stays unknown (no series) until it is declared.
+   */
+  #ensureSecret(name: string): void {
+    if (this.#secrets.has(name)) return;
+    this.#secrets.add(name);
+    for (const result of OUTCOMES) {
+      this.#checks.inc({ secret: name, result }, 0);
+      this.#fetches.inc({ secret: name, result }, 0);
+    }
+    this.#versionChanges.inc({ secret: name }, 0);
+  }
+
+  #markFresh(secret: string, at: Date): void {
+    const s = seconds(at);
+    if (s !== undefined) this.#lastSuccess.set({ secret }, s);
+  }
+
+  #setCreated(secret: string, createdDate: Date | undefined): void {
+    const s = createdDate === undefined ? undefined : seconds(createdDate);
+    // An unknown creation time must not leave the previous version's time behind.
+    if (s === undefined) this.#versionCreated.remove({ secret });
+    else this.#versionCreated.set({ secret }, s);
+  }
+}
