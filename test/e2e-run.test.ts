@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startAgent, type RunningAgent } from './support/cli.ts';
+import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 import { startProxy, unavailable, type Proxy } from './support/proxy.ts';
 
@@ -40,11 +40,6 @@ async function readOr(path: string, fallback = ''): Promise<string> {
   }
 }
 
-async function listenAddress(agent: RunningAgent): Promise<string> {
-  await agent.waitFor(/serving \/metrics/);
-  const line = agent.output().stderr.split('\n').find((l) => l.includes('serving /metrics')) ?? '';
-  return `http://${(JSON.parse(line) as { address: string }).address}`;
-}
 
 describe('run: the sidecar against moto', () => {
   let moto: Moto;
@@ -221,7 +216,7 @@ ${opts.extra ?? ''}`;
 
   it('when the endpoint is down for several intervals, files stay, /readyz stays 200, and it recovers within an interval', async () => {
     const c = await setup('outage', { interval: '500ms', secrets: { s: 'v1' }, files: '  - path: s\n    secret: s' });
-    const base = await listenAddress(c.agent);
+    const base = await serverUrl(c.agent);
     await c.agent.waitFor(/first render complete/);
     const gen = await readlink(join(c.out, '..data'));
     proxy.fault = (op) => (op === 'DescribeSecret' || op === 'GetSecretValue' ? unavailable : undefined);

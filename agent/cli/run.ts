@@ -61,7 +61,11 @@ export async function run(opts: GlobalOptions): Promise<number> {
         metrics,
         log,
         // Live while the event loop turns (a blocked loop misses heartbeats).
-        health: () => ({ live: Date.now() - lastBeat < 6 * HEARTBEAT_MS, ready: runner.ready }),
+        health: () => ({
+          live: Date.now() - lastBeat < 6 * HEARTBEAT_MS,
+          ready: runner.ready,
+          ...(runner.ready ? {} : { reason: 'the first render is not complete yet (see the agent log)' }),
+        }),
       })
     : undefined;
   if (server) log.info({ address: `${server.address.host}:${server.address.port}` }, 'serving /metrics, /healthz, /readyz');

@@ -103,3 +103,15 @@ export function startAgent(args: readonly string[], options: RunOptions = {}): R
     },
   };
 }
+
+/** The base URL of a running agent's server (`server.listen: "127.0.0.1:0"`), from its start-up log line. */
+export async function serverUrl(agent: RunningAgent): Promise<string> {
+  const msg = 'serving /metrics, /healthz, /readyz';
+  await agent.waitFor(new RegExp(`"msg":"${msg}"`));
+  for (const line of agent.output().stderr.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const rec = JSON.parse(line) as { msg?: string; address?: string };
+    if (rec.msg === msg && rec.address) return `http://${rec.address}`;
+  }
+  throw new Error('no server address in the agent log');
+}
