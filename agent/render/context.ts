@@ -1,0 +1,137 @@
+// What a template sees. Each fetched secret version is turned into its view
+// once (JSON parsed, frozen) and cached by the SecretValue object, so a render
+// of 1,000 files parses each secret once, not once per file.
+import type { SecretValue } from '../types.ts';
+import { isJsonObject } from './template.ts';
+
+/** `meta.<name>` in a template. */
+export interface SecretMetaView {
+  readonly versionId: string;
+  readonly arn: string;
+  readonly name: string;
+  /** ISO 8601, or null when the source does not say (the file source). */
+  readonly createdDate: string | null;
+  readonly stages: readonly string[];
+}
+
+/** One secret version as templates see it. */
+export interface SecretView {
+  /**
+   * `secrets.<name>`: the parsed, frozen JSON object when the SecretString is a
+   * JSON object; otherwise the string itself (SecretBinary: base64 of the bytes).
+   * A SecretString that starts with `{` but is not valid JSON is a plain
+   * string: `secrets.x.field` then fails as an undefined variable, and the
+   * error says the secret is not valid JSON (never quoting the parser, whose
+   * message quotes the input).
+   */
+  readonly value: string | Readonly<Record<string, unknown>>;
+  /** `raw.<name>`: the exact SecretString (SecretBinary: base64). */
+  readonly raw: string;
+  readonly meta: SecretMetaView;
+  /** True when the SecretString looks like a JSON object but does not parse. */
+  readonly invalidJson: boolean;
+  /** True for SecretBinary. */
+  readonly binary: boolean;
+}
+
+const views = new WeakMap<SecretValue, SecretView>();
+
+export function viewOf(value: SecretValue): SecretView {
+  let view = views.get(value);
+  if (!view) {
+    view = makeView(value);
+    views.set(value, view);
+  }
+  return view;
+}
+
+function makeView(value: SecretValue): SecretView {
+  const bytes = value.secretString === undefined ? value.secretBinary : undefined;
+  const binary = bytes !== undefined;
+  const raw = bytes ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') : (value.secretString ?? '');
+  let parsed: Readonly<Record<string, unknown>> | undefined;
+  let invalidJson = false;
+  if (!binary && /^[\t\n\r ]*\{/.test(raw)) {
+    try {
+      const candidate: unknown = JSON.parse(raw);
+      if (isJsonObject(candidate)) parsed = deepFreeze(candidate);
+    } catch {
+      // Deliberately dropped: V8's SyntaxError quotes the input, which is the secret.
+      invalidJson = true;
+    }
+  }
+  return Object.freeze({
+    value: parsed ?? raw,
+    raw,
+    meta: Object.freeze({
+      versionId: value.versionId,
+      arn: value.arn,
+      name: value.name,
+      createdDate: value.createdDate ? value.createdDate.toISOString() : null,
+      stages: Object.freeze([...value.versionStages]),
+    }),
+    invalidJson,
+    binary,
+  });
+}
+
+/** Parsed JSON is shared by every file that reads it: no template may change it. */
+function deepFreeze<T extends object>(root: T): T {
+  // An explicit stack: a deeply nested secret must not overflow the call stack.
+  const stack: object[] = [root];
+  while (stack.length > 0) {
+    const o = stack.pop()!;
+    Object.freeze(o);
+    for (const v of Object.values(o)) {
+      if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) stack.push(v as object);
+    }
+  }
+  return root;
+}
+
+/** The part of the context shared by every file of one render. */
+export interface TemplateContext {
+  readonly secrets: Readonly<Record<string, unknown>>;
+  readonly raw: Readonly<Record<string, string>>;
+  readonly meta: Readonly<Record<string, SecretMetaView>>;
+  /** Views by local name, for error messages and `secret:` files. */
+  readonly views: ReadonlyMap<string, SecretView>;
+}
+
+/**
+ * The context for one render: every declared secret that has a value. A
+ * declared secret without a value (it could not be fetched) is absent, so a
+ * template that uses it fails naming it. The maps have no prototype: a secret
+ * named `__proto__` or `constructor` is just a name.
+ */
+export function buildContext(declared: Iterable<string>, values: ReadonlyMap<string, SecretValue>): TemplateContext {
+  const secrets = Object.create(null) as Record<string, unknown>;
+  const raw = Object.create(null) as Record<string, string>;
+  const meta = Object.create(null) as Record<string, SecretMetaView>;
+  const views = new Map<string, SecretView>();
+  for (const name of declared) {
+    const value = values.get(name);
+    if (!value) continue;
+    const view = viewOf(value);
+    secrets[name] = view.value;
+    raw[name] = view.raw;
+    meta[name] = view.meta;
+    views.set(name, view);
+  }
+  return { secrets: Object.freeze(secrets), raw: Object.freeze(raw), meta: Object.freeze(meta), views };
+}
+
+/**
+ * The scope one file is rendered with: the shared maps, plus `secret`,
+ * `raw_secret` and `meta_secret` when the file names a `secret` that has a value.
+ */
+export function fileScope(context: TemplateContext, secretName: string | undefined): Record<string, unknown> {
+  const scope: Record<string, unknown> = { secrets: context.secrets, raw: context.raw, meta: context.meta };
+  const view = secretName === undefined ? undefined : context.views.get(secretName);
+  if (view) {
+    scope.secret = view.value;
+    scope.raw_secret = view.raw;
+    scope.meta_secret = view.meta;
+  }
+  return scope;
+}

@@ -1,0 +1,338 @@
+// Templates in, bytes out. compileFiles parses every template once and checks
+// it statically (used by `validate` and at startup); renderFiles turns one set
+// of secret values into one RenderedFile per configured file. One bad file
+// never stops the others, and no message ever carries a secret value: errors
+// name files, lines, variables, secrets and keys.
+import { readFile } from 'node:fs/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { LiquidError, type Template } from 'liquidjs';
+import { ConfigError, RenderError, type ConfigIssue } from '../errors.ts';
+import type { AgentConfig, FileSpec, RenderedFile, SecretValue } from '../types.ts';
+import { buildContext, fileScope, viewOf, type SecretView, type TemplateContext } from './context.ts';
+import { createTemplateEngine, FilterError, isJsonObject } from './template.ts';
+
+const engine = createTemplateEngine();
+
+/** Where a template's text came from, to point messages at the right line. */
+export type TemplateOrigin =
+  /**
+   * `template:` in the config file; `firstLine` is `config.lineOf('files[i].template')`,
+   * taken as the config line of template line 1 (template line N is at
+   * firstLine + N - 1), so for a `template: |` block the loader should answer
+   * with the line after the key.
+   */
+  | { readonly kind: 'inline'; readonly configFile: string; readonly keyPath: string; readonly firstLine: number | undefined }
+  | { readonly kind: 'file'; readonly path: string };
+
+export interface CompiledFile {
+  /** Position in `config.files`. */
+  readonly index: number;
+  readonly spec: FileSpec;
+  /** Parsed template; undefined for `kind: 'secret'` files. */
+  readonly template?: CompiledTemplate;
+  /**
+   * Local names of the secrets the file reads (static analysis). A template
+   * that reads the maps as a whole (`secrets | json`) or by a computed name
+   * (`secrets[name]`) reads every declared secret.
+   */
+  readonly secrets: ReadonlySet<string>;
+}
+
+export interface CompiledTemplate {
+  readonly parsed: Template[];
+  readonly origin: TemplateOrigin;
+  /**
+   * Every variable path written literally in the template, with its prefixes
+   * (`secrets.db.password`, `secrets.db`, `secrets`). LiquidJS names an
+   * undefined variable by its resolved path, and a computed lookup
+   * (`secrets.db[key]`) resolves to a value: a name is shown only when it is
+   * one of these, i.e. template text.
+   */
+  readonly literalPaths: ReadonlySet<string>;
+  /** Variables with a computed segment, as written, by template line. */
+  readonly computed: ReadonlyMap<number, readonly string[]>;
+}
+
+export interface CompiledFiles {
+  /** In `config.files` order. */
+  readonly files: readonly CompiledFile[];
+}
+
+export interface RenderOutcome {
+  /** The files that rendered, in `config.files` order. */
+  files: RenderedFile[];
+  /** One per file that did not. */
+  errors: RenderError[];
+}
+
+const CONTEXT_MAPS = new Set(['secrets', 'raw', 'meta']);
+const FILE_SECRET_VARS = new Set(['secret', 'raw_secret', 'meta_secret']);
+
+/**
+ * Parses every template (inline or templateFile, each file read once) and
+ * checks what can be checked without values: Liquid syntax, unknown filters,
+ * unknown variables, and references to secrets that are not declared.
+ * @throws ConfigError listing every problem, not only the first.
+ */
+export async function compileFiles(config: AgentConfig): Promise<CompiledFiles> {
+  const configFile = config.configPath || '<embedded>';
+  const declared = config.secrets.map((s) => s.name);
+  const declaredSet = new Set(declared);
+  const issues: ConfigIssue[] = [];
+
+  const texts = new Map<string, Promise<string | NodeJS.ErrnoException>>();
+  for (const spec of config.files) {
+    if (spec.kind === 'templateFile' && !texts.has(spec.templateFile)) {
+      texts.set(spec.templateFile, readFile(spec.templateFile, 'utf8').catch((err: NodeJS.ErrnoException) => err));
+    }
+  }
+
+  const files: CompiledFile[] = [];
+  for (const [index, spec] of config.files.entries()) {
+    const at = (key: string): ConfigIssue => ({ file: configFile, line: config.lineOf(`files[${index}].${key}`), path: `files[${index}].${key}`, message: '' });
+
+    if (spec.secret !== undefined && !declaredSet.has(spec.secret)) {
+      issues.push({ ...at('secret'), message: `secret ${JSON.stringify(spec.secret)} is not declared under secrets:` });
+    }
+    if (spec.kind === 'secret') {
+      files.push({ index, spec, secrets: new Set([spec.secret]) });
+      continue;
+    }
+
+    let source: string;
+    let origin: TemplateOrigin;
+    if (spec.kind === 'template') {
+      source = spec.template;
+      origin = { kind: 'inline', configFile, keyPath: `files[${index}].template`, firstLine: config.lineOf(`files[${index}].template`) };
+    } else {
+      const read = await texts.get(spec.templateFile)!;
+      if (typeof read !== 'string') {
+        issues.push({ ...at('templateFile'), message: `cannot read template file ${JSON.stringify(spec.templateFile)}: ${readProblem(read)}` });
+        continue;
+      }
+      source = read;
+      origin = { kind: 'file', path: spec.templateFile };
+    }
+
+    const problem = (row: number | undefined, message: string): void => {
+      if (origin.kind === 'file') {
+        issues.push({ file: origin.path, line: row, path: `files[${index}].templateFile`, message });
+      } else {
+        const line = row !== undefined && origin.firstLine !== undefined ? origin.firstLine + row - 1 : origin.firstLine;
+        issues.push({ file: configFile, line, path: origin.keyPath, message: row === undefined ? message : `template line ${row}: ${message}` });
+      }
+    };
+
+    let parsed: Template[];
+    try {
+      parsed = engine.parse(source);
+    } catch (err) {
+      const { row, message } = describeLiquidError(err, undefined);
+      problem(row, message);
+      continue;
+    }
+
+    const analysis = engine.analyzeSync(parsed);
+    const literalPaths = new Set<string>();
+    const computed = new Map<number, string[]>();
+    for (const variables of Object.values(analysis.variables)) {
+      for (const variable of variables) {
+        const segments = variable.segments;
+        if (segments.every((seg) => typeof seg !== 'object')) {
+          for (let i = 1; i <= segments.length; i++) literalPaths.add(segments.slice(0, i).join('.'));
+        } else {
+          const row = variable.location.row;
+          computed.set(row, [...(computed.get(row) ?? []), variable.toString()]);
+        }
+      }
+    }
+
+    const used = new Set<string>();
+    let usesAll = false;
+    const reported = new Set<string>();
+    const report = (key: string, row: number, message: string): void => {
+      if (reported.has(key)) return;
+      reported.add(key);
+      problem(row, message);
+    };
+    for (const [root, variables] of Object.entries(analysis.globals)) {
+      for (const variable of variables) {
+        const row = variable.location.row;
+        if (CONTEXT_MAPS.has(root)) {
+          const name = variable.segments[1];
+          if (name === undefined || typeof name === 'object') {
+            usesAll = true;
+          } else if (declaredSet.has(String(name))) {
+            used.add(String(name));
+          } else {
+            report(`${root}.${name}`, row, `${JSON.stringify(variable.toString())} uses secret ${JSON.stringify(String(name))}, which is not declared under secrets:`);
+          }
+        } else if (FILE_SECRET_VARS.has(root)) {
+          if (spec.secret === undefined) {
+            report(root, row, `${JSON.stringify(root)} is only defined when the file names a secret (add secret: <name> to files[${index}])`);
+          } else {
+            used.add(spec.secret);
+          }
+        } else {
+          report(root, row, `undefined variable ${JSON.stringify(variable.toString())} (templates see secrets, raw and meta; and secret, raw_secret and meta_secret when the file names a secret)`);
+        }
+      }
+    }
+    files.push({ index, spec, template: { parsed, origin, literalPaths, computed }, secrets: usesAll ? new Set([...used, ...declared]) : used });
+  }
+
+  if (issues.length > 0) throw new ConfigError(issues);
+  return { files };
+}
+
+/**
+ * Renders every compiled file against one set of values (local name -> value).
+ * Every file is attempted; a file that fails is left out of `files` and has
+ * one RenderError in `errors`. Each secret version is parsed once, whatever
+ * the number of files that read it.
+ */
+export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, values: ReadonlyMap<string, SecretValue>): Promise<RenderOutcome> {
+  const context = buildContext(
+    config.secrets.map((s) => s.name),
+    values,
+  );
+  const outcome: RenderOutcome = { files: [], errors: [] };
+  for (const [n, file] of compiled.files.entries()) {
+    // Rendering is synchronous; let timers and the health server breathe.
+    if (n > 0 && n % 100 === 0) await nextTurn();
+    try {
+      outcome.files.push({ path: file.spec.path, content: renderOne(file, context, values), mode: file.spec.mode, uid: file.spec.uid, gid: file.spec.gid });
+    } catch (err) {
+      outcome.errors.push(
+        err instanceof RenderError
+          ? err
+          // No cause: an error we did not expect may hold anything.
+          : new RenderError(file.spec.path, `unexpected ${err instanceof Error ? err.name : typeof err} while rendering (a bug: please report it)`),
+      );
+    }
+  }
+  return outcome;
+}
+
+/** File path -> local names of the secrets it reads; for deciding what a change affects. */
+export function secretsUsedBy(compiled: CompiledFiles): ReadonlyMap<string, ReadonlySet<string>> {
+  return new Map(compiled.files.map((f) => [f.spec.path, f.secrets]));
+}
+
+function renderOne(file: CompiledFile, context: TemplateContext, values: ReadonlyMap<string, SecretValue>): Buffer {
+  const { spec } = file;
+  const missing = [...file.secrets].filter((name) => !context.views.has(name));
+  if (missing.length > 0) {
+    const names = missing.map((n) => JSON.stringify(n)).join(', ');
+    throw new RenderError(spec.path, `${missing.length === 1 ? 'secret' : 'secrets'} ${names} ${missing.length === 1 ? 'has' : 'have'} no value (could not be fetched)`);
+  }
+
+  if (spec.kind === 'secret') return secretBytes(spec.path, spec.secret, spec.key, values.get(spec.secret)!);
+
+  const template = file.template!;
+  try {
+    const out: unknown = engine.renderSync(template.parsed, fileScope(context, spec.secret));
+    return Buffer.from(typeof out === 'string' ? out : String(out), 'utf8');
+  } catch (err) {
+    const { row, message, safe } = describeLiquidError(err, { context, fileSecret: spec.secret, template });
+    return fail(spec.path, `${where(template.origin, row)}: ${message}`, safe ? err : undefined);
+  }
+}
+
+function readProblem(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ENOENT': return 'no such file';
+    case 'EACCES': return 'permission denied';
+    case 'EISDIR': return 'it is a directory';
+    default: return err.code ?? err.message;
+  }
+}
+
+function fail(path: string, message: string, cause: unknown): never {
+  throw new RenderError(path, message, cause === undefined ? undefined : { cause });
+}
+
+/** A `kind: 'secret'` file: the value's bytes, or one top-level field of its JSON. */
+function secretBytes(path: string, name: string, key: string | undefined, value: SecretValue): Buffer {
+  const view = viewOf(value);
+  if (key === undefined) {
+    if (view.binary) return Buffer.from(value.secretBinary!);
+    return Buffer.from(value.secretString ?? '', 'utf8');
+  }
+  const wanted = `key ${JSON.stringify(key)}`;
+  if (view.binary) return fail(path, `secret ${JSON.stringify(name)} is binary (SecretBinary), so ${wanted} cannot be read: remove key:`, undefined);
+  if (!isJsonObject(view.value)) {
+    return fail(path, `secret ${JSON.stringify(name)} is ${notObject(view)}, so ${wanted} cannot be read`, undefined);
+  }
+  if (!Object.hasOwn(view.value, key)) {
+    return fail(path, `secret ${JSON.stringify(name)} has no top-level ${wanted}`, undefined);
+  }
+  const field = view.value[key];
+  return Buffer.from(typeof field === 'string' ? field : JSON.stringify(field), 'utf8');
+}
+
+function notObject(view: SecretView): string {
+  if (view.binary) return 'binary (SecretBinary)';
+  if (view.invalidJson) return 'not valid JSON (it starts with "{" but does not parse)';
+  return 'not a JSON object';
+}
+
+function where(origin: TemplateOrigin, row: number | undefined): string {
+  if (origin.kind === 'file') return row === undefined ? origin.path : `${origin.path}:${row}`;
+  if (row === undefined) return origin.firstLine === undefined ? `${origin.configFile} ${origin.keyPath}` : `${origin.configFile}:${origin.firstLine}`;
+  if (origin.firstLine === undefined) return `${origin.configFile} ${origin.keyPath} (template line ${row})`;
+  return `${origin.configFile}:${origin.firstLine + row - 1} (template line ${row})`;
+}
+
+interface Described {
+  /** Template line, when known. */
+  readonly row: number | undefined;
+  readonly message: string;
+  /** The error may travel as `cause` (it holds no value). */
+  readonly safe: boolean;
+}
+
+/**
+ * Our message for a LiquidJS error, from a whitelist: what is known to hold
+ * only template text or our own words is shown (and may travel as `cause`);
+ * anything else is named by its class only, without cause.
+ */
+function describeLiquidError(err: unknown, render: { context: TemplateContext; fileSecret: string | undefined; template: CompiledTemplate } | undefined): Described {
+  if (!(err instanceof Error) || !LiquidError.is(err)) {
+    return { row: undefined, message: `template failed (${err instanceof Error ? err.name : typeof err})`, safe: false };
+  }
+  const row = (err.token as typeof err.token | undefined)?.getPosition()[0];
+  const original = err.originalError;
+  if (err.name === 'UndefinedVariableError' && original && 'variableName' in original && typeof original.variableName === 'string') {
+    const variable = original.variableName;
+    if (!render) return { row, message: 'undefined variable', safe: false };
+    if (render.template.literalPaths.has(variable)) {
+      // Template text: safe to show, and so is the error (its message is this name).
+      return { row, message: `undefined variable ${JSON.stringify(variable)}${hint(variable, render.context, render.fileSecret)}`, safe: true };
+    }
+    // A computed lookup: the resolved name may hold a value. Show what was written.
+    const written = row === undefined ? undefined : render.template.computed.get(row);
+    const what = written ? ` in ${written.map((w) => JSON.stringify(w)).join(' or ')}` : '';
+    return { row, message: `undefined variable${what} (a computed name; not shown, it may hold a secret value)`, safe: false };
+  }
+  // Our filters' errors are written not to hold values; LiquidJS's own
+  // assertions (render and memory limits) carry fixed texts.
+  if (original instanceof FilterError || original?.name === 'AssertionError') return { row, message: original.message, safe: true };
+  // Parse and tokenization errors quote template text only.
+  if (err.name === 'ParseError' || err.name === 'TokenizationError') {
+    return { row, message: err.message.replace(/, line:\d+, col:\d+$/, ''), safe: true };
+  }
+  // Anything else (a TypeError inside a filter, say) may have been built from a value.
+  return { row, message: `template failed (${original ? `${err.name}: ${original.name}` : err.name})`, safe: false };
+}
+
+/** Why `secrets.db.password` is undefined when the reason is the secret's shape. */
+function hint(variable: string, context: TemplateContext, fileSecret: string | undefined): string {
+  const parts = variable.split('.');
+  let name: string | undefined;
+  if (parts[0] === 'secrets' && parts.length > 2) name = parts[1];
+  else if (parts[0] === 'secret' && parts.length > 1) name = fileSecret;
+  const view = name === undefined ? undefined : context.views.get(name);
+  if (name === undefined || !view || isJsonObject(view.value)) return '';
+  return ` (secret ${JSON.stringify(name)} is ${notObject(view)})`;
+}
