@@ -89,11 +89,17 @@ async function startApp(dir: string, mode: 'comm' | 'none', name: string, option
  * pending SIGHUP (1) trap before a SIGUSR2 (12) trap, so all of them are in the
  * file by then.
  */
-async function barrier(app: App): Promise<string[]> {
+/**
+ * The number of SIGHUPs the app has handled, once every signal sent before this call has landed:
+ * send SIGUSR2 and wait for it. Under load bash may run the two traps in either order, so give
+ * a late SIGHUP trap a moment after the SIGUSR2 line too, and count rather than compare sequences.
+ */
+async function barrier(app: App): Promise<number> {
   const before = readLines(app.out).filter((l) => l === 'USR2').length;
   process.kill(app.pid, 'SIGUSR2');
   await waitFor('the app to handle SIGUSR2', () => readLines(app.out).filter((l) => l === 'USR2').length > before);
-  return readLines(app.out);
+  await new Promise((r) => setTimeout(r, 200));
+  return readLines(app.out).filter((l) => l === 'HUP').length;
 }
 
 type LogRecord = Record<string, unknown> & { level: string; msg: string };
@@ -169,9 +175,9 @@ void describe('signal targets', () => {
 
     // Act + Assess
     await notifier.notify(['app.conf']);
-    assert.deepEqual(await barrier(app), ['HUP', 'USR2']);
+    assert.equal(await barrier(app), 1);
     await notifier.notify(['app.conf']);
-    assert.deepEqual(await barrier(app), ['HUP', 'USR2', 'HUP', 'USR2']);
+    assert.equal(await barrier(app), 2);
     assert.deepEqual(results, [['reload-app', 'success'], ['reload-app', 'success']]);
     const [line] = resultLines();
     assert.equal(line?.level, 'info');
@@ -188,7 +194,7 @@ void describe('signal targets', () => {
 
     await notifier.notify(['app.conf']);
 
-    assert.deepEqual(await barrier(app), ['HUP', 'USR2']);
+    assert.equal(await barrier(app), 1);
     assert.deepEqual(results, [['reload-app', 'success']]);
   });
 
@@ -201,7 +207,7 @@ void describe('signal targets', () => {
 
     await notifier.notify(['app.conf']);
 
-    assert.deepEqual(await barrier(app), ['HUP', 'USR2']);
+    assert.equal(await barrier(app), 1);
     assert.deepEqual(results, [['reload-app', 'success']]);
   });
 
@@ -542,7 +548,7 @@ void describe('createNotifier', () => {
 
     await notifier.notify(['app.conf']);
 
-    assert.deepEqual(await barrier(app), ['HUP', 'USR2']);
+    assert.equal(await barrier(app), 1);
     assert.deepEqual(results, [['reload-app', 'success']]);
   });
 
@@ -564,6 +570,6 @@ void describe('createNotifier', () => {
     // Assess
     assert.deepEqual(results, [['reload-app', 'skipped']]);
     assert.equal(resultLines()[0]?.level, 'info');
-    assert.deepEqual(await barrier(app), ['USR2'], 'the app got no SIGHUP');
+    assert.equal(await barrier(app), 0, 'the app got no SIGHUP');
   });
 });

@@ -50,7 +50,7 @@ function textStream(out: NodeJS.WritableStream | { write(s: string): unknown }):
       const fields = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`)
         .join(' ');
-      out.write(`${String(level).toUpperCase()} ${String(msg ?? '')}${fields ? ' ' + fields : ''}\n`);
+      out.write(`${typeof level === 'string' ? level.toUpperCase() : 'LOG'} ${typeof msg === 'string' ? msg : ''}${fields ? ' ' + fields : ''}\n`);
     },
   };
 }

@@ -60,11 +60,11 @@ export function startAgent(args: readonly string[], options: RunOptions = {}): R
   let stderr = '';
   const waiters = new Set<() => void>();
   const poke = () => waiters.forEach((w) => w());
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     stdout += d.toString();
     poke();
   });
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString();
     poke();
   });
