@@ -258,6 +258,37 @@ files:
     assert.match(v2.stderr, /files\[2\]\.secret/);
   });
 
+  it('with EKS Pod Identity (a token file ending in a newline), it gets credentials from the agent endpoint and writes the files', async () => {
+    // The Pod Identity agent is a link-local HTTP endpoint on EKS nodes; here a local server
+    // plays it (loopback is one of the hosts the SDK accepts). moto accepts any credentials.
+    const { createServer } = await import('node:http');
+    const seen: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ AccessKeyId: 'ASIAPODIDENTITY', SecretAccessKey: 'x', Token: 'y', Expiration: new Date(Date.now() + 3_600_000).toISOString() }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const tokenFile = join(dir, 'pod-identity-token');
+      await writeFile(tokenFile, 'eks-pod-identity-token\n');
+      const podEnv: NodeJS.ProcessEnv = { ...env, AWS_CONTAINER_CREDENTIALS_FULL_URI: `http://127.0.0.1:${port}/v1/credentials`, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile };
+      delete podEnv.AWS_ROLE_ARN;
+      delete podEnv.AWS_WEB_IDENTITY_TOKEN_FILE;
+      const path = join(dir, 'pod.yaml');
+      await writeFile(path, baseConfig().replace(`outputDir: ${join(dir, 'out')}`, `outputDir: ${join(dir, 'pod-out')}`));
+      const r = await runAgent(['init', '--config', path], { env: podEnv });
+      outputs.push(r);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /container \(EKS Pod Identity\)/);
+      assert.deepEqual(seen, ['eks-pod-identity-token'], 'one credentials request, token sent without the newline');
+      assert.equal(await readFile(join(dir, 'pod-out', 'api-key'), 'utf8'), `key-${CANARY}`);
+    } finally {
+      server.close();
+    }
+  });
+
   it('version and --help exit 0; an unknown command or flag exits 2', async () => {
     const v = await runAgent(['version']);
     assert.equal(v.code, 0);

@@ -17,7 +17,8 @@ import {
   type SecretValueEntry,
   type GetSecretValueCommandOutput,
 } from '@aws-sdk/client-secrets-manager';
-import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import { fromHttp, fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import { readFile } from 'node:fs/promises';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
 import { Agent as HttpAgent } from 'node:http';
@@ -95,6 +96,31 @@ function withDeadline(
   };
 }
 
+/**
+ * EKS Pod Identity with a token file that may end in a newline.
+ *
+ * The SDK re-reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE on every fetch and
+ * sends it as the raw Authorization header, so a trailing newline (which many
+ * tools and editors add) makes every request fail with ERR_INVALID_CHAR. We read
+ * the file ourselves on every fetch (the kubelet rotates it), trim it, and hand
+ * the token to the SDK's own fromHttp.
+ */
+function podIdentityProvider(fullUri: string, tokenFile: string): AwsCredentialIdentityProvider {
+  return async () => {
+    const token = (await readFile(tokenFile, 'utf8')).trim();
+    // An empty string keeps the SDK from reading the file again itself.
+    return fromHttp({ awsContainerCredentialsFullUri: fullUri, awsContainerAuthorizationToken: token, awsContainerAuthorizationTokenFile: '', timeout: 2000, maxRetries: 2 })();
+  };
+}
+
+/** Pod Identity is what the default chain would pick: no env keys, no IRSA, a full URI and a token file. */
+function podIdentityEnv(env: NodeJS.ProcessEnv): { fullUri: string; tokenFile: string } | undefined {
+  if (env.AWS_ACCESS_KEY_ID || (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE)) return undefined;
+  const fullUri = env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
+  const tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
+  return fullUri && tokenFile ? { fullUri, tokenFile } : undefined;
+}
+
 function credentialsError(err: unknown): CredentialsError {
   const code = errorCode(err);
   const raw = err instanceof Error ? err.message : String(err);
@@ -169,13 +195,16 @@ export class AwsSource implements SecretSource {
     });
     const plugins = [...(options.plugins ?? [])];
     const stsConfig = { region, requestHandler };
-    let provider: AwsCredentialIdentityProvider = fromNodeProviderChain({
-      clientConfig: stsConfig,
-      clientPlugins: plugins,
-      // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
-      timeout: 2000,
-      maxRetries: 2,
-    });
+    const pod = podIdentityEnv(process.env);
+    let provider: AwsCredentialIdentityProvider = pod
+      ? podIdentityProvider(pod.fullUri, pod.tokenFile)
+      : fromNodeProviderChain({
+          clientConfig: stsConfig,
+          clientPlugins: plugins,
+          // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
+          timeout: 2000,
+          maxRetries: 2,
+        });
     if (options.assumeRoleArn) {
       provider = fromTemporaryCredentials({
         params: { RoleArn: options.assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
