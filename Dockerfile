@@ -1,0 +1,53 @@
+# secrets-agent container image: one bundled file run by Node 24 on distroless.
+#
+#   docker build -t secrets-agent:0.1.0 .
+#
+# No container engine runs where this project is developed, so this file is
+# kept to steps the tests do run: the build stage runs exactly the commands of
+# .ci/run and test/bundle.test.ts (`npm ci --no-audit --no-fund`, `npm run
+# build`), and test/bundle.test.ts runs the bundle with this ENTRYPOINT's flags
+# from an empty directory, as the runtime stage does. test/dockerfile.test.ts
+# checks the rest (pins, non-root USER, what is copied, no secrets in ENV/ARG).
+#
+# Base images are pinned by version tag AND digest. The digests are the ones
+# published for these tags when this file was written; to move to a newer
+# patch release, change the tag and take its digest from
+# `docker buildx imagetools inspect <image>:<tag>`.
+
+# --- build: the official Node image, the same Node version as package-lock.json's `node`
+FROM node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6 AS build
+WORKDIR /src
+# Dependencies first, so this layer is reused while only the sources change.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY scripts/build.ts scripts/
+COPY agent/ agent/
+RUN npm run build
+
+# --- runtime: distroless Node 24 (no shell, no package manager), user nonroot.
+# Distroless publishes no per-patch Node tags: the image name carries the major
+# version (nodejs24) and the digest pins the exact build. nodejs24-debian13 is
+# a drop-in alternative with the same layout.
+FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
+
+LABEL org.opencontainers.image.title="secrets-agent" \
+      org.opencontainers.image.description="AWS Secrets Manager secrets as files in Kubernetes pods (init container and sidecar)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# The whole program is this one file; node_modules is not needed at run time.
+COPY --from=build /src/dist/secrets-agent.mjs /app/secrets-agent.mjs
+# Ready-made templates, referenced from a config as
+# /etc/secrets-agent/templates/<name>.liquid. Mount your ConfigMap elsewhere
+# (the examples use /etc/secrets-agent/config) so it does not hide them.
+COPY templates/*.liquid /etc/secrets-agent/templates/
+
+# 65532 = distroless "nonroot". Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
+
+# --max-semi-space-size=1 (MiB): a smaller young generation. Measured with
+# `run`, 10 secrets, file source: anonymous RSS 48 -> 33 MiB, start-up unchanged.
+# The file name must stay secrets-agent.mjs: the program runs itself only when
+# started under that name.
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=1", "/app/secrets-agent.mjs"]
+CMD ["run"]
