@@ -321,7 +321,7 @@ void describe('signal targets', () => {
     assert.equal(code, 0);
     const lines = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
     assert.deepEqual(lines.at(-1), { results: [['by-name', 'failure'], ['by-pid-file', 'failure']] });
-    const hint = `not permitted to signal pid ${app.pid} ("${name}"): run the agent with the same UID as the app or add capability KILL`;
+    const hint = `not permitted to signal pid ${app.pid} ("${name}"): run the agent with the same UID as the app (securityContext.runAsUser); CAP_KILL only helps an agent running as root, since Kubernetes does not make added capabilities effective for non-root users`;
     assert.deepEqual(
       lines.filter((l) => l.msg === 'notify target failed').map((l) => [l.target, l.reason, l.code]),
       [['by-name', hint, 'EPERM'], ['by-pid-file', hint, 'EPERM']],

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseDocument, type Document } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.ts';
 import type { AgentConfig, FileSpec, NotifyTarget, SecretSpec, SourceConfig } from '../types.ts';
 import { parseDuration } from './duration.ts';

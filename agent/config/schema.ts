@@ -6,7 +6,7 @@
 // reported at once. The JSON Schema gets the same rules as plain JSON Schema
 // keywords through `.meta()` so editors flag them too.
 import { constants as osConstants } from 'node:os';
-import { z } from 'zod';
+import * as z from 'zod';
 import { DURATION_PATTERN, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from './duration.ts';
 import { show } from './messages.ts';
 import { crossCheck } from './rules.ts';

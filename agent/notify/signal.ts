@@ -153,7 +153,7 @@ function trySignal(pid: number, signal: NodeJS.Signals): string | undefined {
 
 function signalError(code: string, pid: number, name: string): string {
   if (code === 'EPERM') {
-    return `not permitted to signal pid ${pid} ("${name}"): run the agent with the same UID as the app or add capability KILL`;
+    return `not permitted to signal pid ${pid} ("${name}"): run the agent with the same UID as the app (securityContext.runAsUser); CAP_KILL only helps an agent running as root, since Kubernetes does not make added capabilities effective for non-root users`;
   }
   return `cannot signal pid ${pid} ("${name}"): ${code}`;
 }

@@ -24,7 +24,7 @@ const TERMINAL = new Set([
 
 const HINTS: Record<string, string> = {
   AccessDeniedException:
-    'the role lacks secretsmanager:GetSecretValue/DescribeSecret on this secret (or kms:Decrypt on its key); see k8s-examples/iam-policy.json',
+    'the role lacks secretsmanager:GetSecretValue/DescribeSecret on this secret (or kms:Decrypt on its key); see k8s-examples/iam/iam-policy.json',
   ResourceNotFoundException: 'no such secret (or no version with this stage/versionId) in this account and region; check the id and source.region',
   DecryptionFailure: 'the secret\'s KMS key cannot be used; grant kms:Decrypt on the key to the role',
   InvalidRequestException: 'the request is not valid for this secret (is it scheduled for deletion?)',
