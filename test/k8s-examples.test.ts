@@ -610,7 +610,7 @@ describe('k8s-examples', () => {
 });
 
 // ---------------------------------------------------------------------------
-// docs/install.md: the README's install text. Its ```sh blocks are run here
+// The README's "Install on EKS" section. Its ```sh install blocks are run here
 // exactly as written; ```sh cluster and ```sh docker blocks need an AWS account
 // and cluster or a container engine, so they are checked, not run.
 
@@ -629,7 +629,7 @@ function codeBlocks(markdown: string): CodeBlock[] {
     const start = i;
     const body: string[] = [];
     for (i++; i < lines.length && lines[i] !== '```'; i++) body.push(lines[i]!);
-    assert.ok(i < lines.length, `docs/install.md:${start + 1}: unclosed code block`);
+    assert.ok(i < lines.length, `README.md (Install on EKS):${start + 1}: unclosed code block`);
     blocks.push({ info: open[1]!.trim(), body: body.join('\n'), line: start + 1 });
   }
   return blocks;
@@ -648,7 +648,7 @@ const RUN_ELSEWHERE = new Map([
   ['npm ci --no-audit --no-fund', '.ci/run'],
 ]);
 
-describe('docs/install.md', () => {
+describe('README: Install on EKS', () => {
   let blocks: CodeBlock[];
   let sandbox: string;
   // Values for the variables the ```sh cluster blocks set from the user's account.
@@ -663,7 +663,11 @@ describe('docs/install.md', () => {
   };
 
   before(async () => {
-    blocks = codeBlocks(await readFile(join(REPO, 'docs', 'install.md'), 'utf8'));
+    const readme = await readFile(join(REPO, 'README.md'), 'utf8');
+    const start = readme.indexOf('\n## Install on EKS');
+    const end = readme.indexOf('\n## ', start + 1);
+    assert.ok(start > 0 && end > start, 'README.md has an "Install on EKS" section');
+    blocks = codeBlocks(readme.slice(start, end));
     // A fresh checkout: the files the commands use, and node_modules (what `npm ci` leaves) linked in.
     sandbox = await mkdtemp(join(tmpdir(), 'sa-install-doc-'));
     for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'agent', 'scripts', 'templates', 'k8s-examples']) {
@@ -676,27 +680,27 @@ describe('docs/install.md', () => {
     if (sandbox) await rm(sandbox, { recursive: true, force: true });
   });
 
-  it('marks every shell block as runnable here (sh), against a cluster (sh cluster) or needing a container engine (sh docker)', () => {
+  it('marks every shell block as runnable here (sh install), against a cluster (sh cluster) or needing a container engine (sh docker)', () => {
     const shells = blocks.filter((b) => /^(sh|bash|shell|console)\b/.test(b.info));
     assert.ok(shells.length >= 8);
-    for (const b of shells) assert.ok(['sh', 'sh cluster', 'sh docker'].includes(b.info), `docs/install.md:${b.line}: info string "${b.info}"`);
+    for (const b of shells) assert.ok(['sh install', 'sh cluster', 'sh docker'].includes(b.info), `README.md (Install on EKS):${b.line}: info string "${b.info}"`);
   });
 
   it('uses only aws and kubectl in cluster blocks, and only files that exist or that a runnable block makes', () => {
     const made = new Set<string>();
-    for (const b of blocks.filter((x) => x.info === 'sh')) for (const m of b.body.matchAll(/> (\.tmp\/[\w./-]+)/g)) made.add(m[1]!);
+    for (const b of blocks.filter((x) => x.info === 'sh install')) for (const m of b.body.matchAll(/> (\.tmp\/[\w./-]+)/g)) made.add(m[1]!);
     for (const b of blocks.filter((x) => x.info === 'sh cluster')) {
       for (const c of commands(b.body)) {
         const assignment = /^[A-Z_]+=(.*)$/.exec(c);
         if (assignment) {
-          for (const sub of assignment[1]!.matchAll(/\$\(([^)]*)\)/g)) assert.match(sub[1]!, /^(aws|kubectl) /, `docs/install.md:${b.line}: ${c}`);
+          for (const sub of assignment[1]!.matchAll(/\$\(([^)]*)\)/g)) assert.match(sub[1]!, /^(aws|kubectl) /, `README.md (Install on EKS):${b.line}: ${c}`);
           continue;
         }
-        assert.match(c, /^(aws|kubectl) /, `docs/install.md:${b.line}: not an aws or kubectl command: ${c}`);
+        assert.match(c, /^(aws|kubectl) /, `README.md (Install on EKS):${b.line}: not an aws or kubectl command: ${c}`);
         for (const f of c.matchAll(/(?:file:\/\/|-[fk] )(\S+)/g)) {
           const path = f[1]!;
-          assert.ok(made.has(path) || path.startsWith('k8s-examples/'), `docs/install.md:${b.line}: ${path}`);
-          if (path.startsWith('k8s-examples/')) assert.ok(docsExist(path), `docs/install.md:${b.line}: ${path} does not exist`);
+          assert.ok(made.has(path) || path.startsWith('k8s-examples/'), `README.md (Install on EKS):${b.line}: ${path}`);
+          if (path.startsWith('k8s-examples/')) assert.ok(docsExist(path), `README.md (Install on EKS):${b.line}: ${path} does not exist`);
         }
       }
     }
@@ -709,14 +713,14 @@ describe('docs/install.md', () => {
     delete env.NODE_OPTIONS;
     delete env.NODE_TEST_CONTEXT;
     const outputs: string[] = [];
-    for (const b of blocks.filter((x) => x.info === 'sh')) {
+    for (const b of blocks.filter((x) => x.info === 'sh install')) {
       for (const v of b.body.matchAll(/\$\{?([A-Z_]+)/g)) {
-        assert.ok(assigned.has(v[1]!), `docs/install.md:${b.line}: $${v[1]} is set by no earlier step`);
+        assert.ok(assigned.has(v[1]!), `README.md (Install on EKS):${b.line}: $${v[1]} is set by no earlier step`);
         assert.ok(v[1]! in vars, `test: give $${v[1]} a value`);
       }
       const lines = b.body.split('\n').map((l) => (RUN_ELSEWHERE.has(l.trim()) ? `: ${l.trim()}  # run by ${RUN_ELSEWHERE.get(l.trim())}` : l));
       const r = spawnSync('bash', ['-euo', 'pipefail', '-c', lines.join('\n')], { cwd: sandbox, env, encoding: 'utf8', timeout: 180_000 });
-      assert.equal(r.status, 0, `docs/install.md:${b.line}:\n${r.stdout}\n${r.stderr}`);
+      assert.equal(r.status, 0, `README.md (Install on EKS):${b.line}:\n${r.stdout}\n${r.stderr}`);
       outputs.push(r.stdout);
     }
     for (const [cmd, where] of RUN_ELSEWHERE) assert.match(await readFile(join(REPO, where), 'utf8'), new RegExp(`^${cmd}$`, 'm'));
