@@ -76,7 +76,12 @@ describe('README commands', () => {
     assert.ok(commands.length >= 5, 'the README shows commands');
     const remote = commands.filter((c) => REMOTE.test(c));
     const local = commands.filter((c) => !REMOTE.test(c) && !ELSEWHERE.has(bare(c)));
-    process.stdout.write(`# README: ${commands.length} commands, ${local.length} run here, ${remote.length} need a real cluster/AWS account\n`);
+    const readme = await readFile(README, 'utf8');
+    const tagged = (info: string) => (readme.match(new RegExp('```' + info + '\\n', 'g')) ?? []).length;
+    // Install blocks carry their kind in the info string; test/k8s-examples.test.ts runs the `sh install` ones.
+    process.stdout.write(
+      `# README: ${local.length} commands run here, ${remote.length} untagged remote; install blocks: ${tagged('sh install')} run by k8s-examples.test.ts, ${tagged('sh cluster')} cluster, ${tagged('sh docker')} docker\n`,
+    );
 
     // npm start first (the others look at what it writes), then the sample app.
     original = await readFile(secretsFile, 'utf8');
