@@ -25,7 +25,7 @@ type Node = {
 };
 
 function rows(schema: Node): [string, string, string, string][] {
-  const defs = ((schema as { $defs?: Record<string, Node> }).$defs ?? {}) as Record<string, Node>;
+  const defs = ((schema as { $defs?: Record<string, Node> }).$defs ?? {});
   const out = new Map<string, [string, string, string, string]>();
   const resolve = (n: Node): Node => (n.$ref ? (defs[n.$ref.split('/').pop() ?? ''] ?? n) : n);
   const typeOf = (n: Node): string => {
@@ -60,7 +60,7 @@ function rows(schema: Node): [string, string, string, string][] {
 
 export function renderReference(): string {
   const lines = ['| key | type | default | meaning |', '|---|---|---|---|'];
-  for (const [p, t, d, desc] of rows(buildJsonSchema() as Node)) lines.push(`| \`${p}\` | ${t} | ${d} | ${desc} |`);
+  for (const [p, t, d, desc] of rows(buildJsonSchema())) lines.push(`| \`${p}\` | ${t} | ${d} | ${desc} |`);
   return `${START}\n${lines.join('\n')}\n${END}`;
 }
 
