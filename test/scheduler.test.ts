@@ -94,12 +94,16 @@ describe('Scheduler', () => {
     s.setSecrets([spec]);
     // The first metadata look comes within 2 s of start; then one just after the rotation date (+1 s).
     await sleep(2500);
-    rotated = true;
-    await sleep(1500);
     const afterRotation = checks.filter((t) => t >= next.getTime() + 900);
     assert.ok(afterRotation.length >= 1, `a check after NextRotationDate: ${checks.map((t) => t - next.getTime()).join(', ')}`);
+    // The new version appears: the next probe (at most 2 s after the last) sees it, then back to the interval.
+    rotated = true;
+    const seen = checks.length;
+    for (let i = 0; i < 100 && checks.length === seen; i++) await sleep(50);
+    await sleep(50);
     const due = s.nextDue('r') ?? 0;
     await s.stop();
+    assert.ok(checks.length > seen, 'probing continued until the change');
     assert.ok(due - Date.now() > 60_000, 'after the change, back to the regular interval');
   });
 
