@@ -97,6 +97,7 @@ export async function run(opts: GlobalOptions): Promise<number> {
   let reloading: Promise<void> = Promise.resolve();
   const reload = async (): Promise<void> => {
     const current = runner.pipeline.config;
+    const before = watched();
     try {
       const next = await loadConfig(opts.configPath);
       const nextCompiled = await compileFiles(next);
@@ -108,9 +109,8 @@ export async function run(opts: GlobalOptions): Promise<number> {
       }
       await runner.reload(makePipeline(next, nextCompiled, runner.pipeline.source), makeNotifier(next));
       metrics.declareConfig(next);
-      const before = new Set(watched());
       const now = [opts.configPath, ...templateFiles(next)];
-      watcher.unwatch([...before].filter((p) => !now.includes(p)));
+      watcher.unwatch(before.filter((p) => !now.includes(p)));
       watcher.add(now);
       metrics.configReloaded('success');
       log.info({ config: opts.configPath }, 'config reloaded');
