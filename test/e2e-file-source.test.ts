@@ -36,6 +36,7 @@ describe('run on the file source', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sa-file-source-'));
     await writeFile(join(dir, 'secrets.yaml'), secretsYaml(1));
+    await writeFile(join(dir, 'user.liquid'), 'USER={{ secret.user }}');
     await writeFile(
       join(dir, 'config.yaml'),
       `source: { type: file, path: secrets.yaml }
@@ -52,6 +53,9 @@ files:
     secret: b
   - path: c.env
     template: "PASSWORD={{ secrets.c.password | dotenv }}"
+  - path: user
+    templateFile: user.liquid
+    secret: c
 notify:
   - exec: ["/bin/sh", "-c", "echo \\"$SECRETS_AGENT_CHANGED_FILES\\" >> ${notes()}"]
 server: { listen: "" }
@@ -75,10 +79,25 @@ server: { listen: "" }
     await sleep(1000); // several intervals: nothing more may happen
     const lines = (await readOr(notes())).split('\n').filter(Boolean);
     assert.deepEqual(lines, ['a b c.env'], 'one notification listing the three changed files');
+    assert.equal(await readOr(join(out, 'user')), 'USER=u', 'unchanged bytes are not listed');
     assert.equal(await readOr(join(out, 'a')), 'a2');
     assert.equal((await gens()).length, 1, 'the old generation was removed');
     const changes = agent.output().stderr.split('\n').filter((l) => l.includes('"msg":"wrote a new generation"'));
     assert.equal(changes.length, 2, 'the first render and one more generation');
+  });
+
+  it('when a template file is edited, it re-renders live and notifies only for the changed file', async () => {
+    const out = join(dir, 'out');
+    const before = (await readOr(notes())).split('\n').filter(Boolean).length;
+    await writeFile(join(dir, 'user.liquid'), 'LOGIN={{ secret.user }}');
+    await waitUntil('the re-rendered file', async () => (await readOr(join(out, 'user'))) === 'LOGIN=u');
+    await agent.waitFor(/config reloaded/);
+    await waitUntil('the notification', async () => (await readOr(notes())).split('\n').filter(Boolean).length === before + 1);
+    assert.equal((await readOr(notes())).split('\n').filter(Boolean).at(-1), 'user');
+    // A broken template is rejected and the file keeps its bytes.
+    await writeFile(join(dir, 'user.liquid'), 'LOGIN={{ secret.user ');
+    await agent.waitFor(/config change rejected/);
+    assert.equal(await readOr(join(out, 'user')), 'LOGIN=u');
   });
 
   it('when a secret disappears, the error is logged once and the other secrets keep refreshing', async () => {
