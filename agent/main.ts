@@ -156,6 +156,8 @@ if (/(?:^|[\\/])(?:main\.ts|secrets-agent(?:\.mjs)?)$/.test(entry)) {
     process.stderr.write(`{"level":"fatal","msg":"unhandled rejection","err":${JSON.stringify(String((reason as Error)?.message ?? reason))}}\n`);
     process.exit(EXIT_FAILED);
   });
+  // If the event loop ever drains before main() settles, that is a failure, never a silent 0.
+  process.exitCode = EXIT_FAILED;
   main(process.argv.slice(2)).then(
     // Exit explicitly: logs are written synchronously, and a lingering keep-alive
     // socket must not hold an init container open after its work is done.

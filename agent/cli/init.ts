@@ -66,7 +66,8 @@ export async function init(opts: GlobalOptions, flags: { timeout?: string | unde
         randomize: true,
         maxRetryTime: timeoutMs,
         signal: deadline,
-        unref: true,
+        // Not unref'd: while init waits to retry, this timer is what keeps the process alive.
+        // (Unref'd, Node would exit 0 mid-retry with nothing written.)
         onFailedAttempt: ({ error, attemptNumber, retryDelay }) => {
           if (error instanceof Pending) {
             for (const e of lastTransient.values()) log.warn({ secret: e.secret, code: e.code, attempt: attemptNumber, retryInMs: Math.round(retryDelay) }, e.message);

@@ -52,9 +52,11 @@ export async function run(opts: GlobalOptions): Promise<number> {
 
   const runner = new Runner({ log, metrics, pipeline: makePipeline(config, compiled, source), notifier: makeNotifier(config) });
 
+  // The heartbeat is the sidecar's one ref'd timer: every other timer is unref'd, so this
+  // is what keeps the process alive until SIGTERM (cleared at shutdown), and /healthz
+  // watches it to tell a turning event loop from a blocked one.
   let lastBeat = Date.now();
   const heartbeat = setInterval(() => (lastBeat = Date.now()), HEARTBEAT_MS);
-  heartbeat.unref();
   const server = config.server.listen
     ? await startServer({
         listen: config.server.listen,

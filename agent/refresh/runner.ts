@@ -33,6 +33,8 @@ export class Runner {
   readonly #stop = new AbortController();
   #ready = false;
   #commitTimer: NodeJS.Timeout | undefined;
+  /** A write that failed is retried on its own timer. */
+  #retryTimer: NodeJS.Timeout | undefined;
   #committing: Promise<void> | undefined;
   #dirty = false;
   #coalesceMs: number;
@@ -179,8 +181,13 @@ export class Runner {
       }
     } catch (err) {
       this.#metrics.filesWritten('error');
-      this.#log.error({ code: (err as { code?: string }).code }, `${(err as Error).message}`);
-      // The previous generation is intact; try again at the next change or check.
+      // The previous generation is intact, and the new values are already the ones in use:
+      // no later check will see a change, so retry the write itself (ENOSPC clears, EACCES gets fixed).
+      const retryMs = Math.min(5000, this.#pipeline.config.refresh.intervalMs);
+      this.#log.error({ code: (err as { code?: string }).code, retryInMs: retryMs }, `${(err as Error).message}`);
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = setTimeout(() => this.requestCommit(), retryMs);
+      this.#retryTimer.unref();
     }
   }
 
@@ -225,6 +232,7 @@ export class Runner {
   async stop(): Promise<void> {
     this.#stop.abort(new Error('shutting down'));
     clearTimeout(this.#commitTimer);
+    clearTimeout(this.#retryTimer);
     await this.#scheduler.stop();
     await this.#committing;
     await this.#notifier.stop();
