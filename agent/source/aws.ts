@@ -17,12 +17,12 @@ import {
   type SecretValueEntry,
   type GetSecretValueCommandOutput,
 } from '@aws-sdk/client-secrets-manager';
-import { fromHttp, fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { readFile } from 'node:fs/promises';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpAgent, get as httpGetRaw } from 'node:http';
+import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import { CredentialsError, SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';
@@ -97,19 +97,79 @@ function withDeadline(
 }
 
 /**
- * EKS Pod Identity with a token file that may end in a newline.
+ * EKS Pod Identity: GET the credentials from the Pod Identity agent ourselves.
  *
- * The SDK re-reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE on every fetch and
- * sends it as the raw Authorization header, so a trailing newline (which many
- * tools and editors add) makes every request fail with ERR_INVALID_CHAR. We read
- * the file ourselves on every fetch (the kubelet rotates it), trim it, and hand
- * the token to the SDK's own fromHttp.
+ * Two SDK behaviours make its own provider unfit for a daemon: it sends the
+ * token file as the raw Authorization header, so a trailing newline (which many
+ * tools add) fails every request with ERR_INVALID_CHAR; and its 1-2 s timeout
+ * only logs a warning (plain text on stderr) while the request hangs on, one
+ * leaked socket per attempt. Here the token file is re-read on every fetch (the
+ * kubelet rotates it) and trimmed, and each request is aborted at its deadline.
  */
-function podIdentityProvider(fullUri: string, tokenFile: string): AwsCredentialIdentityProvider {
+const POD_IDENTITY_HOSTS = new Set(['169.254.170.2', '169.254.170.23', '[fd00:ec2::23]', 'localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * One GET with a hard deadline (the socket is destroyed, nothing lingers). node:http
+ * rather than fetch: fetch would load undici (~13 MB, ~45 ms) for this one request.
+ */
+function httpGet(url: URL, authorization: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const get = url.protocol === 'https:' ? httpsGet : httpGetRaw;
+    const req = get(url, { headers: { Authorization: authorization }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', reject);
+    });
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })), timeoutMs);
+    timer.unref();
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+export function podIdentityProvider(fullUri: string, tokenFile: string, timeoutMs = 2000): AwsCredentialIdentityProvider {
+  const url = new URL(fullUri);
+  // The SDK's rule: https anywhere, plain http only to the link-local agent or loopback.
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (POD_IDENTITY_HOSTS.has(url.hostname) || url.hostname.startsWith('127.')))) {
+    throw new CredentialsError(`AWS_CONTAINER_CREDENTIALS_FULL_URI ${url.origin} is not allowed: use https, or the EKS Pod Identity agent (169.254.170.23)`, false);
+  }
   return async () => {
     const token = (await readFile(tokenFile, 'utf8')).trim();
-    // An empty string keeps the SDK from reading the file again itself.
-    return fromHttp({ awsContainerCredentialsFullUri: fullUri, awsContainerAuthorizationToken: token, awsContainerAuthorizationTokenFile: '', timeout: 2000, maxRetries: 2 })();
+    if (!token) throw new CredentialsError(`the Pod Identity token file ${tokenFile} is empty`, true);
+    let res: { status: number; body: string };
+    try {
+      res = await httpGet(url, token, timeoutMs);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.code ?? e.name);
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} failed: ${why}`, true, { cause: err });
+    }
+    const body = res.body;
+    if (res.status < 200 || res.status > 299) {
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered HTTP ${res.status}`, res.status >= 500 || res.status === 429);
+    }
+    let c: { AccessKeyId?: unknown; SecretAccessKey?: unknown; Token?: unknown; Expiration?: unknown; AccountId?: unknown };
+    try {
+      c = JSON.parse(body) as typeof c;
+    } catch {
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered something that is not JSON`, true);
+    }
+    if (typeof c.AccessKeyId !== 'string' || typeof c.SecretAccessKey !== 'string' || typeof c.Token !== 'string') {
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered without AccessKeyId/SecretAccessKey/Token`, true);
+    }
+    return {
+      accessKeyId: c.AccessKeyId,
+      secretAccessKey: c.SecretAccessKey,
+      sessionToken: c.Token,
+      ...(typeof c.Expiration === 'string' ? { expiration: new Date(c.Expiration) } : {}),
+      ...(typeof c.AccountId === 'string' ? { accountId: c.AccountId } : {}),
+    };
   };
 }
 
@@ -133,7 +193,8 @@ function credentialsError(err: unknown): CredentialsError {
     hint = ' — no IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), Pod Identity or other AWS credentials were found in this container';
   }
   const terminal = isTerminal(code) || /ENOENT|Could not load credentials/i.test(raw);
-  return new CredentialsError(`cannot get AWS credentials: ${code}: ${raw.slice(0, 300)}${hint}`, !terminal, { cause: err });
+  const detail = raw.startsWith(code) ? raw.slice(0, 300) : `${code}: ${raw.slice(0, 300)}`;
+  return new CredentialsError(`cannot get AWS credentials: ${detail}${hint}`, !terminal, { cause: err });
 }
 
 function toValue(out: GetSecretValueCommandOutput | SecretValueEntry): SecretValue {
