@@ -1,0 +1,50 @@
+// Bundles the bench builds itself, to measure build settings before anyone
+// adopts them (dist/secrets-agent.mjs is built by scripts/build.ts, not here):
+//
+// - candidate: scripts/build.ts's settings (minified, ESM builds of the SDK,
+//   built-ins through require()), built here so a setting can be tried first.
+// - minimal: test/bench/minimal-init.mjs bundled with plain settings (the floor of init, bundled).
+//
+// NODE_COMPILE_CACHE: Node 22+ can keep V8's compiled code on disk; a cache made
+// once (e.g. at image build time with `secrets-agent version`) skips most of the
+// compilation of the bundle at every start.
+import { build } from 'esbuild';
+import { builtinsViaRequire } from '../../scripts/build.ts';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { REPO, runToEnd } from './lib.ts';
+
+const BANNER = "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);";
+
+async function bundle(entry: string, outfile: string, candidate: boolean): Promise<string> {
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    logLevel: 'error',
+    banner: { js: BANNER },
+    ...(candidate ? { minify: true, mainFields: ['module', 'main'], plugins: [builtinsViaRequire] } : {}),
+  });
+  return outfile;
+}
+
+/** The agent with the candidate build settings; the file name keeps main.ts's entry check working. */
+export async function buildCandidate(root: string): Promise<string> {
+  const dir = join(root, 'candidate');
+  await mkdir(dir, { recursive: true });
+  return bundle(join(REPO, 'agent/main.ts'), join(dir, 'secrets-agent.mjs'), true);
+}
+
+export async function buildMinimal(root: string): Promise<string> {
+  return bundle(join(REPO, 'test/bench/minimal-init.mjs'), join(root, 'minimal-init.bundle.mjs'), false);
+}
+
+/** A compile cache for `entry`, made the way an image build could: by running `version` once. */
+export async function warmCompileCache(entry: string, dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await runToEnd(process.execPath, [entry, 'version'], { env: { ...process.env, NODE_COMPILE_CACHE: dir } });
+  return dir;
+}

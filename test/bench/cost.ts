@@ -1,0 +1,92 @@
+// Case 5 (arithmetic part): AWS calls and dollars per secret per day, from the
+// calls measured per check (scale), per rotation and the propagation latency
+// (rotation), against naive per-secret GetSecretValue polling.
+import type { InitResult } from './init.ts';
+import type { RotationResult } from './rotation.ts';
+import type { ScaleResult } from './scale.ts';
+import { round } from './lib.ts';
+
+/** $0.05 per 10,000 API calls (aws-facts.md). */
+export const DOLLARS_PER_CALL = 0.05 / 10_000;
+export const PODS = 1000;
+export const SECRETS_PER_POD = 10;
+const DEFAULT_INTERVAL_S = 300;
+/** Rotations per secret per day assumed for the totals: a 30-day schedule. */
+const ROTATIONS_PER_DAY = 1 / 30;
+
+export interface CostRow {
+  strategy: string;
+  /** How late a scheduled rotation reaches the app (p99), seconds. */
+  rotationLagP99S: number;
+  callsPerSecretPerDay: number;
+  calls: string;
+  dollarsPerMonth: number;
+}
+
+export interface CostResult {
+  /** Measured: API calls per check of one unchanged secret, by operation. */
+  callsPerCheck: Record<string, number>;
+  getSecretValuePerRotation: Record<string, number>;
+  rows: CostRow[];
+  /** API calls per pod start (init), by variant. */
+  podStart: Record<string, Record<string, number>>;
+  notes: string[];
+}
+
+const dollars = (perSecretPerDay: number): number => round(perSecretPerDay * SECRETS_PER_POD * PODS * 30 * DOLLARS_PER_CALL, 2);
+
+export function costCase(init: InitResult | undefined, scale: ScaleResult | undefined, rotation: RotationResult | undefined): CostResult {
+  const largest = scale?.rows.at(-1);
+  const callsPerCheck: Record<string, number> = {};
+  if (largest) for (const [op, c] of Object.entries(largest.cycleCalls)) callsPerCheck[op] = round(c / largest.secrets, 3);
+  const perCheck = Object.values(callsPerCheck).reduce((a, b) => a + b, 0) || Number.NaN;
+  const aware = rotation?.rows.find((r) => r.mode.startsWith('rotationAware'));
+  const base = rotation?.rows.find((r) => !r.mode.startsWith('rotationAware'));
+  const awareP99S = aware ? aware.notifyP99Ms / 1000 : Number.NaN;
+  // Per rotation with rotationAware: the probe(s) after NextRotationDate + the GetSecretValue.
+  const awareExtra = aware ? (aware.describeCalls / aware.rotations - 1 + aware.getSecretValuePerRotation) * ROTATIONS_PER_DAY : Number.NaN;
+  const checksPerDay = 86_400 / DEFAULT_INTERVAL_S;
+  const agentDay = checksPerDay * perCheck + (base ? base.getSecretValuePerRotation * ROTATIONS_PER_DAY : Number.NaN);
+  const rows: CostRow[] = [
+    {
+      strategy: 'secrets-agent defaults (5m, rotationAware)',
+      rotationLagP99S: round(awareP99S, 1),
+      callsPerSecretPerDay: round(checksPerDay * perCheck + awareExtra, 2),
+      calls: 'DescribeSecret; GetSecretValue once per rotation',
+      dollarsPerMonth: dollars(checksPerDay * perCheck + awareExtra),
+    },
+    {
+      strategy: 'secrets-agent, rotationAware off (5m)',
+      rotationLagP99S: DEFAULT_INTERVAL_S * 1.2,
+      callsPerSecretPerDay: round(agentDay, 2),
+      calls: 'DescribeSecret; GetSecretValue once per rotation',
+      dollarsPerMonth: dollars(agentDay),
+    },
+    {
+      strategy: 'naive GetSecretValue polling every 5m',
+      rotationLagP99S: DEFAULT_INTERVAL_S,
+      callsPerSecretPerDay: checksPerDay,
+      calls: 'GetSecretValue (a KMS decrypt each with a customer key)',
+      dollarsPerMonth: dollars(checksPerDay),
+    },
+    {
+      strategy: `naive GetSecretValue polling every ${round(awareP99S, 1)} s (the agent's rotation lag)`,
+      rotationLagP99S: round(awareP99S, 1),
+      callsPerSecretPerDay: round(86_400 / awareP99S),
+      calls: 'GetSecretValue (a KMS decrypt each with a customer key)',
+      dollarsPerMonth: dollars(86_400 / awareP99S),
+    },
+  ];
+  const podStart: Record<string, Record<string, number>> = {};
+  for (const r of init?.rows ?? []) podStart[r.name] = r.apiCalls;
+  return {
+    callsPerCheck,
+    getSecretValuePerRotation: Object.fromEntries((rotation?.rows ?? []).map((r) => [r.mode, r.getSecretValuePerRotation])),
+    rows,
+    podStart,
+    notes: [
+      `$0.05 per 10,000 calls; ${PODS} pods x ${SECRETS_PER_POD} secrets x 30 days; one rotation per secret per 30 days.`,
+      'Calls per check measured at the proxy over a full cycle of the largest scale run; a naive poller fetches the value on every poll.',
+    ],
+  };
+}
