@@ -30,9 +30,9 @@
 //   cache, so it would only help a restarted sidecar. --measure shows what it
 //   would buy with a warm cache.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { build, type Metafile, type Plugin } from 'esbuild';
@@ -93,7 +93,17 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
     legalComments: 'eof',
     metafile: true,
     logLevel: 'warning',
+    // Written below, each file to a temp name then renamed: a test or a shell reading
+    // dist/secrets-agent.mjs while another build runs sees the old file or the new one,
+    // never a half-written one.
+    write: false,
   });
+  for (const f of result.outputFiles) {
+    const tmp = `${f.path}.tmp-${process.pid}`;
+    await mkdir(dirname(f.path), { recursive: true });
+    await writeFile(tmp, f.contents, { mode: f.path.endsWith('.mjs') ? 0o755 : 0o644 });
+    await rename(tmp, f.path);
+  }
   const head = (await readFile(outfile, 'utf8')).slice(0, 200);
   if (!head.startsWith('#!/usr/bin/env node\n')) throw new Error(`${outfile} does not start with #!/usr/bin/env node`);
   const { size } = await stat(outfile);
