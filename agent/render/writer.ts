@@ -92,7 +92,12 @@ const READ_FLAGS = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
  * reads them under that generation; reading `tls.crt` and `tls.key` through their
  * links can straddle a switch.
  */
-class GenerationsWriter implements OutputWriter {
+/**
+ * What both layouts share: the directory, the logger, and the rule that calls
+ * never overlap. The writers are not safe for concurrent callers (the caller
+ * serializes); an overlapping call fails with EBUSY instead of racing.
+ */
+abstract class SerialWriter {
   readonly outputDir: string;
   readonly log: Logger | undefined;
   private busy = false;
@@ -102,9 +107,21 @@ class GenerationsWriter implements OutputWriter {
     this.log = log;
   }
 
-  async prepare(): Promise<void> {
-    this.enter();
+  protected async serially<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.busy) throw new WriteError(`the writer for ${this.outputDir} is already busy: calls must not overlap (the caller serializes writes); nothing was written`, 'EBUSY');
+    this.busy = true;
     try {
+      return await fn();
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
+class GenerationsWriter extends SerialWriter implements OutputWriter {
+
+  async prepare(): Promise<void> {
+    return this.serially(async () => {
       const out = await openOutputDir(this.outputDir, true);
       try {
         const live = await this.findLiveGeneration(out);
@@ -124,9 +141,7 @@ class GenerationsWriter implements OutputWriter {
       } finally {
         await out.close();
       }
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   /**
@@ -165,12 +180,9 @@ class GenerationsWriter implements OutputWriter {
    * removes it), the new generation is complete and live.
    */
   async write(files: readonly RenderedFile[]): Promise<WriteResult> {
-    this.enter();
-    try {
+    return this.serially(async () => {
       return await this.writeGeneration(files);
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   private async writeGeneration(files: readonly RenderedFile[]): Promise<WriteResult> {
@@ -262,11 +274,6 @@ class GenerationsWriter implements OutputWriter {
     } finally {
       await out.close();
     }
-  }
-
-  private enter(): void {
-    if (this.busy) throw new WriteError(`the writer for ${this.outputDir} is already busy: calls must not overlap (the caller serializes writes); nothing was written`, 'EBUSY');
-    this.busy = true;
   }
 
   /** (2) `entry`: a generation-shaped name `..data` points to (to remove at 11); `name`/`dir`: set only when it is a real directory. */
@@ -484,20 +491,11 @@ class GenerationsWriter implements OutputWriter {
  * payload since the previous write of this writer instance are deleted (the set
  * is remembered in memory only; the agent's file set is fixed by its config).
  */
-class FilesWriter implements OutputWriter {
-  readonly outputDir: string;
-  readonly log: Logger | undefined;
-  private busy = false;
+class FilesWriter extends SerialWriter implements OutputWriter {
   private known: ReadonlySet<string> = new Set();
 
-  constructor(outputDir: string, log: Logger | undefined) {
-    this.outputDir = outputDir;
-    this.log = log;
-  }
-
   async prepare(): Promise<void> {
-    this.enter();
-    try {
+    return this.serially(async () => {
       const out = await openOutputDir(this.outputDir, true);
       const removed: string[] = [];
       try {
@@ -518,9 +516,7 @@ class FilesWriter implements OutputWriter {
         await out.close();
       }
       if (removed.length > 0) this.log?.info({ outputDir: this.outputDir, removed }, 'removed leftovers of an interrupted write');
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   /**
@@ -532,12 +528,9 @@ class FilesWriter implements OutputWriter {
    * 5. Delete files that were dropped from the payload.
    */
   async write(files: readonly RenderedFile[]): Promise<WriteResult> {
-    this.enter();
-    try {
+    return this.serially(async () => {
       return await this.writeFiles(files);
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   private async writeFiles(files: readonly RenderedFile[]): Promise<WriteResult> {
@@ -616,11 +609,6 @@ class FilesWriter implements OutputWriter {
       for (const [rel, d] of dirs) if (rel !== '') await d.close();
       await out.close();
     }
-  }
-
-  private enter(): void {
-    if (this.busy) throw new WriteError(`the writer for ${this.outputDir} is already busy: calls must not overlap (the caller serializes writes); nothing was written`, 'EBUSY');
-    this.busy = true;
   }
 
   /** The real directory at `rel` (no symlink followed anywhere), or undefined when it is missing or not a directory. */

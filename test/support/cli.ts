@@ -21,13 +21,17 @@ export interface RunOptions {
   entry?: string;
 }
 
+function spawnAgent(args: readonly string[], options: RunOptions) {
+  return spawn(process.execPath, [options.entry ?? MAIN, ...args], {
+    cwd: options.cwd ?? REPO,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
 export function runAgent(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [options.entry ?? MAIN, ...args], {
-      cwd: options.cwd ?? REPO,
-      env: options.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnAgent(args, options);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -51,11 +55,7 @@ export interface RunningAgent {
 }
 
 export function startAgent(args: readonly string[], options: RunOptions = {}): RunningAgent {
-  const child = spawn(process.execPath, [options.entry ?? MAIN, ...args], {
-    cwd: options.cwd ?? REPO,
-    env: options.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnAgent(args, options);
   let stdout = '';
   let stderr = '';
   const waiters = new Set<() => void>();
