@@ -2,29 +2,13 @@
 // secrets file are picked up, changes found together make one generation and one
 // notification, and a secret that disappears is reported once, not every interval.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAgent, type RunningAgent } from './support/cli.ts';
-
-async function readOr(path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-async function waitUntil(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { readOr, waitUntil } from './support/wait.ts';
 
 const secretsYaml = (n: number) => `a: "a${n}"\nb: "b${n}"\nc: { user: "u", password: "c${n}" }\n`;
 

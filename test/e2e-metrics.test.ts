@@ -1,7 +1,6 @@
 // Metrics end to end: the real `run` against moto behind the recording proxy;
 // scrape /metrics over HTTP and watch the numbers move as they should.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
+import { promtool, runPromtool } from './support/promtool.ts';
 import { startProxy, unavailable, type Proxy } from './support/proxy.ts';
 
 const CANARY = 'CANARY-metrics-9b7e11';
@@ -139,14 +139,13 @@ server: { listen: "127.0.0.1:0" }
   it('promtool check metrics finds no problem in a real scrape', async (t) => {
     const text = await (await fetch(`${base}/metrics`)).text();
     scrapes.push(text);
-    const probe = spawnSync('promtool', ['--version']);
-    if (probe.error) {
-      if (process.env.CI) assert.fail('promtool is missing (Debian package "prometheus"); .ci/run installs it');
-      t.skip('promtool not installed');
+    const have = promtool();
+    if (!have.ok) {
+      t.skip(have.reason);
       return;
     }
-    const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    const r = runPromtool(['check', 'metrics'], { input: text });
+    assert.equal(r.status, 0, r.output);
   });
 
   it('never exposes the canary in any scrape, endpoint or log line', async () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
+import { readOr, waitUntil } from './support/wait.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 import { startProxy, unavailable, type Proxy } from './support/proxy.ts';
 
@@ -22,24 +23,6 @@ process.on('SIGHUP', () => fs.appendFileSync(hupFile, 'HUP\\n'));
 fs.writeFileSync(pidFile, String(process.pid));
 setInterval(() => {}, 1000);
 `;
-
-async function waitUntil(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000, stepMs = 50): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if (await cond()) return Date.now() - start;
-    await sleep(stepMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-async function readOr(path: string, fallback = ''): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch {
-    return fallback;
-  }
-}
-
 
 describe('run: the sidecar against moto', () => {
   let moto: Moto;

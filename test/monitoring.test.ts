@@ -3,7 +3,7 @@
 // dashboard's queries are parsed by promtool and may only use metrics the agent
 // exports, and the scrape manifests agree with the agent's port and config.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { promtool, runPromtool } from './support/promtool.ts';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,20 +14,6 @@ import { AgentMetrics } from '../agent/observe/metrics.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MONITORING = join(ROOT, 'k8s-examples', 'monitoring');
-
-/** promtool is present, or a skip reason. In CI a missing promtool fails instead of skipping. */
-function promtool(): { ok: true } | { ok: false; reason: string } {
-  const r = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
-  if (r.error === undefined && r.status === 0) return { ok: true };
-  const reason = 'promtool not found (apt-get install -y prometheus)';
-  if (process.env.CI) throw new Error(`${reason}; CI must have it`);
-  return { ok: false, reason };
-}
-
-function runPromtool(args: string[], cwd: string): { status: number | null; output: string } {
-  const r = spawnSync('promtool', args, { cwd, encoding: 'utf8' });
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
-}
 
 interface Rule {
   alert?: string;
@@ -124,7 +110,7 @@ void describe('prometheusrule.yaml', () => {
   void it('when checked by promtool, the rule groups are valid', (t) => {
     const p = promtool();
     if (!p.ok) return t.skip(p.reason);
-    const r = runPromtool(['check', 'rules', 'rules.yaml'], dir);
+    const r = runPromtool(['check', 'rules', 'rules.yaml'], { cwd: dir });
     assert.equal(r.status, 0, r.output);
     assert.match(r.output, new RegExp(`SUCCESS: ${alerts().length} rules found`));
   });
@@ -141,7 +127,7 @@ void describe('prometheusrule.yaml', () => {
     }
     const p = promtool();
     if (!p.ok) return t.skip(p.reason);
-    const r = runPromtool(['test', 'rules', 'rules.test.yaml'], dir);
+    const r = runPromtool(['test', 'rules', 'rules.test.yaml'], { cwd: dir });
     assert.equal(r.status, 0, r.output);
     assert.match(r.output, /SUCCESS/);
   });
@@ -247,7 +233,7 @@ void describe('grafana-dashboard.json', () => {
         expr: expr.replace(/\$__rate_interval|\$__interval|\$__range/g, '5m').replace(/\$\w+/g, '.*'),
       }));
       await writeFile(join(dir, 'dashboard.rules.yaml'), stringify({ groups: [{ name: 'dashboard', rules }] }));
-      const r = runPromtool(['check', 'rules', 'dashboard.rules.yaml'], dir);
+      const r = runPromtool(['check', 'rules', 'dashboard.rules.yaml'], { cwd: dir });
       assert.equal(r.status, 0, r.output);
     } finally {
       await rm(dir, { recursive: true, force: true });

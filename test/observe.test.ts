@@ -2,7 +2,7 @@
 // Secrets Manager and STS) and the /metrics, /healthz, /readyz server.
 // Nothing is mocked: real SDK clients, real sockets, real promtool.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { promtool, runPromtool } from './support/promtool.ts';
 import { request, Agent } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,15 +54,6 @@ function logSink(): { log: ReturnType<typeof createLogger>; text: () => string }
     },
   });
   return { log: createLogger({ level: 'debug', destination: out }), text: () => text };
-}
-
-/** promtool's path, or a skip reason. In CI a missing promtool fails the test instead. */
-function promtool(): { ok: true } | { ok: false; reason: string } {
-  const r = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
-  if (r.error === undefined && r.status === 0) return { ok: true };
-  const reason = 'promtool not found (apt-get install -y prometheus)';
-  if (process.env.CI) throw new Error(`${reason}; CI must have it`);
-  return { ok: false, reason };
 }
 
 void describe('AgentMetrics', () => {
@@ -220,9 +211,9 @@ void describe('AgentMetrics', () => {
       const res = await fetch(`http://127.0.0.1:${server.address.port}/metrics`);
       const scrape = await res.text();
       assert.match(scrape, /secrets_agent_aws_request_duration_seconds_bucket/);
-      const r = spawnSync('promtool', ['check', 'metrics'], { input: scrape, encoding: 'utf8' });
-      assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
-      assert.equal((r.stdout + r.stderr).trim(), '');
+      const r = runPromtool(['check', 'metrics'], { input: scrape });
+      assert.equal(r.status, 0, `promtool: ${r.output}`);
+      assert.equal(r.output.trim(), '');
     } finally {
       await server.close();
     }

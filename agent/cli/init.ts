@@ -5,11 +5,9 @@
 // secret, access denied) fail at once. Any failure means nothing is written:
 // the previous generation stays exactly as it was.
 import pRetry, { AbortError } from 'p-retry';
-import { parseDuration } from '../config/index.ts';
-import { loadConfig } from '../config/index.ts';
+import { loadConfig, parseDuration } from '../config/index.ts';
 import { CredentialsError, type SourceError, WriteError } from '../errors.ts';
-import type { GlobalOptions } from '../main.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../main.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from '../main.ts';
 import { Pipeline } from '../pipeline.ts';
 import { compileFiles } from '../render/render.ts';
 import { createWriter } from '../render/writer.ts';

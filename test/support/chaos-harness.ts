@@ -11,7 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runAgent, startAgent, type RunOptions, type RunResult, type RunningAgent } from './cli.ts';
+import { runAgent, serverUrl, startAgent, type RunOptions, type RunResult, type RunningAgent } from './cli.ts';
 
 /** Inside every secret value of every chaos suite; must never appear in any output. */
 export const CANARY = 'CANARY-chaos-5e1f0a7d';
@@ -95,29 +95,11 @@ export async function chaosRun(label: string, args: readonly string[], leaks: Le
   return r;
 }
 
-export async function waitUntil(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000, stepMs = 25): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (await cond()) return Date.now() - start;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(stepMs);
-  }
-}
-
-export async function readOr(path: string, fallback = ''): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch {
-    return fallback;
-  }
-}
+export { readOr, waitUntil } from './wait.ts';
 
 /** The base URL of the agent's /metrics server (config `server.listen: "127.0.0.1:0"`). */
-export async function listenAddress(agent: RunningAgent, timeoutMs = 20_000): Promise<string> {
-  // At debug level the server logs its own line first (with `listen`); the wiring logs `address`.
-  await agent.waitFor(/"address":"[^"]+"[^\n]*serving \/metrics/, timeoutMs);
-  const line = agent.output().stderr.split('\n').find((l) => l.includes('serving /metrics') && l.includes('"address"')) ?? '';
-  return `http://${(JSON.parse(line) as { address: string }).address}`;
+export function listenAddress(agent: RunningAgent, timeoutMs = 20_000): Promise<string> {
+  return serverUrl(agent, timeoutMs);
 }
 
 /** GET an agent endpoint; the body goes to the leak collector. Never throws: status 0 = no answer. */
