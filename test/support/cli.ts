@@ -107,7 +107,9 @@ export function startAgent(args: readonly string[], options: RunOptions = {}): R
 /** The base URL of a running agent's server (`server.listen: "127.0.0.1:0"`), from its start-up log line. */
 export async function serverUrl(agent: RunningAgent, timeoutMs = 20_000): Promise<string> {
   const msg = 'serving /metrics, /healthz, /readyz';
-  await agent.waitFor(new RegExp(`"msg":"${msg}"`), timeoutMs);
+  // At debug level the server logs its own line with the same msg (and `listen`) first:
+  // wait for the wiring's line, the one that carries `address`.
+  await agent.waitFor(/^(?=.*"address":")(?=.*"msg":"serving \/metrics).*$/m, timeoutMs);
   for (const line of agent.output().stderr.split('\n')) {
     if (!line.startsWith('{')) continue;
     const rec = JSON.parse(line) as { msg?: string; address?: string };
