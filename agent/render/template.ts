@@ -76,6 +76,9 @@ export const FILTERS: Readonly<Record<string, (value: unknown, ...args: unknown[
  *   instead of "[object Object]", and nil as nothing.
  * - renderLimit, memoryLimit: a runaway loop or a `(1..1000000000)` range fails
  *   one file instead of hanging the agent or eating its memory.
+ * - locale: fixed, so `| date` output does not depend on the container's
+ *   environment; left unset, Liquid asks Intl.DateTimeFormat for the default
+ *   locale, which pages ~6.5 MB of ICU data into every agent's RSS.
  */
 export function createTemplateEngine(): Liquid {
   const engine = new Liquid({
@@ -89,6 +92,7 @@ export function createTemplateEngine(): Liquid {
     outputEscape: text,
     renderLimit: 5_000,
     memoryLimit: 100_000_000,
+    locale: 'en-US',
   });
   for (const tag of ['include', 'render', 'layout', 'block']) {
     // The tag table is a plain record; removing a tag makes using it a parse error.
