@@ -36,7 +36,9 @@ import { dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { build, type Metafile, type Plugin } from 'esbuild';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
+
+const nodeRequire = createRequire(import.meta.url);
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const ENTRY = join(ROOT, 'agent', 'main.ts');
@@ -49,20 +51,60 @@ const REQUIRE_SHIM = "import{createRequire as __secretsAgentRequire}from'node:mo
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 /**
- * Every Node built-in becomes `module.exports = require('<name>')` inside the
- * bundle. An ESM `import ... from 'node:http'` makes Node build a facade of every
- * export of node:http, which reads its lazy getters and so loads undici (fetch)
- * at start-up: ~45 ms and ~13 MB of peak RSS for a module the agent never uses.
- * require() has no facade. (Measured by `npm run bench -- --only=init`.)
+ * Every Node built-in that the bundled code imports (ESM `import ... from
+ * 'node:x'`) becomes a CommonJS module inside the bundle, for two reasons:
+ *
+ * - require() has no facade. An ESM import of node:http makes Node build a
+ *   facade of every export, which reads its lazy getters and so loads undici
+ *   (fetch) at start-up: ~45 ms and ~13 MB of peak RSS for a module the agent
+ *   never uses.
+ * - It is loaded on first use, not at start-up. The SDK imports node:http2 and
+ *   node:zlib (for HTTP/2 and CRC32 checksums the agent never asks for), the
+ *   https handler is only needed for an https endpoint, child_process only for
+ *   an `exec` notify target. Each such built-in is an object with the export
+ *   names the build's own Node (the same major version, pinned in
+ *   package-lock.json) lists for it, each a getter that requires the real
+ *   module the first time any of them is read. Code that reads an export at
+ *   load time (`class X extends Writable`) loads that module at once, as before.
+ *   Modules whose export is itself a function (events, stream, assert) are
+ *   required at once: a getter object cannot be called.
+ *
+ * `require()` calls in bundled CommonJS packages stay plain requires.
+ * (Measured by `npm run bench -- --only=init,memory`: docs/performance.md.)
  */
 export const builtinsViaRequire: Plugin = {
   name: 'builtins-via-require',
   setup(b) {
     const filter = new RegExp(`^(?:node:.+|${builtinModules.map(escapeRe).join('|')})$`);
     b.onResolve({ filter }, (args) => (args.kind === 'require-call' ? { path: args.path, external: true } : { path: args.path, namespace: 'builtin' }));
-    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: builtinModuleSource(args.path), loader: 'js' }));
   },
 };
+
+/** Always loaded by Node itself before any user code: nothing to defer. */
+const LOADED_BY_NODE = new Set(['process', 'buffer', 'events', 'timers', 'url', 'util', 'path', 'fs', 'module', 'os']);
+
+/** The bundle's CommonJS stand-in for built-in `id`: lazy where that is safe (see builtinsViaRequire). */
+export function builtinModuleSource(id: string): string {
+  const name = id.startsWith('node:') ? id.slice(5) : id;
+  const eager = `module.exports = require(${JSON.stringify(id)});`;
+  if (LOADED_BY_NODE.has(name.split('/')[0] ?? name)) return eager;
+  let real: unknown;
+  try {
+    real = nodeRequire(id);
+  } catch {
+    return eager;
+  }
+  if (typeof real !== 'object' || real === null) return eager;
+  const keys = Object.getOwnPropertyNames(real).filter((k) => k !== '__proto__');
+  return [
+    `let m;`,
+    `const load = () => (m ??= require(${JSON.stringify(id)}));`,
+    `const lazy = {};`,
+    `for (const k of ${JSON.stringify(keys)}) Object.defineProperty(lazy, k, { enumerable: true, get: () => load()[k], set: (v) => { load()[k] = v; } });`,
+    `module.exports = lazy;`,
+  ].join('\n');
+}
 
 export interface BuildResult {
   outfile: string;

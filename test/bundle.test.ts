@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { DockerfileParser, type JSONInstruction } from 'dockerfile-ast';
 import { REPO } from './support/cli.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
+import { startProxy, type Proxy } from './support/proxy.ts';
 
 const CANARY = 'CANARY-bundle-5d1e';
 
@@ -180,6 +181,44 @@ files:
       assert.equal(await exited, 0, stderr.slice(-2000));
       children.delete(child);
       assert.doesNotMatch(stderr, new RegExp(CANARY));
+    });
+
+    // AWS endpoints are HTTPS; moto is plain HTTP. A TLS-terminating proxy in
+    // front of moto, with a certificate made here by openssl for 127.0.0.1,
+    // puts the real TLS client (the bundle's lazily loaded node:https and
+    // node:tls) on the path, CA trust included.
+    describe('over HTTPS, as AWS serves', () => {
+      let tlsProxy: Proxy;
+      let ca: string;
+      before(async () => {
+        const key = join(dir, 'tls.key');
+        ca = join(dir, 'tls.crt');
+        const made = spawnSync(
+          'openssl',
+          ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', ca],
+          { encoding: 'utf8' },
+        );
+        assert.equal(made.status, 0, `openssl (installed by .ci/run) failed: ${made.stderr}`);
+        tlsProxy = await startProxy((moto as Moto).url, { tls: { key: await readFile(key, 'utf8'), cert: await readFile(ca, 'utf8') } });
+      });
+      after(async () => tlsProxy?.close());
+
+      it('when the endpoint CA is trusted (NODE_EXTRA_CA_CERTS), `init` fetches over TLS and writes the files', async () => {
+        const r = await run(['init', '--config', 'config.yaml', '--timeout', '30s'], { ...env, AWS_ENDPOINT_URL: tlsProxy.url, NODE_EXTRA_CA_CERTS: ca });
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(tlsProxy.count('AssumeRoleWithWebIdentity') >= 1, 'STS went over TLS');
+        assert.ok(tlsProxy.count('BatchGetSecretValue') + tlsProxy.count('GetSecretValue') >= 1, 'Secrets Manager went over TLS');
+        assert.equal(await readFile(join(dir, 'out', 'api-key'), 'utf8'), `key-${CANARY}`);
+        assert.doesNotMatch(r.stdout + r.stderr, new RegExp(CANARY));
+      });
+
+      it('when the certificate is not trusted, `init` fails with exit 1, says why, and sends nothing', async () => {
+        const before = tlsProxy.requests.length;
+        const r = await run(['init', '--config', 'config.yaml', '--timeout', '5s'], { ...env, AWS_ENDPOINT_URL: tlsProxy.url });
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stdout + r.stderr, /self[- ]signed certificate/i);
+        assert.equal(tlsProxy.requests.length, before, 'no request got past the TLS handshake');
+      });
     });
   });
 });

@@ -5,7 +5,8 @@
 // an error status and body, a reset connection, a response that hangs, a
 // malformed body; or edit moto's JSON answer (moto 5.2 never reports
 // `RotationEnabled: true` nor a `NextRotationDate`, so tests add them here).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { Socket } from 'node:net';
 
 export interface Recorded {
@@ -47,7 +48,12 @@ function operationOf(req: IncomingMessage, body: string): string {
   return m?.[1] ?? `${req.method} ${req.url}`;
 }
 
-export async function startProxy(upstream: string): Promise<Proxy> {
+export interface ProxyOptions {
+  /** Serve HTTPS with this key and certificate (PEM), as AWS endpoints do. */
+  tls?: { key: string; cert: string };
+}
+
+export async function startProxy(upstream: string, options: ProxyOptions = {}): Promise<Proxy> {
   const sockets = new Set<Socket>();
   const requests: Recorded[] = [];
   const hanging = new Set<ServerResponse>();
@@ -63,7 +69,7 @@ export async function startProxy(upstream: string): Promise<Proxy> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
-  const server: Server = createServer((req, res) => {
+  const handler: RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -113,13 +119,14 @@ export async function startProxy(upstream: string): Promise<Proxy> {
         }
       })();
     });
-  });
+  };
+  const server = options.tls ? createTlsServer(options.tls, handler) : createServer(handler);
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const addr = server.address();
-  (proxy as { url: string }).url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  (proxy as { url: string }).url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
   return proxy;
 }
