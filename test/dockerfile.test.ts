@@ -3,11 +3,11 @@
 // stage replayed: only the files its COPY lines bring, then its `npm run build`.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join, matchesGlob } from 'node:path';
+import { basename, dirname, join, matchesGlob } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DockerfileParser, type Copy, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
+import { DockerfileParser, type Copy, type Env, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
 import { REPO } from './support/cli.ts';
 
 const text = await readFile(join(REPO, 'Dockerfile'), 'utf8');
@@ -35,6 +35,8 @@ const finalStage = all.at(-1)!;
 const keyword = (stage: Stage, k: string): Instruction[] => stage.instructions.filter((i) => i.getKeyword() === k);
 const args = (ins: Instruction): string[] => ins.getArguments().map((a) => a.getValue());
 const copySources = (c: Copy): string[] => args(c).slice(0, -1);
+/** A flag's value (dockerfile-ast's getFromFlag() is null once a COPY has two flags). */
+const flag = (c: Copy, name: string): string | undefined => c.getFlags().find((f) => f.getName() === name)?.getValue() ?? undefined;
 const jsonArgs = (ins: Instruction): string[] | undefined => {
   const raw = ins.getArgumentsContent() ?? '';
   if (!raw.trim().startsWith('[')) return undefined;
@@ -89,13 +91,14 @@ describe('Dockerfile', () => {
     assert.ok(finalStage.instructions.slice(last + 1).every((i) => !['USER', 'RUN'].includes(i.getKeyword())));
   });
 
-  it('copies only the bundle (from the build stage) and the ready-made templates into the final image', async () => {
+  it('copies only the bundle (from the build stage), its compile cache and the ready-made templates into the final image', async () => {
     const copies = keyword(finalStage, 'COPY') as Copy[];
     assert.equal(keyword(finalStage, 'ADD').length, 0);
     assert.equal(keyword(finalStage, 'RUN').length, 0, 'no shell in distroless: nothing to RUN');
-    const described = copies.map((c) => ({ from: c.getFromFlag()?.getValue() ?? null, src: copySources(c), dest: args(c).at(-1) }));
+    const described = copies.map((c) => ({ from: flag(c, 'from') ?? null, src: copySources(c), dest: args(c).at(-1) }));
     assert.deepEqual(described, [
       { from: 'build', src: ['/src/dist/secrets-agent.mjs'], dest: '/app/secrets-agent.mjs' },
+      { from: 'compile-cache', src: ['/tmp/compile-cache'], dest: '/app/compile-cache' },
       { from: null, src: ['templates/*.liquid'], dest: '/etc/secrets-agent/templates/' },
     ]);
     const templates = (await readdir(join(REPO, 'templates'))).filter((f) => matchesGlob(`templates/${f}`, 'templates/*.liquid'));
@@ -130,7 +133,7 @@ describe('Dockerfile', () => {
     const included = (path: string): boolean => allowed.some((p) => path === p || path.startsWith(`${p}/`) || matchesGlob(path, p));
     for (const stage of all) {
       for (const c of keyword(stage, 'COPY') as Copy[]) {
-        if (c.getFromFlag()) continue;
+        if (flag(c, 'from')) continue;
         for (const src of copySources(c)) {
           const probe = src.includes('*') ? src.replace('*', 'example') : src.replace(/\/$/, '');
           assert.ok(included(probe), `${src} is copied but .dockerignore leaves it out`);
@@ -140,6 +143,89 @@ describe('Dockerfile', () => {
     for (const secretish of ['.env', 'node_modules/x', 'dist/secrets-agent.mjs', 'out/db.env', 'examples/dev/secrets.yaml']) {
       assert.ok(!included(secretish), `${secretish} must stay out of the build context`);
     }
+  });
+
+  describe('the compile-cache stage', () => {
+    const cacheStage = all.find((st) => st.from.getBuildStage() === 'compile-cache');
+    const env = (stage: Stage, name: string): string | undefined =>
+      (keyword(stage, 'ENV') as Env[]).flatMap((e) => e.getProperties()).find((p) => p.getName() === name)?.getValue() ?? undefined;
+    const entrypoint = (): string[] => jsonArgs(keyword(finalStage, 'ENTRYPOINT')[0]!)!;
+    const warmRun = (): string[] => jsonArgs(keyword(cacheStage!, 'RUN')[0]!)!;
+    const user = (stage: Stage): string => keyword(stage, 'USER').at(-1)!.getArgumentsContent()!;
+    const cacheCopy = (): Copy => (keyword(finalStage, 'COPY') as Copy[]).find((c) => flag(c, 'from') === 'compile-cache')!;
+
+    it('runs FROM the runtime image digest, as the runtime USER, with exactly the ENTRYPOINT node, flags and script path', () => {
+      // Node keys its compile cache by its own build, the V8 flags and the UID:
+      // any difference and the image would ship a cache that is never used.
+      assert.ok(cacheStage, 'a stage named compile-cache');
+      assert.equal(cacheStage.from.getImage(), finalStage.from.getImage());
+      assert.equal(cacheStage.from.getImageDigest(), finalStage.from.getImageDigest());
+      assert.equal(user(cacheStage), user(finalStage));
+      const copies = keyword(cacheStage, 'COPY') as Copy[];
+      assert.deepEqual(copies.map((c) => [flag(c, 'from'), ...args(c)]), [['build', '/src/dist/secrets-agent.mjs', entrypoint().at(-1)]]);
+      assert.equal(keyword(cacheStage, 'RUN').length, 1);
+      assert.deepEqual(warmRun(), [...entrypoint(), 'version'], 'exec form (no shell in distroless), the ENTRYPOINT plus `version`');
+      // What the stage writes is what the final stage copies, owned by the runtime user (Node writes the files 0600).
+      assert.deepEqual(copySources(cacheCopy()), [env(cacheStage, 'NODE_COMPILE_CACHE')]);
+      assert.equal(flag(cacheCopy(), 'chown'), user(finalStage));
+      assert.equal(env(finalStage, 'NODE_COMPILE_CACHE'), args(cacheCopy()).at(-1));
+    });
+
+    describe('when replayed here with the same node, flags and UIDs (setpriv; paths under a temp root)', () => {
+      let root: string;
+      // The image's paths, moved under the temp root.
+      const at = (p: string): string => (p.startsWith('/nodejs/bin/node') ? process.execPath : join(root, p));
+      const as = (uid: string, argv: string[], envs: Record<string, string>) => {
+        const [u, g] = uid.split(':');
+        return spawnSync('setpriv', [`--reuid=${u}`, `--regid=${g ?? u}`, '--clear-groups', 'env', '-i', ...Object.entries(envs).map(([k, v]) => `${k}=${v}`), ...argv], {
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+      };
+      before(async () => {
+        root = await mkdtemp(join(tmpdir(), 'sa-docker-cache-'));
+        await chmod(root, 0o755);
+        const script = at(entrypoint().at(-1)!);
+        await mkdir(dirname(script), { recursive: true });
+        await cp(join(REPO, 'dist', 'secrets-agent.mjs'), script);
+        await chmod(dirname(script), 0o755);
+        await mkdir(join(root, 'tmp'), { mode: 0o1777 });
+        await chmod(join(root, 'tmp'), 0o1777);
+      });
+      after(async () => {
+        if (root) await rm(root, { recursive: true, force: true });
+      });
+
+      it('the stage makes a cache that the ENTRYPOINT, run as the image runs it, accepts from a read-only directory', async () => {
+        const pkgBuilt = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 180_000 });
+        assert.equal(pkgBuilt.status, 0, pkgBuilt.stderr);
+        await cp(join(REPO, 'dist', 'secrets-agent.mjs'), at(entrypoint().at(-1)!));
+        const made = as(user(cacheStage!), warmRun().map((a) => (a.startsWith('/') ? at(a) : a)), {
+          NODE_COMPILE_CACHE: at(env(cacheStage!, 'NODE_COMPILE_CACHE')!),
+        });
+        assert.equal(made.status, 0, made.stderr);
+        // COPY --from=compile-cache --chown=<user>: then read-only, as with readOnlyRootFilesystem.
+        const dest = at(args(cacheCopy()).at(-1)!);
+        await cp(at(copySources(cacheCopy())[0]!), dest, { recursive: true });
+        const [u, g] = flag(cacheCopy(), 'chown')!.split(':').map(Number);
+        spawnSync('chown', ['-R', `${u}:${g}`, dest]);
+        spawnSync('chmod', ['-R', 'a-w', dest]);
+        const ep = entrypoint();
+        const argv = [process.execPath, ...ep.slice(1, -1), at(ep.at(-1)!), 'version'];
+        const r = as(user(finalStage), argv, { NODE_COMPILE_CACHE: dest, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' });
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout + r.stderr, /V8 code cache for ESM file:\/\/\S*secrets-agent\.mjs was accepted/);
+      });
+
+      it('run under another UID (runAsUser), the image misses the cache quietly: same output, nothing on stderr', () => {
+        const dest = at(args(cacheCopy()).at(-1)!);
+        const ep = entrypoint();
+        const r = as('12345:12345', [process.execPath, ...ep.slice(1, -1), at(ep.at(-1)!), 'version'], { NODE_COMPILE_CACHE: dest });
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, /^secrets-agent \d+\.\d+\.\d+ /);
+        assert.equal(r.stderr, '');
+      });
+    });
   });
 
   describe('when only the files the build stage copies are present', () => {
