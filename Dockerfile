@@ -30,15 +30,21 @@ RUN npm run build
 # --- compile cache: V8's compiled code for the bundle, made by the runtime
 # image's own node. Node keys the cache by its exact build, the V8 flags and the
 # UID, so it is made here, FROM the same image digest as the runtime stage, as
-# the same USER, with exactly the ENTRYPOINT's flags and script path
-# (test/dockerfile.test.ts checks all four and replays this stage). Measured by
-# `npm run bench -- --only=init`: init with 10 secrets ~40 ms faster. A pod run
-# under another UID (runAsUser) simply misses the cache: same output, no noise.
+# the same USER, with exactly the node flags and script path the containers use
+# (test/dockerfile.test.ts checks all four and replays this stage):
+# - the ENTRYPOINT's, for `run` (the sidecar);
+# - the init containers' (k8s-examples set `command` to the ENTRYPOINT without
+#   --lite-mode: any V8 code-generation flag makes Node recompile its own
+#   built-in modules, ~17 ms that a one-shot init does not need to pay; see the
+#   ENTRYPOINT below).
+# A pod run under another UID (runAsUser) misses the cache: same output, no noise.
+# Measured by `npm run bench -- --only=init` (README, Performance).
 FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a AS compile-cache
 COPY --from=build /src/dist/secrets-agent.mjs /app/secrets-agent.mjs
 USER 65532:65532
 ENV NODE_COMPILE_CACHE=/tmp/compile-cache
 RUN ["/nodejs/bin/node", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
+RUN ["/nodejs/bin/node", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
 
 # --- runtime: distroless Node 24 (no shell, no package manager), user nonroot.
 # Distroless publishes no per-patch Node tags: the image name carries the major

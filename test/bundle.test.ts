@@ -8,19 +8,12 @@ import { copyFile, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DockerfileParser, type JSONInstruction } from 'dockerfile-ast';
 import { REPO } from './support/cli.ts';
+import { entrypointFlags } from './support/dockerfile.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 import { startProxy, type Proxy } from './support/proxy.ts';
 
 const CANARY = 'CANARY-bundle-5d1e';
-
-/** The node flags of the Dockerfile's ENTRYPOINT (between /nodejs/bin/node and the script). */
-async function entrypointFlags(): Promise<string[]> {
-  const df = DockerfileParser.parse(await readFile(join(REPO, 'Dockerfile'), 'utf8'));
-  const ep = df.getENTRYPOINTs().at(-1) as JSONInstruction;
-  return ep.getJSONStrings().map((s) => s.getJSONValue()).slice(1, -1);
-}
 
 interface Result {
   code: number | null;

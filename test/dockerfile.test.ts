@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, matchesGlob } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DockerfileParser, type Copy, type Env, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
+import { parseAllDocuments } from 'yaml';
 import { REPO } from './support/cli.ts';
 
 const text = await readFile(join(REPO, 'Dockerfile'), 'utf8');
@@ -42,6 +43,26 @@ const jsonArgs = (ins: Instruction): string[] | undefined => {
   if (!raw.trim().startsWith('[')) return undefined;
   return (ins as JSONInstruction).getJSONStrings().map((s) => s.getJSONValue());
 };
+
+/** Every `command` a k8s example sets on a container running the agent image. */
+async function exampleCommands(): Promise<{ where: string; command: string[] }[]> {
+  const out: { where: string; command: string[] }[] = [];
+  const dir = join(REPO, 'k8s-examples');
+  for (const f of (await readdir(dir, { recursive: true })).filter((x) => /\.ya?ml$/.test(x))) {
+    for (const doc of parseAllDocuments(await readFile(join(dir, f), 'utf8'))) {
+      const walk = (node: unknown): void => {
+        if (Array.isArray(node)) node.forEach(walk);
+        else if (node && typeof node === 'object') {
+          const o = node as Record<string, unknown>;
+          if (typeof o.image === 'string' && /secrets-agent/.test(o.image) && Array.isArray(o.command)) out.push({ where: `k8s-examples/${f} ${String(o.name)}`, command: o.command as string[] });
+          Object.values(o).forEach(walk);
+        }
+      };
+      walk(doc.toJS());
+    }
+  }
+  return out;
+}
 
 describe('Dockerfile', () => {
   it('when parsed, it has a build stage and a separate runtime stage', () => {
@@ -150,21 +171,25 @@ describe('Dockerfile', () => {
     const env = (stage: Stage, name: string): string | undefined =>
       (keyword(stage, 'ENV') as Env[]).flatMap((e) => e.getProperties()).find((p) => p.getName() === name)?.getValue() ?? undefined;
     const entrypoint = (): string[] => jsonArgs(keyword(finalStage, 'ENTRYPOINT')[0]!)!;
-    const warmRun = (): string[] => jsonArgs(keyword(cacheStage!, 'RUN')[0]!)!;
+    const warmRuns = (): string[][] => keyword(cacheStage!, 'RUN').map((r) => jsonArgs(r)!);
     const user = (stage: Stage): string => keyword(stage, 'USER').at(-1)!.getArgumentsContent()!;
     const cacheCopy = (): Copy => (keyword(finalStage, 'COPY') as Copy[]).find((c) => flag(c, 'from') === 'compile-cache')!;
 
-    it('runs FROM the runtime image digest, as the runtime USER, with exactly the ENTRYPOINT node, flags and script path', () => {
-      // Node keys its compile cache by its own build, the V8 flags and the UID:
-      // any difference and the image would ship a cache that is never used.
+    it('runs FROM the runtime image digest, as the runtime USER, once per node command line the containers use', async () => {
+      // Node keys its compile cache by its own build, the V8 flags and the
+      // UID: any difference and the image would ship a cache that is never used.
       assert.ok(cacheStage, 'a stage named compile-cache');
       assert.equal(cacheStage.from.getImage(), finalStage.from.getImage());
       assert.equal(cacheStage.from.getImageDigest(), finalStage.from.getImageDigest());
       assert.equal(user(cacheStage), user(finalStage));
       const copies = keyword(cacheStage, 'COPY') as Copy[];
       assert.deepEqual(copies.map((c) => [flag(c, 'from'), ...args(c)]), [['build', '/src/dist/secrets-agent.mjs', entrypoint().at(-1)]]);
-      assert.equal(keyword(cacheStage, 'RUN').length, 1);
-      assert.deepEqual(warmRun(), [...entrypoint(), 'version'], 'exec form (no shell in distroless), the ENTRYPOINT plus `version`');
+      // Exec form (no shell in distroless): a container's node command line plus `version`.
+      const warmed = warmRuns().map((r) => JSON.stringify(r.slice(0, -1)));
+      assert.ok(warmRuns().every((r) => r.at(-1) === 'version'));
+      assert.ok(warmed.includes(JSON.stringify(entrypoint())), 'the ENTRYPOINT (the sidecar) is warmed');
+      for (const c of await exampleCommands()) assert.ok(warmed.includes(JSON.stringify(c.command)), `${c.where}: command ${JSON.stringify(c.command)} has no compile cache`);
+      assert.ok(warmed.length >= 2, 'the init containers command line is warmed too');
       // What the stage writes is what the final stage copies, owned by the runtime user (Node writes the files 0600).
       assert.deepEqual(copySources(cacheCopy()), [env(cacheStage, 'NODE_COMPILE_CACHE')]);
       assert.equal(flag(cacheCopy(), 'chown'), user(finalStage));
@@ -196,25 +221,27 @@ describe('Dockerfile', () => {
         if (root) await rm(root, { recursive: true, force: true });
       });
 
-      it('the stage makes a cache that the ENTRYPOINT, run as the image runs it, accepts from a read-only directory', async () => {
+      it('the stage makes caches that the ENTRYPOINT and the init containers command, run as the image runs them, accept read-only', async () => {
         const pkgBuilt = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 180_000 });
         assert.equal(pkgBuilt.status, 0, pkgBuilt.stderr);
         await cp(join(REPO, 'dist', 'secrets-agent.mjs'), at(entrypoint().at(-1)!));
-        const made = as(user(cacheStage!), warmRun().map((a) => (a.startsWith('/') ? at(a) : a)), {
-          NODE_COMPILE_CACHE: at(env(cacheStage!, 'NODE_COMPILE_CACHE')!),
-        });
-        assert.equal(made.status, 0, made.stderr);
+        for (const run of warmRuns()) {
+          const made = as(user(cacheStage!), run.map((a) => (a.startsWith('/') ? at(a) : a)), { NODE_COMPILE_CACHE: at(env(cacheStage!, 'NODE_COMPILE_CACHE')!) });
+          assert.equal(made.status, 0, made.stderr);
+        }
         // COPY --from=compile-cache --chown=<user>: then read-only, as with readOnlyRootFilesystem.
         const dest = at(args(cacheCopy()).at(-1)!);
         await cp(at(copySources(cacheCopy())[0]!), dest, { recursive: true });
         const [u, g] = flag(cacheCopy(), 'chown')!.split(':').map(Number);
         spawnSync('chown', ['-R', `${u}:${g}`, dest]);
         spawnSync('chmod', ['-R', 'a-w', dest]);
-        const ep = entrypoint();
-        const argv = [process.execPath, ...ep.slice(1, -1), at(ep.at(-1)!), 'version'];
-        const r = as(user(finalStage), argv, { NODE_COMPILE_CACHE: dest, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' });
-        assert.equal(r.status, 0, r.stderr);
-        assert.match(r.stdout + r.stderr, /V8 code cache for ESM file:\/\/\S*secrets-agent\.mjs was accepted/);
+        const lines = [entrypoint(), ...(await exampleCommands()).map((c) => c.command)];
+        for (const line of lines) {
+          const argv = [process.execPath, ...line.slice(1, -1), at(line.at(-1)!), 'version'];
+          const r = as(user(finalStage), argv, { NODE_COMPILE_CACHE: dest, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' });
+          assert.equal(r.status, 0, r.stderr);
+          assert.match(r.stdout + r.stderr, /V8 code cache for ESM file:\/\/\S*secrets-agent\.mjs was accepted/, JSON.stringify(line));
+        }
       });
 
       it('run under another UID (runAsUser), the image misses the cache quietly: same output, nothing on stderr', () => {

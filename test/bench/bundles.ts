@@ -42,9 +42,15 @@ export async function buildMinimal(root: string): Promise<string> {
   return bundle(join(REPO, 'test/bench/minimal-init.mjs'), join(root, 'minimal-init.bundle.mjs'), false);
 }
 
-/** A compile cache for `entry`, made the way an image build could: by running `version` once. */
-export async function warmCompileCache(entry: string, dir: string): Promise<string> {
+/**
+ * A compile cache for `entry`, made as the image's compile-cache stage makes it:
+ * by running `version` once, with each flag set (Node keeps one cache per set of
+ * V8 flags, side by side in the same directory).
+ */
+export async function warmCompileCache(entry: string, dir: string, flagSets: readonly (readonly string[])[] = [[]]): Promise<string> {
   await mkdir(dir, { recursive: true });
-  await runToEnd(process.execPath, [entry, 'version'], { env: { ...process.env, NODE_COMPILE_CACHE: dir } });
+  for (const flags of flagSets) {
+    await runToEnd(process.execPath, [...flags, entry, 'version'], { env: { ...process.env, NODE_COMPILE_CACHE: dir } });
+  }
   return dir;
 }

@@ -22,28 +22,27 @@ export interface BenchContext {
   readonly candidate: string;
   /** 1,000 secrets (10 when quick), created once in the background for the memory and scale cases. */
   readonly many: () => Promise<Created[]>;
-  /** A compile cache (NODE_COMPILE_CACHE dir) warmed for each bundle, by path. */
+  /** A compile cache (NODE_COMPILE_CACHE dir) warmed for each bundle, by path, with no flags and with imageFlags. */
   readonly compileCache: ReadonlyMap<string, string>;
+  /** The node flags of the Dockerfile's ENTRYPOINT: how the image runs the bundle (the sidecar, `run`). */
+  readonly imageFlags: readonly string[];
+  /** The node flags of the example init container's `command` (k8s-examples/init-container.yaml). */
+  readonly initFlags: readonly string[];
   /** Things the reader of the results must know (skipped rows, stand-ins). */
   readonly notes: string[];
 }
 
 export const SOURCE_ENTRY = join(REPO, 'agent/main.ts');
 
-/**
- * The flags recommended for the image's ENTRYPOINT (with a compile cache made
- * at image build time): V8 without its optimizing tiers and with lazily
- * allocated feedback; see docs/performance.md for what they buy and cost.
- */
-export const RECOMMENDED_FLAGS: readonly string[] = ['--lite-mode'];
-
 export interface AgentVariants {
   /** dist when it exists, else the candidate: what "the bundle" means in every table. */
   bundle: Variant;
   /** The bundle with a warm compile cache. */
   cached: Variant;
-  /** The bundle as the image should run it: compile cache + RECOMMENDED_FLAGS. */
+  /** The bundle as the image runs it: the ENTRYPOINT's flags and the compile cache its compile-cache stage makes. */
   recommended: Variant;
+  /** The bundle as the example init container runs it: its command's flags and the compile cache. */
+  asInitContainer: Variant;
   /** The bench's candidate build (bundles.ts), plain and as the image would run it; when dist exists (else it is `bundle`). */
   candidate: Variant | undefined;
   candidateRecommended: Variant | undefined;
@@ -58,13 +57,14 @@ export function agentVariants(ctx: BenchContext): AgentVariants {
   return {
     bundle,
     cached,
-    recommended: { ...cached, label: `${cached.label} ${RECOMMENDED_FLAGS.join(' ')}`, flags: RECOMMENDED_FLAGS },
+    recommended: { ...cached, label: `${bundle.label} as the image runs it (compile cache, ${ctx.imageFlags.join(' ')})`, flags: ctx.imageFlags },
+    asInitContainer: { ...cached, label: `${bundle.label} as the init container runs it (compile cache, ${ctx.initFlags.join(' ') || 'no flags'})`, flags: ctx.initFlags },
     candidate: ctx.bundle ? { label: 'candidate bundle', entry: ctx.candidate, flags: [] } : undefined,
     candidateRecommended: ctx.bundle
       ? {
-          label: `candidate bundle + compile cache ${RECOMMENDED_FLAGS.join(' ')}`,
+          label: `candidate bundle as the image would run it (compile cache, ${ctx.imageFlags.join(' ')})`,
           entry: ctx.candidate,
-          flags: RECOMMENDED_FLAGS,
+          flags: ctx.imageFlags,
           env: { NODE_COMPILE_CACHE: ctx.compileCache.get(ctx.candidate) ?? '' },
         }
       : undefined,

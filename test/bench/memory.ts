@@ -52,16 +52,35 @@ export interface MemoryResult {
   rows: MemoryRow[];
   /** An empty node process (`setInterval`): what any Node.js program starts from. */
   emptyNode: Memory;
+  /**
+   * node with the image's flags, the built-ins such an agent cannot do without
+   * loaded (an HTTP server listening for /metrics, an HTTPS client for AWS,
+   * crypto for SigV4, child_process for exec targets, fs/promises, perf_hooks,
+   * worker_threads and stream as pino and the SDK use them), and nothing else.
+   */
+  builtinsFloor: Memory;
   notes: string[];
 }
 
-async function emptyNode(): Promise<Memory> {
-  const p = start(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+async function nodeAt(args: string[]): Promise<Memory> {
+  const p = start(process.execPath, args);
   await sleep(1500);
   const m = memory(p.pid);
   await p.stop();
   return m;
 }
+
+const emptyNode = (): Promise<Memory> => nodeAt(['-e', 'setInterval(() => {}, 1000)']);
+
+const BUILTINS_FLOOR = [
+  "for (const m of ['https', 'tls', 'crypto', 'child_process', 'fs/promises', 'perf_hooks', 'worker_threads', 'stream']) require(m);",
+  "require('http').createServer((q, s) => s.end()).listen(0, '127.0.0.1');",
+  "new (require('https').Agent)({ keepAlive: true });",
+  "require('crypto').createHmac('sha256', 'k').update('x').digest('hex');",
+  'setInterval(() => {}, 1000);',
+].join(' ');
+
+const builtinsFloor = (flags: readonly string[]): Promise<Memory> => nodeAt([...flags, '-e', BUILTINS_FLOOR]);
 
 export async function memoryCase(ctx: BenchContext): Promise<MemoryResult> {
   const notes: string[] = [];
@@ -103,7 +122,7 @@ export async function memoryCase(ctx: BenchContext): Promise<MemoryResult> {
   notes.push(
     'DescribeSecret answered by a stand-in at the proxy with moto\'s answer shape (moto serves ~130 requests/s here); STS, BatchGetSecretValue and GetSecretValue go to moto.',
   );
-  return { intervalMs, recommended: recommended.label, rows, emptyNode: await emptyNode(), notes };
+  return { intervalMs, recommended: recommended.label, rows, emptyNode: await emptyNode(), builtinsFloor: await builtinsFloor(ctx.imageFlags), notes };
 }
 
 async function measure(
