@@ -11,6 +11,12 @@ import { DURATION_PATTERN, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } f
 import { show } from './messages.ts';
 import { crossCheck } from './rules.ts';
 
+// A config is parsed once per start or reload. zod's JIT (a parser generated
+// with `new Function` per object schema, compiled on its first use) costs more
+// than it saves for one parse: loading a 10-secret config takes ~5 ms less at
+// start-up and 2-3x less on a reload without it. Same results either way.
+z.config({ jitless: true });
+
 export const SECRET_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]{0,62}$';
 const PATH_SEGMENT = '[A-Za-z0-9_-][A-Za-z0-9._-]*';
 export const FILE_PATH_PATTERN = `^${PATH_SEGMENT}(?:/${PATH_SEGMENT})*$`;
