@@ -12,6 +12,7 @@ import { REPO } from './support/cli.ts';
 import { entrypointFlags } from './support/dockerfile.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 import { startProxy, type Proxy } from './support/proxy.ts';
+import { selfSignedCert } from './support/tls.ts';
 
 const CANARY = 'CANARY-bundle-5d1e';
 
@@ -184,15 +185,9 @@ files:
       let tlsProxy: Proxy;
       let ca: string;
       before(async () => {
-        const key = join(dir, 'tls.key');
-        ca = join(dir, 'tls.crt');
-        const made = spawnSync(
-          'openssl',
-          ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', ca],
-          { encoding: 'utf8' },
-        );
-        assert.equal(made.status, 0, `openssl (installed by .ci/run) failed: ${made.stderr}`);
-        tlsProxy = await startProxy((moto as Moto).url, { tls: { key: await readFile(key, 'utf8'), cert: await readFile(ca, 'utf8') } });
+        const tls = await selfSignedCert(dir);
+        ca = tls.caFile;
+        tlsProxy = await startProxy((moto as Moto).url, { tls });
       });
       after(async () => tlsProxy?.close());
 

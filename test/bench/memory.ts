@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startProxy } from '../support/proxy.ts';
+import { selfSignedCert, type TestCert } from '../support/tls.ts';
 import {
   agentVariants,
   commandOf,
@@ -111,6 +112,13 @@ export async function memoryCase(ctx: BenchContext): Promise<MemoryResult> {
   const rows: MemoryRow[] = [];
   try {
     for (const v of variants) rows.push(await measure(ctx, v, secrets, standIn, { intervalMs, cycles, pidFile, rotations: true }));
+    // AWS endpoints are HTTPS: the image's run again through a TLS proxy (TLS
+    // sessions, the root certificate store), trusting its certificate.
+    if (!ctx.quick) {
+      const tls = await selfSignedCert(ctx.root);
+      const overTls: Variant = { ...recommended, label: `${recommended.label}, over HTTPS`, env: { ...recommended.env, NODE_EXTRA_CA_CERTS: tls.caFile } };
+      rows.push(await measure(ctx, overTls, secrets, standIn, { intervalMs, cycles, pidFile, rotations: true, tls }));
+    }
     // 1,000 secrets: a few cycles (each is 1,000 checks) at a 1 s interval.
     const many = await ctx.many();
     for (const v of ctx.quick ? [bundle] : [bundle, recommended]) {
@@ -130,11 +138,11 @@ async function measure(
   v: Variant,
   secrets: readonly Created[],
   standIn: DescribeStandIn,
-  o: { intervalMs: number; cycles: number; pidFile: string; rotations: boolean },
+  o: { intervalMs: number; cycles: number; pidFile: string; rotations: boolean; tls?: TestCert },
 ): Promise<MemoryRow> {
   const n = secrets.length;
   for (const s of secrets) standIn.set(s);
-  const proxy = await startProxy(ctx.moto.url);
+  const proxy = await startProxy(ctx.moto.url, o.tls ? { tls: o.tls } : {});
   standIn.attach(proxy);
   const tally = new Tally(proxy);
   const dir = join(ctx.root, `mem-${n}-${v.label.replace(/[^a-z0-9]+/gi, '-')}`);
