@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, matchesGlob } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DockerfileParser, type Copy, type Env, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
-import { parseAllDocuments } from 'yaml';
 import { REPO } from './support/cli.ts';
+import { exampleAgentContainers } from './support/dockerfile.ts';
 
 const text = await readFile(join(REPO, 'Dockerfile'), 'utf8');
 const dockerfile = DockerfileParser.parse(text);
@@ -46,22 +46,7 @@ const jsonArgs = (ins: Instruction): string[] | undefined => {
 
 /** Every `command` a k8s example sets on a container running the agent image. */
 async function exampleCommands(): Promise<{ where: string; command: string[] }[]> {
-  const out: { where: string; command: string[] }[] = [];
-  const dir = join(REPO, 'k8s-examples');
-  for (const f of (await readdir(dir, { recursive: true })).filter((x) => /\.ya?ml$/.test(x))) {
-    for (const doc of parseAllDocuments(await readFile(join(dir, f), 'utf8'))) {
-      const walk = (node: unknown): void => {
-        if (Array.isArray(node)) node.forEach(walk);
-        else if (node && typeof node === 'object') {
-          const o = node as Record<string, unknown>;
-          if (typeof o.image === 'string' && /secrets-agent/.test(o.image) && Array.isArray(o.command)) out.push({ where: `k8s-examples/${f} ${String(o.name)}`, command: o.command as string[] });
-          Object.values(o).forEach(walk);
-        }
-      };
-      walk(doc.toJS());
-    }
-  }
-  return out;
+  return (await exampleAgentContainers()).flatMap((c) => (c.command ? [{ where: `k8s-examples/${c.file} ${c.name}`, command: c.command }] : []));
 }
 
 describe('Dockerfile', () => {
@@ -210,11 +195,15 @@ describe('Dockerfile', () => {
       before(async () => {
         root = await mkdtemp(join(tmpdir(), 'sa-docker-cache-'));
         await chmod(root, 0o755);
+        // The build stage's output, as the compile-cache stage's COPY --from=build brings it.
+        const built = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 180_000 });
+        assert.equal(built.status, 0, built.stderr);
         const script = at(entrypoint().at(-1)!);
         await mkdir(dirname(script), { recursive: true });
         await cp(join(REPO, 'dist', 'secrets-agent.mjs'), script);
         await chmod(dirname(script), 0o755);
-        await mkdir(join(root, 'tmp'), { mode: 0o1777 });
+        // /tmp as in the image: world-writable, sticky (mkdir's mode is masked by the umask).
+        await mkdir(join(root, 'tmp'));
         await chmod(join(root, 'tmp'), 0o1777);
       });
       after(async () => {
@@ -222,9 +211,6 @@ describe('Dockerfile', () => {
       });
 
       it('the stage makes caches that the ENTRYPOINT and the init containers command, run as the image runs them, accept read-only', async () => {
-        const pkgBuilt = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 180_000 });
-        assert.equal(pkgBuilt.status, 0, pkgBuilt.stderr);
-        await cp(join(REPO, 'dist', 'secrets-agent.mjs'), at(entrypoint().at(-1)!));
         for (const run of warmRuns()) {
           const made = as(user(cacheStage!), run.map((a) => (a.startsWith('/') ? at(a) : a)), { NODE_COMPILE_CACHE: at(env(cacheStage!, 'NODE_COMPILE_CACHE')!) });
           assert.equal(made.status, 0, made.stderr);

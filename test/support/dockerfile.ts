@@ -1,6 +1,6 @@
-// What the image runs, read from the Dockerfile (one source of truth for the
-// tests and the bench).
-import { readFile } from 'node:fs/promises';
+// What the image and the k8s examples run, read from the Dockerfile and the
+// example manifests (one source of truth for the tests and the bench).
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DockerfileParser, type JSONInstruction } from 'dockerfile-ast';
 import { parseAllDocuments } from 'yaml';
@@ -13,12 +13,40 @@ export async function entrypointFlags(): Promise<string[]> {
   return ep.getJSONStrings().map((s) => s.getJSONValue()).slice(1, -1);
 }
 
+export interface ExampleAgentContainer {
+  /** Path under k8s-examples/. */
+  file: string;
+  name: string;
+  /** Listed under initContainers (a plain init container or a native sidecar). */
+  init: boolean;
+  /** Its `command`, when it overrides the image's ENTRYPOINT. */
+  command?: string[];
+}
+
+/** Every container running the agent image in the YAML files under k8s-examples/, wherever it is nested (Pod, Deployment, CronJob ...). */
+export async function exampleAgentContainers(): Promise<ExampleAgentContainer[]> {
+  const out: ExampleAgentContainer[] = [];
+  const dir = join(REPO, 'k8s-examples');
+  const walk = (file: string, node: unknown, init: boolean): void => {
+    if (Array.isArray(node)) {
+      for (const x of node) walk(file, x, init);
+    } else if (node && typeof node === 'object') {
+      const o = node as Record<string, unknown>;
+      if (typeof o.image === 'string' && /secrets-agent/.test(o.image)) {
+        out.push({ file, name: String(o.name), init, ...(Array.isArray(o.command) ? { command: o.command as string[] } : {}) });
+      }
+      for (const [k, v] of Object.entries(o)) walk(file, v, k === 'initContainers' ? true : k === 'containers' ? false : init);
+    }
+  };
+  for (const file of (await readdir(dir, { recursive: true })).filter((x) => /\.ya?ml$/.test(x))) {
+    for (const doc of parseAllDocuments(await readFile(join(dir, file), 'utf8'))) walk(file, doc.toJS(), false);
+  }
+  return out;
+}
+
 /** The node flags of the init container in k8s-examples/init-container.yaml (its `command`, or the ENTRYPOINT's when it sets none). */
 export async function initContainerFlags(): Promise<string[]> {
-  const doc = parseAllDocuments(await readFile(join(REPO, 'k8s-examples', 'init-container.yaml'), 'utf8'))
-    .map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { initContainers?: { name: string; command?: string[] }[] } } } })
-    .find((d) => d.kind === 'Deployment');
-  const c = doc?.spec?.template?.spec?.initContainers?.find((x) => x.name === 'secrets-agent');
-  if (!c) throw new Error('k8s-examples/init-container.yaml: no Deployment with an initContainer named secrets-agent');
+  const c = (await exampleAgentContainers()).find((x) => x.file === 'init-container.yaml' && x.init && x.name === 'secrets-agent');
+  if (!c) throw new Error('k8s-examples/init-container.yaml: no initContainer named secrets-agent');
   return c.command ? c.command.slice(1, -1) : entrypointFlags();
 }
