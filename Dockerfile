@@ -35,7 +35,7 @@ RUN npm run build
 # - the ENTRYPOINT's, for `run` (the sidecar);
 # - the init containers' (k8s-examples set `command` to the ENTRYPOINT without
 #   --lite-mode: any V8 code-generation flag makes Node recompile its own
-#   built-in modules, ~17 ms that a one-shot init does not need to pay; see the
+#   built-in modules, ~10 ms that a one-shot init does not need to pay; see the
 #   ENTRYPOINT below).
 # A pod run under another UID (runAsUser) misses the cache: same output, no noise.
 # Measured by `npm run bench -- --only=init` (README, Performance).
@@ -74,7 +74,7 @@ USER 65532:65532
 # --lite-mode: no optimizing compilers. `run` with 10 secrets after 1,000
 #   refresh cycles: RSS 267 -> 75 MB (1,000 secrets: 237 -> 80 MB), flat over the
 #   run; costs ~50% more CPU per check, under 1 CPU s/hour at the defaults.
-#   It also makes Node compile its own built-in modules from source (~17 ms of
+#   It also makes Node compile its own built-in modules from source (~10 ms of
 #   every start), which is why the example init containers set `command` to
 #   this line without it. (Node refuses it in NODE_OPTIONS: it must be here.)
 # --max-semi-space-size=1 (MiB): a smaller young generation; alone 267 -> 161 MB.

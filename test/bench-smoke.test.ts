@@ -67,6 +67,15 @@ describe('npm run bench -- --quick', () => {
     }
   });
 
+  it('probes built-in load time per node flag set, the RSS cost of Intl, and config load time', () => {
+    const p = results.probes;
+    assert.ok(p && !('error' in p), JSON.stringify(p));
+    assert.ok(p.builtins.length >= 2, 'at least no flags and the image flags');
+    for (const b of p.builtins) assertNumbers(`probes.builtins ${b.flags}`, b, ['medianMs']);
+    assertNumbers('probes.intl', p.intl, ['withoutMB', 'withMB', 'deltaMB', 'fileDeltaMB']);
+    assertNumbers('probes.configLoad', p.configLoad, ['firstMs', 'reloadMs']);
+  });
+
   it('measures memory of run, including an empty node process as the floor', () => {
     const m = results.memory;
     assert.ok(m && !('error' in m), JSON.stringify(m));

@@ -109,8 +109,8 @@ describe('template context', () => {
 });
 
 describe('the template engine', () => {
-  // Intl.DateTimeFormat pages ~6.5 MB of ICU data into the process (measured:
-  // `run` RSS 79 -> 69.5 MB with a fixed locale). Liquid calls it at engine
+  // Intl.DateTimeFormat pages ICU data into the process (+8.2 MB RSS for an
+  // idle node: `npm run bench -- --only=probes`). Liquid calls it at engine
   // creation unless a locale is given; a template that never formats a date
   // must not pay for it.
   it('when created and used for a template without dates, never asks Intl.DateTimeFormat', async () => {

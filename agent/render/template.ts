@@ -78,7 +78,8 @@ export const FILTERS: Readonly<Record<string, (value: unknown, ...args: unknown[
  *   one file instead of hanging the agent or eating its memory.
  * - locale: fixed, so `| date` output does not depend on the container's
  *   environment; left unset, Liquid asks Intl.DateTimeFormat for the default
- *   locale, which pages ~6.5 MB of ICU data into every agent's RSS.
+ *   locale, which pages ICU data into every agent (+6.4 MB file-backed, 8.2 MB
+ *   RSS in all: `npm run bench -- --only=probes`).
  */
 export function createTemplateEngine(): Liquid {
   const engine = new Liquid({

@@ -5,7 +5,7 @@
 //
 //   npm run bench                      the full run (~5 min on 2 cores)
 //   npm run bench -- --quick           a tiny case (BENCH_QUICK=1 too)
-//   npm run bench -- --only=init,idle  some cases (init memory idle rotation scale)
+//   npm run bench -- --only=init,idle  some cases (init memory idle rotation scale probes)
 //   npm run bench -- --out=path.json   write the JSON elsewhere
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -19,10 +19,11 @@ import { idleCase, type IdleResult } from './idle.ts';
 import { initCase, type InitResult } from './init.ts';
 import { REPO, round, stopAll, table, type Cell } from './lib.ts';
 import { memoryCase, type MemoryResult } from './memory.ts';
+import { probesCase, type ProbesResult } from './probes.ts';
 import { rotationCase, type RotationResult } from './rotation.ts';
 import { scaleCase, type ScaleResult } from './scale.ts';
 
-const CASES = ['init', 'memory', 'idle', 'rotation', 'scale'] as const;
+const CASES = ['init', 'memory', 'idle', 'rotation', 'scale', 'probes'] as const;
 type CaseName = (typeof CASES)[number];
 
 export interface Failed {
@@ -45,6 +46,7 @@ export interface BenchResults {
   scale: ScaleResult | Failed | null;
   rotation: RotationResult | Failed | null;
   cost: CostResult | null;
+  probes: ProbesResult | Failed | null;
 }
 
 /** Undo what a run started (moto, temp dir) when it is interrupted. */
@@ -143,12 +145,14 @@ export async function bench(argv: readonly string[]): Promise<BenchResults> {
       rotation: () => attempt('rotation propagation', only.has('rotation'), () => rotationCase(ctx)),
       memory: () => attempt('memory', only.has('memory'), () => memoryCase(ctx)),
       scale: () => attempt('scale', only.has('scale'), () => scaleCase(ctx)),
+      probes: () => attempt('probes', only.has('probes'), () => probesCase(ctx)),
     };
-    let init, idle, rotation, memory, scale;
+    let init, idle, rotation, memory, scale, probes;
     if (quick) {
-      [init, idle, rotation, memory, scale] = await Promise.all([run.init(), run.idle(), run.rotation(), run.memory(), run.scale()]);
+      [init, idle, rotation, memory, scale, probes] = await Promise.all([run.init(), run.idle(), run.rotation(), run.memory(), run.scale(), run.probes()]);
     } else {
       init = await run.init();
+      probes = await run.probes();
       const rotationThenCreate = async () => {
         const r = await run.rotation();
         // Not during the rotations: moto creating secrets would slow the agent's calls.
@@ -177,6 +181,7 @@ export async function bench(argv: readonly string[]): Promise<BenchResults> {
       scale,
       rotation,
       cost,
+      probes: probes ?? null,
     };
     const md = markdown(results);
     process.stdout.write(md + '\n');
@@ -352,12 +357,24 @@ export function markdown(r: BenchResults): string {
       `Calls per pod start (init): ${podStart(x.podStart)}.`,
       ...x.notes.map((n) => `- ${n}`),
     ]),
+    ...section('7. Probes (why the image runs as it does)', r.probes, (x: ProbesResult) => [
+      `Medians of ${x.runs} fresh \`node\` processes each.`,
+      '',
+      table(
+        ['probe', 'result'],
+        [
+          ...x.builtins.map((b): Cell[] => [`load http, https, crypto, stream, fs/promises, child_process; node flags: ${b.flags}`, `${b.medianMs} ms`]),
+          ['RSS of an idle node with the image flags, without / with one Intl.DateTimeFormat', `${x.intl.withoutMB} / ${x.intl.withMB} MB (+${x.intl.deltaMB} MB, +${x.intl.fileDeltaMB} MB of it file-backed ICU data)`],
+          ['loadConfig, 10 secrets, init container flags: first call / second call (a reload)', `${x.configLoad.firstMs} / ${x.configLoad.reloadMs} ms`],
+        ],
+      ),
+    ]),
   );
   return lines.join('\n');
 }
 
 const failed = (r: BenchResults): string[] =>
-  (['init', 'memory', 'idle', 'scale', 'rotation'] as const).filter((k) => {
+  (['init', 'memory', 'idle', 'scale', 'rotation', 'probes'] as const).filter((k) => {
     const v = r[k];
     return v !== null && 'error' in v;
   });
