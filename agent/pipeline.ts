@@ -90,7 +90,9 @@ export class Pipeline {
    * secret never blocks the others from refreshing; a file that never rendered is left out.
    */
   async commit(mode: 'strict' | 'lenient'): Promise<CommitOutcome> {
-    const outcome = await renderFiles(this.config, this.compiled, this.values);
+    // A copy: rendering yields to the event loop, and a check accepting a value
+    // meanwhile must not end up in this generation beside values it did not come with.
+    const outcome = await renderFiles(this.config, this.compiled, new Map(this.values));
     const failed = new Set(outcome.errors.map((e) => e.file));
     for (const f of outcome.files) this.#metrics?.fileRendered(f.path, 'success');
     for (const e of outcome.errors) this.#metrics?.fileRendered(e.file, 'error');

@@ -93,7 +93,14 @@ export interface SecretMetadata {
   readonly versionIdForStage?: string;
   readonly rotationEnabled: boolean;
   readonly nextRotationDate?: Date;
+  /**
+   * The secret is scheduled for deletion (DeleteSecret with a recovery window):
+   * GetSecretValue now fails, the value in use is the last one the agent holds,
+   * and the secret disappears for good unless someone runs RestoreSecret.
+   */
   readonly deleted: boolean;
+  /** DescribeSecret's DeletedDate, as Secrets Manager reports it (set when `deleted`). */
+  readonly deletedDate?: Date;
 }
 
 /** One file ready to be written: bytes, mode, owner. */

@@ -59,6 +59,7 @@ export const METRIC_TYPES = {
   secrets_agent_secret_version_changes_total: 'counter',
   secrets_agent_secret_version_created_timestamp_seconds: 'gauge',
   secrets_agent_secret_refresh_interval_seconds: 'gauge',
+  secrets_agent_secret_deletion_scheduled: 'gauge',
   secrets_agent_file_renders_total: 'counter',
   secrets_agent_files_writes_total: 'counter',
   secrets_agent_files_generation_timestamp_seconds: 'gauge',
@@ -123,6 +124,7 @@ export class AgentMetrics {
   readonly #versionChanges: Counter<'secret'>;
   readonly #versionCreated: Gauge<'secret'>;
   readonly #refreshInterval: Gauge<'secret'>;
+  readonly #deletionScheduled: Gauge<'secret'>;
   readonly #renders: Counter<'file' | 'result'>;
   readonly #writes: Counter<'result'>;
   readonly #generation: Gauge;
@@ -186,6 +188,12 @@ export class AgentMetrics {
     this.#refreshInterval = new Gauge({
       name: 'secrets_agent_secret_refresh_interval_seconds',
       help: 'Configured check interval of a secret in seconds; 0 for a pinned versionId (never refreshed).',
+      labelNames: ['secret'],
+      registers,
+    });
+    this.#deletionScheduled = new Gauge({
+      name: 'secrets_agent_secret_deletion_scheduled',
+      help: '1 while Secrets Manager reports the secret scheduled for deletion (DescribeSecret DeletedDate): the agent serves its last value, and the secret is gone for good after the recovery window unless restored; else 0.',
       labelNames: ['secret'],
       registers,
     });
@@ -333,7 +341,7 @@ export class AgentMetrics {
       this.#checks.remove({ secret: name, result });
       this.#fetches.remove({ secret: name, result });
     }
-    for (const gauge of [this.#lastSuccess, this.#versionCreated, this.#refreshInterval]) gauge.remove({ secret: name });
+    for (const gauge of [this.#lastSuccess, this.#versionCreated, this.#refreshInterval, this.#deletionScheduled]) gauge.remove({ secret: name });
     this.#versionChanges.remove({ secret: name });
   }
 
@@ -386,6 +394,12 @@ export class AgentMetrics {
     this.#ensureSecret(secret);
     this.#versionChanges.inc({ secret });
     this.#setCreated(secret, createdDate);
+  }
+
+  /** What the last check said of a secret's deletion: scheduled (DeletedDate set) or not. */
+  secretDeletionScheduled(secret: string, scheduled: boolean): void {
+    this.#ensureSecret(secret);
+    this.#deletionScheduled.set({ secret }, scheduled ? 1 : 0);
   }
 
   /** One render of an output file (path relative to outputDir). */
@@ -463,6 +477,7 @@ export class AgentMetrics {
       this.#fetches.inc({ secret: name, result }, 0);
     }
     this.#versionChanges.inc({ secret: name }, 0);
+    this.#deletionScheduled.set({ secret: name }, 0);
   }
 
   #markFresh(secret: string, at: Date): void {

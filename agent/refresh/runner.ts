@@ -6,14 +6,35 @@
 // Commits are serialized: a change found while a commit is in flight marks the
 // runner dirty and is committed right after, so many changes close together make
 // one generation and one notification, never a storm.
-import pRetry from 'p-retry';
+//
+// Until the first generation exists there is no schedule: the first render is
+// retried (backoff capped at the interval, or at once when the file source
+// changes or the config is reloaded), and every attempt re-checks every secret
+// it already holds (DescribeSecret; GetSecretValue only where the version moved)
+// and fetches the ones it does not, so fixing a secret that made a template
+// fail is enough for the agent to become ready.
+//
+// A source that keeps every secret in one document (the file source,
+// SecretSource.readSnapshot) is read as a whole: a change found in one read is
+// accepted for every secret from that same read, so a generation reflects one
+// version of the document.
+//
+// A secret scheduled for deletion (DescribeSecret's DeletedDate) keeps serving
+// its last value; it is logged once per deletion date and exposed as
+// secrets_agent_secret_deletion_scheduled.
 import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
 import type { Notifier } from '../notify/index.ts';
 import type { Pipeline } from '../pipeline.ts';
-import type { SecretSpec } from '../types.ts';
+import type { SourceSnapshot } from '../source/source.ts';
+import type { SecretMetadata, SecretSpec } from '../types.ts';
 import { Scheduler, type CheckOutcome } from './scheduler.ts';
+
+/** First render: the first retry waits about this long, doubling up to the refresh interval. */
+const FIRST_RETRY_MS = 500;
+/** First render: secrets re-checked in parallel at most. */
+const FIRST_CHECK_CONCURRENCY = 8;
 
 export interface RunnerOptions {
   readonly log: Logger;
@@ -39,6 +60,13 @@ export class Runner {
   #dirty = false;
   #coalesceMs: number;
   #coalesceFixed: boolean;
+  /** Cuts the first render's wait before its next attempt short (a source change, a reload). */
+  #wake: (() => void) | undefined;
+  #firstRun: Promise<boolean> | undefined;
+  /** seq of the latest source snapshot accepted (sources with readSnapshot). */
+  #snapshotSeq = 0;
+  /** Secrets reported scheduled for deletion: local name -> DeletedDate (logged once per date). */
+  readonly #deletion = new Map<string, string>();
 
   constructor(options: RunnerOptions) {
     this.#log = options.log;
@@ -68,47 +96,56 @@ export class Runner {
 
   /**
    * The first render: every secret fetched (batched) and every file rendered,
-   * retried with backoff (capped at the interval) until it succeeds or stop().
-   * Resolves false when stopped before succeeding.
+   * retried until it succeeds or stop(). Each attempt re-checks what it holds
+   * and fetches only what is missing or moved; a render error is retried like a
+   * fetch error (the secret may be fixed meanwhile). Resolves false when
+   * stopped before succeeding.
    */
-  async firstRender(): Promise<boolean> {
-    const { config } = this.#pipeline;
-    let pending: readonly SecretSpec[] = config.secrets;
+  firstRender(): Promise<boolean> {
+    this.#firstRun ??= this.#firstRenderLoop();
+    return this.#firstRun;
+  }
+
+  async #firstRenderLoop(): Promise<boolean> {
+    const signal = this.#stop.signal;
     const logged = new Set<string>();
     const reportOnce = (e: { message: string }, fields: Record<string, unknown>): void => {
       if (logged.has(e.message)) return;
       logged.add(e.message);
       this.#log.error(fields, e.message);
     };
-    try {
-      await pRetry(
-        async () => {
-          const failures = await this.#pipeline.load(pending, this.#stop.signal);
-          pending = pending.filter((s) => failures.has(s.name));
-          for (const e of failures.values()) reportOnce(e, { secret: e.secret, code: e.code, transient: e.transient });
-          if (pending.length > 0) throw new Error(`${pending.length} secret(s) not available yet`);
-          await this.#pipeline.writer.prepare();
-          const out = await this.#pipeline.commit('strict');
+    for (let attempt = 1; ; attempt++) {
+      const pipeline = this.#pipeline;
+      let problem: string | undefined;
+      try {
+        const failures = await this.#refreshAll(pipeline, signal, reportOnce);
+        if (signal.aborted) return false;
+        if (this.#pipeline !== pipeline) continue; // reloaded meanwhile: start over on the new config
+        for (const e of failures.values()) reportOnce(e, { secret: e.secret, code: e.code, transient: e.transient });
+        if (failures.size > 0) {
+          problem = `${failures.size} secret(s) not available yet`;
+        } else {
+          await pipeline.writer.prepare();
+          const out = await pipeline.commit('strict');
           if (out.renderErrors.length > 0) {
             for (const e of out.renderErrors) reportOnce(e, { file: e.file });
-            throw new Error(`${out.renderErrors.length} file(s) could not be rendered`);
+            problem = `${out.renderErrors.length} file(s) could not be rendered`;
+          } else if (this.#pipeline !== pipeline) {
+            continue; // a complete generation of the old config; the new one gets its own
           }
-        },
-        {
-          retries: Infinity,
-          minTimeout: 500,
-          maxTimeout: Math.max(1000, config.refresh.intervalMs),
-          randomize: true,
-          signal: this.#stop.signal,
-          unref: true,
-          onFailedAttempt: ({ error, retryDelay }) =>
-            this.#log.warn({ retryInMs: Math.round(retryDelay) }, `first render not complete: ${error.message}; retrying`),
-        },
-      );
-    } catch (err) {
-      if (this.#stop.signal.aborted) return false;
-      throw err;
+        }
+      } catch (err) {
+        if (signal.aborted) return false;
+        throw err;
+      }
+      if (problem === undefined) break;
+      const maxMs = Math.max(1000, pipeline.config.refresh.intervalMs);
+      const delay = Math.min(maxMs, FIRST_RETRY_MS * 2 ** Math.min(attempt - 1, 30) * (1 + Math.random()));
+      this.#log.warn({ retryInMs: Math.round(delay) }, `first render not complete: ${problem}; retrying`);
+      await this.#pause(delay, signal);
+      if (signal.aborted) return false;
     }
+    const { config } = this.#pipeline;
     this.#ready = true;
     this.#metrics.setReady(true);
     this.#log.info({ outputDir: config.outputDir, files: config.files.length, secrets: config.secrets.length }, 'first render complete; ready');
@@ -116,10 +153,84 @@ export class Runner {
     return true;
   }
 
-  /** One check: DescribeSecret; GetSecretValue only when the version carrying the stage moved. */
+  /** Wait before the next first-render attempt; wake() or stop() cut it short. */
+  #pause(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        if (this.#wake === done) this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      signal.addEventListener('abort', done, { once: true });
+      this.#wake = done;
+    });
+  }
+
+  /**
+   * Bring every value of `pipeline` up to date before a first render: fetch the
+   * secrets it has no value for (batched), re-check the ones it has (a version
+   * check; a fetch only where the version moved). A source read as a whole is
+   * read once. Returns the secrets still without a value; a failed re-check of a
+   * held value is only reported (the value held is still the last good one).
+   */
+  async #refreshAll(
+    pipeline: Pipeline,
+    signal: AbortSignal,
+    report: (e: SourceError, fields: Record<string, unknown>) => void,
+  ): Promise<Map<string, SourceError>> {
+    const specs = pipeline.config.secrets;
+    const failures = new Map<string, SourceError>();
+    const source = pipeline.source;
+    if (source.readSnapshot) {
+      const snap = await source.readSnapshot(specs, signal);
+      this.#applySnapshot(pipeline, snap, true);
+      for (const spec of specs) {
+        const r = snap.results.get(spec.name);
+        if (r instanceof Error) {
+          this.#metrics.secretFetched(spec.name, 'error');
+          if (!pipeline.values.has(spec.name)) failures.set(spec.name, r);
+        }
+      }
+      return failures;
+    }
+    const missing = specs.filter((s) => !pipeline.values.has(s.name));
+    // Pinned versions cannot change: held once, never re-checked.
+    const held = specs.filter((s) => pipeline.values.has(s.name) && !s.versionId);
+    for (const [name, e] of await pipeline.load(missing, signal)) failures.set(name, e);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < held.length && !signal.aborted) {
+        const spec = held[next++] as SecretSpec;
+        try {
+          await this.#checkOne(pipeline, spec, signal);
+          this.#metrics.secretChecked(spec.name, 'success');
+        } catch (err) {
+          const e = err as SourceError;
+          this.#metrics.secretChecked(spec.name, 'error');
+          if (!signal.aborted) report(e, { secret: e.secret, code: e.code, transient: e.transient });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FIRST_CHECK_CONCURRENCY, held.length) }, worker));
+    return failures;
+  }
+
+  /** One scheduled check: the version check, and a commit requested when a new value was accepted. */
   async #check(spec: SecretSpec, signal: AbortSignal): Promise<CheckOutcome> {
     const pipeline = this.#pipeline;
+    if (pipeline.source.readSnapshot) return this.#checkSnapshot(pipeline, spec, signal);
+    const outcome = await this.#checkOne(pipeline, spec, signal);
+    if (outcome.changed) this.requestCommit();
+    return outcome;
+  }
+
+  /** DescribeSecret; GetSecretValue only when the version carrying the stage moved. Accepts a new value, commits nothing. */
+  async #checkOne(pipeline: Pipeline, spec: SecretSpec, signal: AbortSignal): Promise<CheckOutcome> {
     const metadata = await pipeline.source.describe(spec, signal);
+    this.#noteDeletion(spec, metadata);
     const current = pipeline.values.get(spec.name);
     if (metadata.versionIdForStage !== undefined && metadata.versionIdForStage === current?.versionId) {
       return { metadata, changed: false };
@@ -138,9 +249,70 @@ export class Runner {
     if (changed) {
       pipeline.accept(spec.name, value);
       this.#log.info({ secret: spec.name, from: current?.versionId, to: value.versionId }, 'new secret version');
-      this.requestCommit();
     }
     return { metadata, changed };
+  }
+
+  /**
+   * A check on a source read as a whole: one read (shared with the checks running
+   * at the same time), and a change in it is accepted for every secret at once.
+   */
+  async #checkSnapshot(pipeline: Pipeline, spec: SecretSpec, signal: AbortSignal): Promise<CheckOutcome> {
+    const snap = await pipeline.source.readSnapshot!(pipeline.config.secrets, signal);
+    const mine = snap.results.get(spec.name);
+    if (mine instanceof Error) throw mine;
+    const metadata: SecretMetadata = {
+      arn: mine?.arn ?? '',
+      name: mine?.name ?? spec.id,
+      ...(mine ? { versionIdForStage: mine.versionId } : {}),
+      rotationEnabled: false,
+      deleted: false,
+    };
+    if (this.#pipeline !== pipeline) return { metadata, changed: false };
+    const changed = this.#applySnapshot(pipeline, snap, false);
+    if (changed.length > 0) this.requestCommit();
+    return { metadata, changed: changed.includes(spec.name) };
+  }
+
+  /**
+   * Accept every value of one snapshot that differs from the one held. A snapshot
+   * older than the latest accepted one is ignored (unless `force`: a pipeline
+   * being filled for the first time). Returns the names whose value changed.
+   */
+  #applySnapshot(pipeline: Pipeline, snap: SourceSnapshot, force: boolean): string[] {
+    if (!force && snap.seq < this.#snapshotSeq) return [];
+    this.#snapshotSeq = Math.max(this.#snapshotSeq, snap.seq);
+    const changed: string[] = [];
+    for (const spec of pipeline.config.secrets) {
+      const value = snap.results.get(spec.name);
+      if (value === undefined || value instanceof Error) continue;
+      const current = pipeline.values.get(spec.name);
+      if (current?.versionId === value.versionId) continue;
+      pipeline.accept(spec.name, value);
+      this.#metrics.secretFetched(spec.name, 'success');
+      if (current) this.#log.info({ secret: spec.name, from: current.versionId, to: value.versionId }, 'new secret version');
+      changed.push(spec.name);
+    }
+    return changed;
+  }
+
+  /** Report a scheduled deletion once per secret and date, and when it is lifted. */
+  #noteDeletion(spec: SecretSpec, metadata: SecretMetadata): void {
+    this.#metrics.secretDeletionScheduled(spec.name, metadata.deleted);
+    const date = metadata.deleted ? (metadata.deletedDate?.toISOString() ?? 'unknown') : undefined;
+    if (date === this.#deletion.get(spec.name)) return;
+    if (date === undefined) {
+      this.#deletion.delete(spec.name);
+      this.#log.info({ secret: spec.name, secretId: spec.id }, 'secret is no longer scheduled for deletion');
+      return;
+    }
+    this.#deletion.set(spec.name, date);
+    this.#log.warn(
+      { secret: spec.name, secretId: spec.id, deletedDate: date },
+      `secret scheduled for deletion, found checking secret "${spec.name}" (${spec.id}) in Secrets Manager: DeletedDate ${date}, ` +
+        'the agent keeps serving its last value but can read no new one; restore it (aws secretsmanager restore-secret --secret-id ID) ' +
+        'before the recovery window ends, or point the config at its replacement',
+    );
   }
 
   /** Ask for a commit after the coalescing window (changes close together make one write). */
@@ -191,9 +363,10 @@ export class Runner {
     }
   }
 
-  /** Check every secret now (the file source changed). */
+  /** Check every secret now (the file source changed); before the first generation, retry the first render now. */
   checkAllNow(): void {
-    this.#scheduler.checkAllNow();
+    if (this.#ready) this.#scheduler.checkAllNow();
+    else this.#wake?.();
   }
 
   /**
@@ -214,8 +387,26 @@ export class Runner {
         toFetch.push(spec);
       }
     }
-    const failures = await next.load(toFetch, this.#stop.signal);
-    for (const e of failures.values()) this.#log.error({ secret: e.secret, code: e.code }, e.message);
+    if (!this.#ready) {
+      // No generation yet: the first render's next attempt (now) fetches and re-checks on the new config.
+      const oldNotifier = this.#notifier;
+      this.#pipeline = next;
+      this.#notifier = notifier;
+      await oldNotifier.stop();
+      if (!this.#coalesceFixed) this.#coalesceMs = Math.min(500, next.config.refresh.intervalMs / 4);
+      this.#scheduler.setRefresh(next.config.refresh);
+      this.#wake?.();
+      return;
+    }
+    if (next.source.readSnapshot) {
+      // One read for every secret: carried-over values would be from an older version of the document.
+      const snap = await next.source.readSnapshot(next.config.secrets, this.#stop.signal);
+      this.#applySnapshot(next, snap, true);
+      for (const [name, r] of snap.results) if (r instanceof Error && !next.values.has(name)) this.#log.error({ secret: r.secret, code: r.code }, r.message);
+    } else {
+      const failures = await next.load(toFetch, this.#stop.signal);
+      for (const e of failures.values()) this.#log.error({ secret: e.secret, code: e.code }, e.message);
+    }
     await this.#committing;
     const oldNotifier = this.#notifier;
     this.#pipeline = next;
@@ -234,6 +425,7 @@ export class Runner {
     clearTimeout(this.#commitTimer);
     clearTimeout(this.#retryTimer);
     await this.#scheduler.stop();
+    await this.#firstRun?.catch(() => false);
     await this.#committing;
     await this.#notifier.stop();
   }

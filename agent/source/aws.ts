@@ -336,6 +336,7 @@ export class AwsSource implements SecretSource {
         rotationEnabled: out.RotationEnabled === true,
         ...(out.NextRotationDate ? { nextRotationDate: out.NextRotationDate } : {}),
         deleted: out.DeletedDate !== undefined,
+        ...(out.DeletedDate ? { deletedDate: out.DeletedDate } : {}),
       };
     } catch (err) {
       throw this.#wrap(err, spec);

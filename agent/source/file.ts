@@ -2,15 +2,23 @@
 // JSON map of secret id -> string (SecretString) or object (a JSON secret).
 // A version id is a hash of the value, so the refresh loop sees an edit as a
 // new version exactly as it would see a rotation in Secrets Manager.
+//
+// One read, one version of the file: every value handed out comes from a
+// snapshot (one parse of the file), and readSnapshot()/fetchAll() answer all
+// the secrets asked for from the same snapshot, so the runner can commit a
+// generation that reflects one edit of the file. Checks made while the file is
+// unchanged (same inode, size, mtime) share the snapshot already read.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';
-import type { FetchResult, SecretSource } from './source.ts';
+import type { FetchResult, SecretSource, SourceSnapshot } from './source.ts';
 
 interface Snapshot {
+  /** Order of the read that produced it (1, 2, …). */
+  readonly seq: number;
   readonly values: ReadonlyMap<string, SecretValue>;
   readonly error?: SourceError['code'];
   readonly message?: string;
@@ -21,6 +29,7 @@ export class FileSource implements SecretSource {
   readonly #path: string;
   readonly #log: Logger;
   #snapshot: Promise<Snapshot> | undefined;
+  #reads = 0;
   /** mtime/size/inode of the file the snapshot was read from: a change means re-read. */
   #stamp = '';
 
@@ -44,19 +53,19 @@ export class FileSource implements SecretSource {
     }
     if (!this.#snapshot || stamp !== this.#stamp) {
       this.#stamp = stamp;
-      this.#snapshot = this.#read();
+      this.#snapshot = this.#read(++this.#reads);
     }
     return this.#snapshot;
   }
 
-  async #read(): Promise<Snapshot> {
+  async #read(seq: number): Promise<Snapshot> {
     let text: string;
     let mtime: Date;
     try {
       [text, mtime] = await Promise.all([readFile(this.#path, 'utf8'), stat(this.#path).then((s) => s.mtime)]);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-      return { values: new Map(), error: code, message: `cannot read the secrets file ${this.#path}: ${code}` };
+      return { seq, values: new Map(), error: code, message: `cannot read the secrets file ${this.#path}: ${code}` };
     }
     let doc: unknown;
     try {
@@ -64,11 +73,11 @@ export class FileSource implements SecretSource {
     } catch (err) {
       // The YAML parser's message quotes the offending line, which may hold a value: keep only the position.
       const pos = (err as { linePos?: [{ line: number }] }).linePos?.[0]?.line;
-      return { values: new Map(), error: 'InvalidSecretsFile', message: `${this.#path}${pos ? `:${pos}` : ''}: not valid YAML/JSON` };
+      return { seq, values: new Map(), error: 'InvalidSecretsFile', message: `${this.#path}${pos ? `:${pos}` : ''}: not valid YAML/JSON` };
     }
     if (doc === null || doc === undefined) doc = {};
     if (typeof doc !== 'object' || Array.isArray(doc)) {
-      return { values: new Map(), error: 'InvalidSecretsFile', message: `${this.#path}: must be a map of secret id -> string or object` };
+      return { seq, values: new Map(), error: 'InvalidSecretsFile', message: `${this.#path}: must be a map of secret id -> string or object` };
     }
     const values = new Map<string, SecretValue>();
     for (const [id, v] of Object.entries(doc as Record<string, unknown>)) {
@@ -83,11 +92,15 @@ export class FileSource implements SecretSource {
         secretString,
       });
     }
-    return { values };
+    return { seq, values };
   }
 
   async #get(spec: SecretSpec): Promise<SecretValue> {
-    const snap = await this.#load();
+    return this.#pick(await this.#load(), spec);
+  }
+
+  /** One secret's value in a snapshot. Throws SourceError. */
+  #pick(snap: Snapshot, spec: SecretSpec): SecretValue {
     if (snap.error) {
       throw new SourceError({ secret: spec.name, secretId: spec.id, code: snap.error, transient: true, message: snap.message ?? snap.error });
     }
@@ -123,15 +136,20 @@ export class FileSource implements SecretSource {
   }
 
   async fetchAll(specs: readonly SecretSpec[]): Promise<Map<string, FetchResult>> {
-    const out = new Map<string, FetchResult>();
+    return new Map((await this.readSnapshot(specs)).results);
+  }
+
+  async readSnapshot(specs: readonly SecretSpec[]): Promise<SourceSnapshot> {
+    const snap = await this.#load();
+    const results = new Map<string, FetchResult>();
     for (const spec of specs) {
       try {
-        out.set(spec.name, await this.#get(spec));
+        results.set(spec.name, this.#pick(snap, spec));
       } catch (err) {
-        out.set(spec.name, err as SourceError);
+        results.set(spec.name, err as SourceError);
       }
     }
-    return out;
+    return { seq: snap.seq, results };
   }
 
   /** Forget the cached snapshot: the next read sees the file as it is now. */

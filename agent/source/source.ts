@@ -6,6 +6,14 @@ import type { SourceError } from '../errors.ts';
 
 export type FetchResult = SecretValue | SourceError;
 
+/** Every requested value from one read of a source that keeps all secrets in one document. */
+export interface SourceSnapshot {
+  /** Increases with every read of the document: a higher seq is a later version of it. */
+  readonly seq: number;
+  /** Local name -> value or SourceError, all from this one read. */
+  readonly results: ReadonlyMap<string, FetchResult>;
+}
+
 export interface SecretSource {
   readonly kind: 'aws' | 'file';
   /**
@@ -19,6 +27,13 @@ export interface SecretSource {
   describe(spec: SecretSpec, signal?: AbortSignal): Promise<SecretMetadata>;
   /** A short human description of the identity in use, logged once at start-up. */
   describeIdentity(): Record<string, string>;
+  /**
+   * Sources whose secrets all live in one document (the file source): every value
+   * from one read, so a generation can hold one version of the document, never
+   * some secrets from one edit and some from the next. Concurrent callers share
+   * the read while the document is unchanged. Never throws for one secret.
+   */
+  readSnapshot?(specs: readonly SecretSpec[], signal?: AbortSignal): Promise<SourceSnapshot>;
   /** Called when the source's data may have changed (file source only). Returns an unsubscribe. */
   watch?(onChange: () => void): () => Promise<void>;
   close(): void;
