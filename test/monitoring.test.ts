@@ -98,6 +98,7 @@ void describe('prometheusrule.yaml', () => {
       'SecretsAgentCredentialsExpiringSoon',
       'SecretsAgentNotReady',
       'SecretsAgentSecretNotRotated',
+      'SecretsAgentSecretDeletionScheduled',
     ]) {
       assert.ok(names.includes(name), name);
     }
