@@ -136,7 +136,9 @@ export class Runner {
         }
       } catch (err) {
         if (signal.aborted) return false;
-        throw err;
+        // A bug is not retried; a failed write (ENOSPC, EACCES on the volume) is: the retry line names it.
+        if (err instanceof TypeError) throw err;
+        problem = (err as Error).message;
       }
       if (problem === undefined) break;
       const maxMs = Math.max(1000, pipeline.config.refresh.intervalMs);
