@@ -1,6 +1,12 @@
 // Run the real CLI (node agent/main.ts, or the bundle) as a child process.
+//
+// Agents run `detached`: in their own session and process group, so that the
+// teardown (stopAgent in procs.ts) can reach the agent and everything it started.
+// A test stops every agent it starts with stopAgent/killAgent before removing
+// its temp dirs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { killAgent } from './procs.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = fileURLToPath(new URL('../../agent/main.ts', import.meta.url));
@@ -26,6 +32,7 @@ function spawnAgent(args: readonly string[], options: RunOptions) {
     cwd: options.cwd ?? REPO,
     env: options.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
 }
 
@@ -36,7 +43,7 @@ export function runAgent(args: readonly string[], options: RunOptions = {}): Pro
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    const timer = setTimeout(() => void killAgent(child), options.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
