@@ -86,4 +86,13 @@ describe('teardown of an agent whose exec notify keeps writing into the temp dir
     const r = await stopAgent(agent);
     await assertTornDown(dir, r);
   });
+
+  it('stopAgent after the agent already died still finds what it left (by the tree tag) and removes it', async () => {
+    const { dir, agent } = await agentWithBusyNotify('dead');
+    agent.child.kill('SIGKILL');
+    await agent.exited;
+    const r = await stopAgent(agent);
+    assert.ok(r.survivors.length > 0, 'the exec loop outlived its agent (nothing can stop that on kill -9)');
+    await assertTornDown(dir, r);
+  });
 });

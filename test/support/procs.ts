@@ -14,9 +14,15 @@
 // the agent starts during shutdown is caught too. Each process is identified by
 // pid AND start time: a recycled pid is never signalled.
 //
+// Children started through cli.ts also carry a tag in their environment
+// (TREE_ENV=<random>), which exec targets and their children inherit: a process
+// holding the tag belongs to the tree even after its parent died and its pid
+// ancestry is lost, so an agent that already exited can still be cleaned up.
+//
 // `survivors` in the result lists the processes of the tree still alive when
 // the child exited (after a short settle): "no process outlives the agent".
 import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -62,12 +68,38 @@ export function allProcs(): ProcInfo[] {
 
 const key = (p: ProcInfo) => `${p.pid}:${p.start}`;
 
+/** The environment variable that tags a process tree started by a test. */
+export const TREE_ENV = 'SECRETS_AGENT_TEST_TREE';
+const tags = new WeakMap<ChildProcess, string>();
+
+/** `env` plus a fresh tree tag; pass the tag to tagTree() once the child is spawned. */
+export function taggedEnv(env: NodeJS.ProcessEnv): { env: NodeJS.ProcessEnv; tag: string } {
+  const tag = randomUUID();
+  return { env: { ...env, [TREE_ENV]: tag }, tag };
+}
+
+export function tagTree(child: ChildProcess, tag: string): void {
+  tags.set(child, tag);
+}
+
+/** Live processes whose environment carries the tree tag. */
+function withTag(procs: readonly ProcInfo[], tag: string): ProcInfo[] {
+  const needle = `${TREE_ENV}=${tag}\0`;
+  return procs.filter((p) => {
+    try {
+      return readFileSync(`/proc/${p.pid}/environ`, 'latin1').includes(needle);
+    } catch {
+      return false;
+    }
+  });
+}
+
 /**
  * Grows `known` with every process that descends from a known one, or that
  * shares the group or session of a known one whose group/session it leads
  * (never the test runner's own group: non-detached children share it).
  */
-export function collectTree(known: Map<string, ProcInfo>, roots: readonly number[] = []): void {
+export function collectTree(known: Map<string, ProcInfo>, roots: readonly number[] = [], tag?: string): void {
   const procs = allProcs();
   const ours = new Set([process.pid, process.ppid]);
   const mine = procInfo(process.pid);
@@ -75,6 +107,7 @@ export function collectTree(known: Map<string, ProcInfo>, roots: readonly number
     const p = procs.find((q) => q.pid === pid);
     if (p) known.set(key(p), p);
   }
+  if (tag !== undefined) for (const p of withTag(procs, tag)) if (!ours.has(p.pid)) known.set(key(p), p);
   for (let grew = true; grew; ) {
     grew = false;
     const pids = new Set([...known.values()].map((p) => p.pid));
@@ -145,19 +178,27 @@ export async function stopProcess(s: Stoppable | undefined, options: StopOptions
   const child = childOf(s);
   const known = new Map<string, ProcInfo>();
   const pid = child.pid;
-  if (pid === undefined) return { code: child.exitCode, signal: child.signalCode, survivors: [] };
+  const tag = tags.get(child);
+  const running = pid !== undefined && child.exitCode === null && child.signalCode === null;
+  if (!running) {
+    // Its pid may belong to another process by now: only the tag can find what it left.
+    if (tag !== undefined) collectTree(known, [], tag);
+    const survivors = alive(known);
+    await killTree(known, options.killTimeoutMs, tag);
+    return { code: child.exitCode, signal: child.signalCode, survivors };
+  }
   const exited = exitedOf(child);
   let done = false;
   void exited.then(() => (done = true));
-  collectTree(known, [pid]);
-  if (child.exitCode === null && child.signalCode === null) signal(pid, options.signal ?? 'SIGTERM');
+  collectTree(known, [pid], tag);
+  signal(pid, options.signal ?? 'SIGTERM');
   const graceEnd = Date.now() + (options.graceMs ?? 10_000);
   while (!done && Date.now() < graceEnd) {
-    collectTree(known);
+    collectTree(known, [], tag);
     await sleep(POLL_MS);
   }
   if (!done) {
-    collectTree(known);
+    collectTree(known, [], tag);
     signal(-pid, 'SIGKILL');
     signal(pid, 'SIGKILL');
   }
@@ -165,20 +206,20 @@ export async function stopProcess(s: Stoppable | undefined, options: StopOptions
   // The tree may take a moment to follow (the agent's own shutdown kills its children).
   const settleEnd = Date.now() + (options.settleMs ?? 1000);
   for (;;) {
-    collectTree(known);
+    collectTree(known, [], tag);
     if (alive(known).length === 0 || Date.now() >= settleEnd) break;
     await sleep(POLL_MS);
   }
   const survivors = alive(known);
-  await killTree(known, options.killTimeoutMs);
+  await killTree(known, options.killTimeoutMs, tag);
   return { ...result, survivors };
 }
 
 /** SIGKILL every live process of `known` (and their groups) until none remains. */
-export async function killTree(known: Map<string, ProcInfo>, timeoutMs = 10_000): Promise<void> {
+export async function killTree(known: Map<string, ProcInfo>, timeoutMs = 10_000, tag?: string): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    collectTree(known);
+    collectTree(known, [], tag);
     const left = alive(known);
     if (left.length === 0) return;
     const mine = procInfo(process.pid);
