@@ -556,7 +556,9 @@ describe('model: run on the file source under every order of events', () => {
         fc.commands(commands, { maxCommands: STEPS, ...(REPLAY ? { replayPath: REPLAY } : {}) }),
         async (layout, initial, cmds) => {
           runs++;
+          const t = Date.now();
           await sequence(layout, initial, cmds);
+          process.stdout.write(`# model sequence ${runs}: ${layout} [${initial.join(', ')}] ${(cmds as { toString(): string }).toString()} (${Date.now() - t} ms)\n`);
         },
       ),
       {
