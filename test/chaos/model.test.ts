@@ -89,25 +89,38 @@ interface Model {
   ready: boolean;
 }
 
-/** The render of the model's source through its templates, or undefined when it cannot render. */
-function render(m: Model): Map<string, string> | undefined {
-  const out = new Map<string, string>([['api.txt', m.api]]);
-  if (m.files.has('db.env')) {
-    if (m.pass === undefined) return undefined;
-    out.set('db.env', `USER=${m.user}\nPASS=${m.pass}\n`);
-  }
+/** Each configured file's bytes, or undefined for a file whose template cannot render (strict Liquid: db.pass missing). */
+function render(m: Model): Map<string, string | undefined> {
+  const out = new Map<string, string | undefined>([['api.txt', m.api]]);
+  if (m.files.has('db.env')) out.set('db.env', m.pass === undefined ? undefined : `USER=${m.user}\nPASS=${m.pass}\n`);
   if (m.files.has('conf/app.properties')) out.set('conf/app.properties', `# v${m.tplVersion}\nuser=${m.user}\n`);
   if (m.files.has('raw/db.json')) out.set('raw/db.json', JSON.stringify(m.pass === undefined ? { user: m.user } : { user: m.user, pass: m.pass }));
   return out;
 }
 
-/** After a change the agent has seen: what it must converge to. */
+/**
+ * After a change the agent has seen: what it must converge to (README, "Failures
+ * keep the last good files"). Until this process completed a render, the first
+ * render is all or nothing: a file that cannot render means no write and not
+ * ready (the volume keeps what an earlier process wrote). After it, a file whose
+ * render fails keeps its previous bytes while the other files update; a file
+ * that never rendered stays absent; files removed from the config are removed.
+ */
 function converge(m: Model): void {
   const r = render(m);
-  if (r) {
-    m.live = r;
+  const failing = [...r.values()].some((v) => v === undefined);
+  if (!m.ready) {
+    if (failing) return;
+    m.live = r as Map<string, string>;
     m.ready = true;
+    return;
   }
+  const next = new Map<string, string>();
+  for (const [k, v] of r) {
+    const bytes = v ?? m.live?.get(k);
+    if (bytes !== undefined) next.set(k, bytes);
+  }
+  m.live = next;
 }
 
 // ---- the real system ----
