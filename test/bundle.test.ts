@@ -13,6 +13,7 @@ import { entrypointFlags } from './support/dockerfile.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 import { startProxy, type Proxy } from './support/proxy.ts';
 import { selfSignedCert } from './support/tls.ts';
+import { stopAll } from './support/procs.ts';
 
 const CANARY = 'CANARY-bundle-5d1e';
 
@@ -57,7 +58,7 @@ describe('the bundle (dist/secrets-agent.mjs), alone in an empty directory', () 
   });
 
   after(async () => {
-    for (const c of children) c.kill('SIGKILL');
+    await stopAll(children);
     await moto?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

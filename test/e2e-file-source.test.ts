@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAgent, type RunningAgent } from './support/cli.ts';
 import { readOr, waitUntil } from './support/wait.ts';
+import { stopAgent } from './support/procs.ts';
 
 const secretsYaml = (n: number) => `a: "a${n}"\nb: "b${n}"\nc: { user: "u", password: "c${n}" }\n`;
 
@@ -50,7 +51,7 @@ server: { listen: "" }
   });
 
   after(async () => {
-    agent?.child.kill('SIGKILL');
+    await stopAgent(agent);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

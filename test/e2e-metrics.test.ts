@@ -10,6 +10,7 @@ import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 import { promtool, runPromtool } from './support/promtool.ts';
 import { startProxy, unavailable, type Proxy } from './support/proxy.ts';
+import { stopAgent } from './support/procs.ts';
 
 const CANARY = 'CANARY-metrics-9b7e11';
 
@@ -77,7 +78,7 @@ server: { listen: "127.0.0.1:0" }
   });
 
   after(async () => {
-    agent?.child.kill('SIGKILL');
+    await stopAgent(agent);
     await proxy?.close();
     await moto?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });

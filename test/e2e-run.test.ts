@@ -12,6 +12,7 @@ import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
 import { readOr, waitUntil } from './support/wait.ts';
 import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 import { startProxy, unavailable, type Proxy } from './support/proxy.ts';
+import { stopAll } from './support/procs.ts';
 
 const CANARY = 'CANARY-run-51d0e2';
 
@@ -39,8 +40,7 @@ describe('run: the sidecar against moto', () => {
   });
 
   after(async () => {
-    for (const a of agents) a.child.kill('SIGKILL');
-    for (const a of apps) a.kill('SIGKILL');
+    await stopAll([...agents, ...apps]);
     await proxy?.close();
     await moto?.stop();
     if (root) await rm(root, { recursive: true, force: true });

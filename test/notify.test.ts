@@ -14,6 +14,7 @@ import { Writable } from 'node:stream';
 import { createNotifier, type NotifyResult } from '../agent/notify/index.ts';
 import { createLogger } from '../agent/observe/log.ts';
 import type { NotifyTarget } from '../agent/types.ts';
+import { stopAll } from './support/procs.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'notify');
 const NODE = process.execPath;
@@ -23,7 +24,7 @@ const NODE = process.execPath;
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
 after(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await stopAll(children, { signal: 'SIGKILL' });
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 

@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withReference } from '../scripts/config-reference.ts';
 import { REPO, runAgent } from './support/cli.ts';
+import { stopAll } from './support/procs.ts';
 
 const README = join(REPO, 'README.md');
 /** Needs a real cluster or AWS account. */
@@ -47,7 +48,7 @@ describe('README commands', () => {
   let original: string | undefined;
 
   after(async () => {
-    for (const c of children) if (c.pid) try { process.kill(-c.pid, 'SIGTERM'); } catch { /* gone */ }
+    await stopAll(children);
     if (original !== undefined) await writeFile(secretsFile, original);
   });
 

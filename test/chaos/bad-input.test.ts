@@ -17,6 +17,7 @@ import type { RunningAgent } from '../support/cli.ts';
 import { CANARY, Leaks, chaosAgent, chaosRun, cleanEnv, hasStackTrace, readOr, volume, waitUntil } from '../support/chaos-harness.ts';
 import { VALID_TEMPLATE, badCase, startFuzzWorker, validDoc, yamlText, type BadCase, type FuzzWorker, type MainResult } from '../support/chaos-fuzz.ts';
 import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { stopAll } from '../support/procs.ts';
 
 const RUNS = Number(process.env.CHAOS_FUZZ_RUNS ?? 1200);
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -167,7 +168,7 @@ server: { listen: "" }
     });
 
     after(async () => {
-      for (const a of agents) a.child.kill('SIGKILL');
+      await stopAll(agents);
       await moto?.stop();
     });
 

@@ -17,6 +17,7 @@ import { CANARY, Leaks, chaosAgent, get, listenAddress, procStats, rate, readOr,
 import { startPodIdentityEndpoint, startStsFront, stsError, type PodIdentityEndpoint } from '../support/chaos-sts.ts';
 import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
 import { startProxy, throttled, unavailable, type Fault, type Proxy } from '../support/proxy.ts';
+import { stopAll } from '../support/procs.ts';
 
 const INTERVAL_MS = 1000;
 const STORM_MS = 5000;
@@ -71,7 +72,7 @@ describe('faults: the sidecar keeps the last good files through every fault', { 
   });
 
   after(async () => {
-    for (const a of agents) a.child.kill('SIGKILL');
+    await stopAll(agents);
     for (const c of closers) await c().catch(() => undefined);
     await moto?.stop();
     if (root) await rm(root, { recursive: true, force: true });

@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunningAgent } from '../support/cli.ts';
 import { CANARY, Leaks, chaosAgent, chaosRun, cleanEnv, get, listenAddress, metric, mountError, mountTmpfs, readOr, unmount, volume, waitUntil } from '../support/chaos-harness.ts';
+import { stopAll } from '../support/procs.ts';
 
 const INTERVAL_MS = 300;
 const BODY = 60_000;
@@ -37,8 +38,7 @@ describe('full volume (a size-limited tmpfs)', () => {
   });
 
   after(async () => {
-    for (const a of agents) a.child.kill('SIGKILL');
-    for (const a of agents) await a.exited;
+    await stopAll(agents);
     if (mounted) await unmount(vol);
     if (root) await rm(root, { recursive: true, force: true });
   });

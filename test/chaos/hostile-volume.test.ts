@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunResult, RunningAgent } from '../support/cli.ts';
 import { CANARY, Leaks, chaosAgent, chaosRun, cleanEnv, fingerprint, hasStackTrace, readOr, volume, waitUntil } from '../support/chaos-harness.ts';
+import { stopAll } from '../support/procs.ts';
 
 const GEN_NAME = '..2020_01_01_00_00_00.000000000';
 
@@ -56,7 +57,7 @@ describe('hostile volume: planted links, foreign entries, unsafe paths', { concu
   });
 
   after(async () => {
-    for (const a of agents) a.child.kill('SIGKILL');
+    await stopAll(agents);
     if (root) await rm(root, { recursive: true, force: true });
     process.stdout.write(`# hostile volume: ${cases} planted/unsafe cases; the sentinel tree outside outputDir (${outsideBefore?.size ?? 0} entries) unchanged after each\n`);
   });

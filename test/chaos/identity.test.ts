@@ -12,6 +12,7 @@ import type { RunningAgent } from '../support/cli.ts';
 import { CANARY, Leaks, chaosAgent, chaosRun, get, hasStackTrace, listenAddress, readOr, waitUntil } from '../support/chaos-harness.ts';
 import { startPodIdentityEndpoint, startStsFront, type PodIdentityEndpoint, type StsFront } from '../support/chaos-sts.ts';
 import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { stopAll } from '../support/procs.ts';
 
 describe('identity files', { concurrency: 1 }, () => {
   let moto: Moto;
@@ -28,7 +29,7 @@ describe('identity files', { concurrency: 1 }, () => {
   });
 
   after(async () => {
-    for (const a of agents) a.child.kill('SIGKILL');
+    await stopAll(agents);
     await sts?.close();
     await moto?.stop();
     if (root) await rm(root, { recursive: true, force: true });

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { buildBundle } from '../../scripts/build.ts';
 import type { RunningAgent } from '../support/cli.ts';
 import { CANARY, Leaks, chaosAgent, cleanEnv, mountTmpfs, reservedNames, unmount, volume } from '../support/chaos-harness.ts';
+import { stopAll } from '../support/procs.ts';
 
 const LANES = 3;
 const KILLS = 210;
@@ -54,8 +55,7 @@ describe('kill -9 while generations are being written', () => {
   });
 
   after(async () => {
-    for (const a of running) a.child.kill('SIGKILL');
-    for (const a of running) await a.exited;
+    await stopAll(running);
     if (mounted) await unmount(root);
     if (root) await rm(root, { recursive: true, force: true });
   });

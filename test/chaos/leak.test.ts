@@ -13,6 +13,7 @@ import type { RunningAgent } from '../support/cli.ts';
 import { CANARY, Leaks, chaosAgent, chaosRun, get, hasStackTrace, listenAddress, readOr, waitUntil } from '../support/chaos-harness.ts';
 import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
 import { startProxy, type Proxy } from '../support/proxy.ts';
+import { stopAll } from '../support/procs.ts';
 
 // The canary at the start, in the middle and at the end of values, repeated, so
 // that even a short quoted window of a value holds a telling part of it.
@@ -43,7 +44,7 @@ describe('secret leakage: the canary never leaves the agent', { concurrency: 1 }
   });
 
   after(async () => {
-    for (const a of agents) a.child.kill('SIGKILL');
+    await stopAll(agents);
     await proxy?.close();
     await moto?.stop();
     if (root) await rm(root, { recursive: true, force: true });

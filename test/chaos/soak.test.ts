@@ -19,6 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunningAgent } from '../support/cli.ts';
 import { CANARY, Leaks, chaosAgent, cleanEnv, get, heapAfterGc, inspectorUrl, listenAddress, metric, procStats, volume } from '../support/chaos-harness.ts';
+import { stopAgent } from '../support/procs.ts';
 
 const CYCLES = Number(process.env.CHAOS_SOAK_CYCLES ?? 12_000);
 const WARMUP = 2_000;
@@ -48,7 +49,7 @@ describe('soak: 10,000+ refresh cycles at a 10 ms interval', () => {
   });
 
   after(async () => {
-    agent?.child.kill('SIGKILL');
+    await stopAgent(agent);
     if (root) await rm(root, { recursive: true, force: true });
   });
 

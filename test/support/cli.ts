@@ -1,6 +1,13 @@
 // Run the real CLI (node agent/main.ts, or the bundle) as a child process.
+//
+// Agents run `detached` (in their own session and process group) and with a tree
+// tag in their environment, so that the teardown (stopAgent in procs.ts) can reach
+// the agent and everything it started, even after the agent itself exited.
+// A test stops every agent it starts with stopAgent/killAgent before removing
+// its temp dirs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { killAgent, taggedEnv, tagTree } from './procs.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = fileURLToPath(new URL('../../agent/main.ts', import.meta.url));
@@ -22,11 +29,15 @@ export interface RunOptions {
 }
 
 function spawnAgent(args: readonly string[], options: RunOptions) {
-  return spawn(process.execPath, [options.entry ?? MAIN, ...args], {
+  const { env, tag } = taggedEnv(options.env ?? process.env);
+  const child = spawn(process.execPath, [options.entry ?? MAIN, ...args], {
     cwd: options.cwd ?? REPO,
-    env: options.env ?? process.env,
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
+  tagTree(child, tag);
+  return child;
 }
 
 export function runAgent(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
@@ -36,7 +47,7 @@ export function runAgent(args: readonly string[], options: RunOptions = {}): Pro
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    const timer = setTimeout(() => void killAgent(child), options.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);

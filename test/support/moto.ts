@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { stopProcess } from './procs.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -69,12 +70,9 @@ export async function startMoto(): Promise<Moto> {
   const url = `http://127.0.0.1:${port}`;
   let child = launch(port);
   await waitUp(url, child);
+  // SIGTERM, 3 s, then SIGKILL; returns when moto (and anything it started) is gone.
   const stopChild = async (): Promise<void> => {
-    if (child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await Promise.race([exited, sleep(3000)]);
-    if (child.exitCode === null) child.kill('SIGKILL');
+    await stopProcess(child, { graceMs: 3000 });
   };
   return {
     url,
