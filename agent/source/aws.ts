@@ -20,6 +20,7 @@ import {
 import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { readFile } from 'node:fs/promises';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import pLimit from 'p-limit';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
 import { Agent as HttpAgent, get as httpGetRaw } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
@@ -215,17 +216,6 @@ function matches(id: string, v: SecretValueEntry): boolean {
   return id === v.Name || id === v.ARN || (v.ARN !== undefined && id.startsWith('arn:') && v.ARN.startsWith(id + '-'));
 }
 
-async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  });
-  await Promise.all(workers);
-}
-
 export class AwsSource implements SecretSource {
   readonly kind = 'aws' as const;
   readonly #client: SecretsManagerClient;
@@ -352,7 +342,7 @@ export class AwsSource implements SecretSource {
       const ids = [...new Set(batchable.map((s) => s.id))];
       const chunks: string[][] = [];
       for (let i = 0; i < ids.length; i += BATCH_SIZE) chunks.push(ids.slice(i, i + BATCH_SIZE));
-      await mapLimit(chunks, 2, async (chunk) => {
+      await pLimit(2).map(chunks, async (chunk) => {
         const answered = await this.#batch(chunk, signal);
         for (const spec of batchable) {
           if (!chunk.includes(spec.id)) continue;
@@ -364,7 +354,7 @@ export class AwsSource implements SecretSource {
     } else {
       leftovers.push(...batchable);
     }
-    await mapLimit(leftovers, this.#concurrency, async (spec) => {
+    await pLimit(this.#concurrency).map(leftovers, async (spec) => {
       try {
         results.set(spec.name, await this.fetch(spec, signal));
       } catch (err) {
