@@ -1,6 +1,7 @@
-// AWS Secrets Manager as a SecretSource.
+// AWS Secrets Manager as a SecretSource. The AWS facts below, with their
+// sources: docs/aws.md.
 //
-// Cost model (see aws-facts.md): DescribeSecret for checks (40,000 TPS, no KMS
+// Cost model (quotas and prices): DescribeSecret for checks (40,000 TPS, no KMS
 // decrypt), GetSecretValue only when the stage moved, BatchGetSecretValue for
 // the first load only (its 100 TPS account quota would not survive a fleet
 // polling with it).
@@ -98,7 +99,8 @@ function withDeadline(
 }
 
 /**
- * EKS Pod Identity: GET the credentials from the Pod Identity agent ourselves.
+ * EKS Pod Identity: GET the credentials from the Pod Identity agent ourselves
+ * (the SDK's behaviour: docs/aws.md, EKS Pod Identity).
  *
  * Two SDK behaviours make its own provider unfit for a daemon: it sends the
  * token file as the raw Authorization header, so a trailing newline (which many
