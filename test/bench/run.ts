@@ -5,7 +5,7 @@
 //
 //   npm run bench                      the full run (~5 min on 2 cores)
 //   npm run bench -- --quick           a tiny case (BENCH_QUICK=1 too)
-//   npm run bench -- --only=init,idle  some cases (init memory idle rotation scale probes)
+//   npm run bench -- --only=init,idle  some cases (init memory idle rotation scale probes startup)
 //   npm run bench -- --out=path.json   write the JSON elsewhere
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -22,8 +22,9 @@ import { memoryCase, type MemoryResult } from './memory.ts';
 import { probesCase, type ProbesResult } from './probes.ts';
 import { rotationCase, type RotationResult } from './rotation.ts';
 import { scaleCase, type ScaleResult } from './scale.ts';
+import { startupCase, type StartupResult } from './startup.ts';
 
-const CASES = ['init', 'memory', 'idle', 'rotation', 'scale', 'probes'] as const;
+const CASES = ['init', 'memory', 'idle', 'rotation', 'scale', 'probes', 'startup'] as const;
 type CaseName = (typeof CASES)[number];
 
 export interface Failed {
@@ -47,6 +48,7 @@ export interface BenchResults {
   rotation: RotationResult | Failed | null;
   cost: CostResult | null;
   probes: ProbesResult | Failed | null;
+  startup: StartupResult | Failed | null;
 }
 
 /** Undo what a run started (moto, temp dir) when it is interrupted. */
@@ -146,13 +148,15 @@ export async function bench(argv: readonly string[]): Promise<BenchResults> {
       memory: () => attempt('memory', only.has('memory'), () => memoryCase(ctx)),
       scale: () => attempt('scale', only.has('scale'), () => scaleCase(ctx)),
       probes: () => attempt('probes', only.has('probes'), () => probesCase(ctx)),
+      startup: () => attempt('start-up', only.has('startup'), () => startupCase(ctx)),
     };
-    let init, idle, rotation, memory, scale, probes;
+    let init, idle, rotation, memory, scale, probes, startup;
     if (quick) {
-      [init, idle, rotation, memory, scale, probes] = await Promise.all([run.init(), run.idle(), run.rotation(), run.memory(), run.scale(), run.probes()]);
+      [init, idle, rotation, memory, scale, probes, startup] = await Promise.all([run.init(), run.idle(), run.rotation(), run.memory(), run.scale(), run.probes(), run.startup()]);
     } else {
       init = await run.init();
       probes = await run.probes();
+      startup = await run.startup();
       const rotationThenCreate = async () => {
         const r = await run.rotation();
         // Not during the rotations: moto creating secrets would slow the agent's calls.
@@ -182,6 +186,7 @@ export async function bench(argv: readonly string[]): Promise<BenchResults> {
       rotation,
       cost,
       probes: probes ?? null,
+      startup: startup ?? null,
     };
     const md = markdown(results);
     process.stdout.write(md + '\n');
@@ -369,12 +374,21 @@ export function markdown(r: BenchResults): string {
         ],
       ),
     ]),
+    ...section('8. Start-up (no network)', r.startup, (x: StartupResult) => [
+      `\`version\`, and \`init\` with ${x.secrets} secrets on the file source (a dotenv template each); wall time from spawn to exit, median of ${x.runs} round-robin runs after one warm-up.`,
+      '',
+      table(
+        ['variant', 'median ms', 'min', 'max', 'command'],
+        x.rows.map((row): Cell[] => [row.label, row.medianMs, row.minMs, row.maxMs, row.command]),
+        1,
+      ),
+    ]),
   );
   return lines.join('\n');
 }
 
 const failed = (r: BenchResults): string[] =>
-  (['init', 'memory', 'idle', 'scale', 'rotation', 'probes'] as const).filter((k) => {
+  (['init', 'memory', 'idle', 'scale', 'rotation', 'probes', 'startup'] as const).filter((k) => {
     const v = r[k];
     return v !== null && 'error' in v;
   });
