@@ -1,4 +1,4 @@
-// `npm run bench`: init latency, memory, idle cost, scale, AWS cost; side by
+// `npm run bench`: init latency, memory, idle cost, scale, AWS cost, start-up; side by
 // side with what users would run instead. Prints Markdown tables and writes
 // bench-results/latest.json (+ latest.md). Numbers come from one run on a
 // possibly noisy machine: medians and ratios, never assertions.
@@ -7,6 +7,7 @@
 //   npm run bench -- --quick           a tiny case (BENCH_QUICK=1 too)
 //   npm run bench -- --only=init,idle  some cases (init memory idle rotation scale probes startup)
 //   npm run bench -- --out=path.json   write the JSON elsewhere
+//   npm run bench -- --help            this list
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -67,7 +68,15 @@ async function machine(loadavgAtStart: number[]): Promise<BenchResults['meta']['
   return { nproc: availableParallelism(), cpu, ramGB: round(totalmem() / 2 ** 30, 1), loadavg: loadavg().map((l) => round(l, 2)), loadavgAtStart };
 }
 
+const USAGE = `usage: npm run bench [-- --quick] [-- --only=CASE,...] [-- --out=path.json]
+  --quick        a tiny case (BENCH_QUICK=1 too): the run must not rot, the numbers mean nothing
+  --only=CASES   some cases: ${CASES.join(' ')} (AWS cost follows from scale and rotation)
+  --out=PATH     write the JSON (and the .md beside it) there; default bench-results/latest.json
+  BENCH_FLAGS="--a --b;--c"  more V8 flag sets to try on the bundle; BENCH_BUNDLE=path  another bundle`;
+
 function parseArgs(argv: readonly string[]): { quick: boolean; only: Set<CaseName>; out: string } {
+  const unknown = argv.filter((a) => a !== '--quick' && !a.startsWith('--only=') && !a.startsWith('--out='));
+  if (unknown.length > 0) throw new Error(`unknown argument ${unknown.join(' ')}\n${USAGE}`);
   const quick = argv.includes('--quick') || process.env.BENCH_QUICK === '1';
   const onlyArg = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
   const only = new Set<CaseName>();
@@ -393,7 +402,9 @@ const failed = (r: BenchResults): string[] =>
     return v !== null && 'error' in v;
   });
 
-if (import.meta.main) {
+if (import.meta.main && (process.argv.includes('--help') || process.argv.includes('-h'))) {
+  process.stdout.write(USAGE + '\n');
+} else if (import.meta.main) {
   const interrupted = (): void => void Promise.allSettled([...cleanups].map((c) => c())).then(() => process.exit(130));
   process.on('SIGINT', interrupted);
   process.on('SIGTERM', interrupted);
