@@ -3,20 +3,19 @@
 // image runs (see Dockerfile) and what test/bundle.test.ts runs from an empty dir.
 //
 //   node scripts/build.ts             build, print the size and the biggest inputs
-//   node scripts/build.ts --measure   also time start-up (source vs bundle vs
-//                                     bundle + Node's compile cache, median of 10)
-//                                     and the RSS of `run` with 10 secrets, with
-//                                     and without the Dockerfile's node flags
 //
-// Choices (numbers from this machine; --measure prints start-up and memory):
+// What the bundle buys at start-up and in memory is measured by the bench, not
+// here: `npm run bench -- --only=startup` (`version` and `init` from source, from
+// the bundle, with a warm compile cache), `--only=init` and `--only=memory`
+// (docs/performance.md).
+//
+// Choices (sizes as of this writing; the build prints the current one):
 // - ESM, platform node, target node24: one file to read and compile instead of
-//   resolving and loading ~1000 modules. `init` (what a pod runs) starts ~40%
-//   faster than from source. `version` does not: from source it loads only
-//   main.ts and pino, while the bundle always compiles the whole file.
-// - Minified: 1.25 MiB instead of 2.6 MiB; the start-up difference is within
-//   the noise here, the smaller file is kept.
+//   resolving and loading ~1000 modules.
+// - Minified: 912 KiB instead of 2.1 MiB; the start-up difference is within
+//   the noise, the smaller file is kept.
 // - `mainFields: module,main`: the AWS SDK and smithy ship ESM builds (dist-es)
-//   that tree-shake better than their CJS builds: 1.25 MiB instead of 1.37 MiB.
+//   that tree-shake better than their CJS builds: 912 KiB instead of 1,057 KiB.
 // - No source map inside the file (an inline map would double its size and be
 //   parsed at every start); an external map sits next to it for decoding stack
 //   traces by hand, and is not shipped in the image.
@@ -24,16 +23,12 @@
 //   `require("node:os")` etc.; esbuild's ESM output has no `require`, so the
 //   banner defines one with createRequire. Without it the bundle dies at load
 //   with 'Dynamic require of "node:os" is not supported'.
-// - Node's compile cache (module.enableCompileCache / NODE_COMPILE_CACHE) is NOT
-//   built in: called from inside a one-file bundle it comes too late (the file
-//   is already compiled), and in a pod every init container starts with an empty
-//   cache, so it would only help a restarted sidecar. --measure shows what it
-//   would buy with a warm cache.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+// - Node's compile cache is not switched on from inside the bundle
+//   (module.enableCompileCache would run after the file is already compiled):
+//   the image sets NODE_COMPILE_CACHE and ships a cache made at image build
+//   time (the Dockerfile's compile-cache stage).
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { build, type Metafile, type Plugin } from 'esbuild';
 import { builtinModules, createRequire } from 'node:module';
@@ -163,168 +158,10 @@ function contributions(meta: Metafile, outfile: string): BuildResult['inputs'] {
   return [...totals].map(([name, bytes]) => ({ name, bytes })).sort((a, b) => b.bytes - a.bytes);
 }
 
-export interface StartupTiming {
-  label: string;
-  /** Median wall time from spawn to exit, in milliseconds. */
-  medianMs: number;
-  runs: number;
-}
-
-interface Variant {
-  label: string;
-  args: readonly string[];
-  env: NodeJS.ProcessEnv;
-}
-
-function timeOnce(v: Variant): number {
-  const start = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, v.args, { env: v.env, stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
-  const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  if (r.status !== 0) throw new Error(`${v.label}: exited ${r.status}: ${r.stderr.toString().slice(0, 2000)}`);
-  return ms;
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-
-/**
- * A temp dir with a config of 10 secrets on the local file source, each rendered
- * with templates/dotenv.liquid into its own file: what `init` and `run` do in a
- * pod, minus the network. `server` is on a free loopback port.
- */
-async function fixture(): Promise<{ dir: string; config: string; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'sa-measure-'));
-  const ids = Array.from({ length: 10 }, (_, i) => i);
-  await writeFile(
-    join(dir, 'secrets.yaml'),
-    ids.map((i) => `measure/s${i}: {username: user${i}, password: "${'p'.repeat(32)}", host: db${i}.internal, port: 5432, dbname: app}\n`).join(''),
-  );
-  const config = join(dir, 'config.yaml');
-  await writeFile(
-    config,
-    [
-      'source: {type: file, path: secrets.yaml}',
-      'outputDir: out',
-      'secrets:',
-      ...ids.map((i) => `  s${i}: {id: measure/s${i}}`),
-      'files:',
-      ...ids.map((i) => `  - {path: s${i}.env, templateFile: ${JSON.stringify(join(ROOT, 'templates', 'dotenv.liquid'))}, secret: s${i}}`),
-      'server: {listen: "127.0.0.1:0"}',
-      '',
-    ].join('\n'),
-  );
-  return { dir, config, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
-
-/**
- * Start-up of `version` and of `init` (10 secrets, file source) from source, from
- * the bundle, and from the bundle with a warm compile cache; `node -e 0` as the
- * floor. Each variant runs once unmeasured (which fills the cache), then `runs`
- * times, round-robin so that load from other processes on the machine falls on
- * every variant alike; medians are reported.
- */
-export async function measureStartup(bundle: string = BUNDLE, runs = 10): Promise<StartupTiming[]> {
-  const cache = await mkdtemp(join(tmpdir(), 'sa-compile-cache-'));
-  const fx = await fixture();
-  try {
-    const plain = { ...process.env, NODE_COMPILE_CACHE: undefined };
-    const cached = { ...plain, NODE_COMPILE_CACHE: cache };
-    const init = ['init', '--config', fx.config, '--log-level', 'warn'];
-    const variants: Variant[] = [
-      { label: 'version  source  (node agent/main.ts)', args: [ENTRY, 'version'], env: plain },
-      { label: 'version  bundle  (node dist/secrets-agent.mjs)', args: [bundle, 'version'], env: plain },
-      { label: 'version  bundle + warm compile cache (NODE_COMPILE_CACHE)', args: [bundle, 'version'], env: cached },
-      { label: 'init     source  (10 secrets, file source)', args: [ENTRY, ...init], env: plain },
-      { label: 'init     bundle', args: [bundle, ...init], env: plain },
-      { label: 'init     bundle + warm compile cache', args: [bundle, ...init], env: cached },
-      { label: 'floor    node -e 0', args: ['-e', '0'], env: plain },
-    ];
-    for (const v of variants) timeOnce(v);
-    const times = variants.map((): number[] => []);
-    for (let i = 0; i < runs; i++) variants.forEach((v, j) => times[j]!.push(timeOnce(v)));
-    return variants.map((v, j) => ({ label: v.label, medianMs: Math.round(median(times[j]!) * 10) / 10, runs }));
-  } finally {
-    await fx.cleanup();
-    await rm(cache, { recursive: true, force: true });
-  }
-}
-
-/** The node flags of the Dockerfile's ENTRYPOINT (between the node binary and the script). */
-export async function dockerNodeFlags(): Promise<string[]> {
-  const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(await readFile(join(ROOT, 'Dockerfile'), 'utf8'));
-  if (!m) throw new Error('Dockerfile: no ENTRYPOINT in exec form');
-  return (JSON.parse(m[1]!) as string[]).slice(1, -1);
-}
-
-export interface MemorySample {
-  label: string;
-  /** Resident set size (`ps -o rss`) in KiB, median of the runs. */
-  rssKiB: number;
-}
-
-/**
- * RSS of the sidecar (`run`, 10 secrets, file source) per set of node flags, read
- * with `ps -o rss` 3 s after the first render (two /metrics scrapes in between,
- * as Prometheus would), median of `runs` starts.
- */
-export async function measureMemory(bundle: string, flagSets: Record<string, string[]>, runs = 3): Promise<MemorySample[]> {
-  const fx = await fixture();
-  try {
-    const samples: MemorySample[] = [];
-    for (const [label, flags] of Object.entries(flagSets)) {
-      const values: number[] = [];
-      for (let i = 0; i < runs; i++) values.push(await rssOfRun([...flags, bundle, 'run', '--config', fx.config]));
-      samples.push({ label, rssKiB: median(values) });
-    }
-    return samples;
-  } finally {
-    await fx.cleanup();
-  }
-}
-
-async function rssOfRun(args: string[]): Promise<number> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  try {
-    let log = '';
-    await new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (/first render complete/.test(log) && /serving \/metrics/.test(log)) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`run exited ${code}: ${log.slice(-2000)}`)));
-    });
-    const address = /"address":"([^"]+)"/.exec(log)?.[1];
-    for (let i = 0; i < 2; i++) {
-      await sleep(1000);
-      await (await fetch(`http://${address}/metrics`)).text();
-    }
-    await sleep(1000);
-    const ps = spawnSync('ps', ['-o', 'rss=', '-p', String(child.pid)], { encoding: 'utf8' });
-    const rss = Number(ps.stdout.trim());
-    if (!Number.isFinite(rss) || rss <= 0) throw new Error(`ps -o rss gave "${ps.stdout.trim()}"`);
-    return rss;
-  } finally {
-    child.kill('SIGTERM');
-    await exited;
-  }
-}
-
 const kib = (n: number): string => `${(n / 1024).toFixed(0)} KiB`;
 
 if (import.meta.main) {
   const result = await buildBundle();
   console.log(`built ${relative(process.cwd(), result.outfile)}: ${kib(result.bytes)} (${result.bytes} bytes), ESM, node24, minified`);
   console.log(`  largest inputs: ${result.inputs.slice(0, 6).map((i) => `${i.name} ${kib(i.bytes)}`).join(', ')}`);
-  if (process.argv.includes('--measure')) {
-    console.log(`start-up, median of 10 runs (${process.version}):`);
-    for (const t of await measureStartup(result.outfile)) console.log(`  ${t.medianMs.toFixed(1).padStart(7)} ms  ${t.label}`);
-    const flags = await dockerNodeFlags();
-    console.log('memory of `run`, 10 secrets, file source, ps -o rss 3 s after the first render (median of 3):');
-    const samples = await measureMemory(result.outfile, { 'node (no flags)': [], [`node ${flags.join(' ')} (the Dockerfile's ENTRYPOINT)`]: flags });
-    for (const m of samples) console.log(`  ${(m.rssKiB / 1024).toFixed(1).padStart(7)} MiB  ${m.label}`);
-  }
 }

@@ -24,6 +24,9 @@
 // client at every credential refresh, so the middleware is added with
 // `override: true`: adding it again replaces it instead of throwing
 // "Duplicate middleware name".
+//
+// The result label of a failed call is source/classify.ts's classifyAwsError: the
+// one reading of AWS errors, shared with the SourceError codes and transient flags.
 import type {
   HandlerExecutionContext,
   InitializeHandler,
@@ -33,111 +36,10 @@ import type {
   MetadataBearer,
   Pluggable,
 } from '@smithy/types';
-import type { AgentMetrics, AwsResult } from './metrics.ts';
+import { classifyAwsError } from '../source/classify.ts';
+import type { AgentMetrics } from './metrics.ts';
 
 export const AWS_METRICS_MIDDLEWARE = 'secretsAgentMetricsMiddleware';
-
-const THROTTLING = new Set([
-  'ThrottlingException',
-  'Throttling',
-  'ThrottledException',
-  'RequestThrottledException',
-  'RequestThrottled',
-  'TooManyRequestsException',
-  'TooManyRequests',
-  'RequestLimitExceeded',
-  'LimitExceededException', // Secrets Manager's own rate error; the SDK retries it as throttling too
-  'BandwidthLimitExceeded',
-  'ProvisionedThroughputExceededException',
-  'SlowDown',
-  'PriorRequestNotComplete',
-  'EC2ThrottledException',
-  'TransactionInProgressException',
-]);
-
-const TIMEOUT = new Set(['TimeoutError', 'AbortError', 'RequestTimeout', 'RequestTimeoutException']);
-const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ABORT_ERR', 'UND_ERR_CONNECT_TIMEOUT']);
-
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EPROTO',
-  'ERR_SOCKET_CONNECTION_TIMEOUT',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-  'CERT_HAS_EXPIRED',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-]);
-
-const ACCESS_DENIED = new Set([
-  'AccessDeniedException',
-  'AccessDenied',
-  'UnauthorizedOperation',
-  'UnrecognizedClientException',
-  'InvalidClientTokenId',
-  'ExpiredTokenException',
-  'ExpiredToken',
-  'InvalidIdentityToken',
-  'IDPRejectedClaim',
-  'IDPCommunicationError',
-  'InvalidSignatureException',
-  'SignatureDoesNotMatch',
-  'IncompleteSignature',
-  'MissingAuthenticationToken',
-  'DecryptionFailure', // the role cannot use the secret's KMS key (kms:Decrypt)
-  'KMSAccessDeniedException',
-]);
-
-const NOT_FOUND = new Set(['ResourceNotFoundException', 'NotFoundException', 'NoSuchEntity', 'NoSuchKey']);
-
-const CREDENTIALS = new Set(['CredentialsProviderError', 'CredentialsError', 'TokenProviderError']);
-
-const SERVER = new Set(['InternalServiceError', 'InternalServiceErrorException', 'InternalFailure', 'InternalError', 'ServiceUnavailable', 'ServiceUnavailableException']);
-
-interface ErrorShape {
-  name?: unknown;
-  code?: unknown;
-  Code?: unknown;
-  $fault?: unknown;
-  $metadata?: { httpStatusCode?: unknown; attempts?: unknown };
-  $retryable?: { throttling?: unknown };
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-/**
- * The result category of a failed AWS SDK call. Reads only the error's name,
- * code, fault and HTTP status, never its message (which can quote input).
- */
-export function classifyAwsError(error: unknown): AwsResult {
-  if (error === null || typeof error !== 'object') return 'client_error';
-  const e = error as ErrorShape;
-  const name = str(e.name);
-  const code = str(e.code) || str(e.Code);
-  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
-
-  if (CREDENTIALS.has(name)) return 'credentials_error';
-  if (THROTTLING.has(name) || THROTTLING.has(code) || e.$retryable?.throttling === true || status === 429) return 'throttled';
-  // The Node handler renames ECONNRESET/EPIPE to TimeoutError: the code says what happened.
-  if (NETWORK_CODES.has(code)) return 'network_error';
-  if (TIMEOUT.has(name) || TIMEOUT.has(code) || TIMEOUT_CODES.has(code) || status === 408) return 'timeout';
-  if (ACCESS_DENIED.has(name) || ACCESS_DENIED.has(code) || status === 401 || status === 403) return 'access_denied';
-  if (NOT_FOUND.has(name) || NOT_FOUND.has(code) || status === 404) return 'not_found';
-  if (SERVER.has(name) || SERVER.has(code) || e.$fault === 'server' || (status !== undefined && status >= 500)) return 'server_error';
-  // No HTTP response at all and a system error code: the request never got an answer.
-  if (status === undefined && /^E[A-Z]+$/.test(code)) return 'network_error';
-  return 'client_error';
-}
 
 function operationOf(context: HandlerExecutionContext): string {
   const command = typeof context.commandName === 'string' ? context.commandName : '';

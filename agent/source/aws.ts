@@ -1,6 +1,7 @@
-// AWS Secrets Manager as a SecretSource.
+// AWS Secrets Manager as a SecretSource. The AWS facts below, with their
+// sources: docs/aws.md.
 //
-// Cost model (see aws-facts.md): DescribeSecret for checks (40,000 TPS, no KMS
+// Cost model (quotas and prices): DescribeSecret for checks (40,000 TPS, no KMS
 // decrypt), GetSecretValue only when the stage moved, BatchGetSecretValue for
 // the first load only (its 100 TPS account quota would not survive a fleet
 // polling with it).
@@ -20,6 +21,7 @@ import {
 import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { readFile } from 'node:fs/promises';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import pLimit from 'p-limit';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
 import { Agent as HttpAgent, get as httpGetRaw } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
@@ -97,7 +99,8 @@ function withDeadline(
 }
 
 /**
- * EKS Pod Identity: GET the credentials from the Pod Identity agent ourselves.
+ * EKS Pod Identity: GET the credentials from the Pod Identity agent ourselves
+ * (the SDK's behaviour: docs/aws.md, EKS Pod Identity).
  *
  * Two SDK behaviours make its own provider unfit for a daemon: it sends the
  * token file as the raw Authorization header, so a trailing newline (which many
@@ -213,17 +216,6 @@ function toValue(out: GetSecretValueCommandOutput | SecretValueEntry): SecretVal
 /** Does a batch entry answer this configured id (a name, a full ARN, or a partial ARN)? */
 function matches(id: string, v: SecretValueEntry): boolean {
   return id === v.Name || id === v.ARN || (v.ARN !== undefined && id.startsWith('arn:') && v.ARN.startsWith(id + '-'));
-}
-
-async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  });
-  await Promise.all(workers);
 }
 
 export class AwsSource implements SecretSource {
@@ -353,7 +345,7 @@ export class AwsSource implements SecretSource {
       const ids = [...new Set(batchable.map((s) => s.id))];
       const chunks: string[][] = [];
       for (let i = 0; i < ids.length; i += BATCH_SIZE) chunks.push(ids.slice(i, i + BATCH_SIZE));
-      await mapLimit(chunks, 2, async (chunk) => {
+      await pLimit(2).map(chunks, async (chunk) => {
         const answered = await this.#batch(chunk, signal);
         for (const spec of batchable) {
           if (!chunk.includes(spec.id)) continue;
@@ -365,7 +357,7 @@ export class AwsSource implements SecretSource {
     } else {
       leftovers.push(...batchable);
     }
-    await mapLimit(leftovers, this.#concurrency, async (spec) => {
+    await pLimit(this.#concurrency).map(leftovers, async (spec) => {
       try {
         results.set(spec.name, await this.fetch(spec, signal));
       } catch (err) {

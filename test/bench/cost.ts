@@ -6,7 +6,7 @@ import type { RotationResult } from './rotation.ts';
 import type { ScaleResult } from './scale.ts';
 import { round } from './lib.ts';
 
-/** $0.05 per 10,000 API calls (aws-facts.md). */
+/** $0.05 per 10,000 API calls ("AWS Secrets Manager Pricing", docs/aws.md). */
 export const DOLLARS_PER_CALL = 0.05 / 10_000;
 export const PODS = 1000;
 export const SECRETS_PER_POD = 10;

@@ -1,12 +1,13 @@
-// `npm run bench`: init latency, memory, idle cost, scale, AWS cost; side by
+// `npm run bench`: init latency, memory, idle cost, scale, AWS cost, start-up; side by
 // side with what users would run instead. Prints Markdown tables and writes
 // bench-results/latest.json (+ latest.md). Numbers come from one run on a
 // possibly noisy machine: medians and ratios, never assertions.
 //
 //   npm run bench                      the full run (~5 min on 2 cores)
 //   npm run bench -- --quick           a tiny case (BENCH_QUICK=1 too)
-//   npm run bench -- --only=init,idle  some cases (init memory idle rotation scale probes)
+//   npm run bench -- --only=init,idle  some cases (init memory idle rotation scale probes startup)
 //   npm run bench -- --out=path.json   write the JSON elsewhere
+//   npm run bench -- --help            this list
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -22,8 +23,9 @@ import { memoryCase, type MemoryResult } from './memory.ts';
 import { probesCase, type ProbesResult } from './probes.ts';
 import { rotationCase, type RotationResult } from './rotation.ts';
 import { scaleCase, type ScaleResult } from './scale.ts';
+import { startupCase, type StartupResult } from './startup.ts';
 
-const CASES = ['init', 'memory', 'idle', 'rotation', 'scale', 'probes'] as const;
+const CASES = ['init', 'memory', 'idle', 'rotation', 'scale', 'probes', 'startup'] as const;
 type CaseName = (typeof CASES)[number];
 
 export interface Failed {
@@ -47,6 +49,7 @@ export interface BenchResults {
   rotation: RotationResult | Failed | null;
   cost: CostResult | null;
   probes: ProbesResult | Failed | null;
+  startup: StartupResult | Failed | null;
 }
 
 /** Undo what a run started (moto, temp dir) when it is interrupted. */
@@ -65,7 +68,15 @@ async function machine(loadavgAtStart: number[]): Promise<BenchResults['meta']['
   return { nproc: availableParallelism(), cpu, ramGB: round(totalmem() / 2 ** 30, 1), loadavg: loadavg().map((l) => round(l, 2)), loadavgAtStart };
 }
 
+const USAGE = `usage: npm run bench [-- --quick] [-- --only=CASE,...] [-- --out=path.json]
+  --quick        a tiny case (BENCH_QUICK=1 too): the run must not rot, the numbers mean nothing
+  --only=CASES   some cases: ${CASES.join(' ')} (AWS cost follows from scale and rotation)
+  --out=PATH     write the JSON (and the .md beside it) there; default bench-results/latest.json
+  BENCH_FLAGS="--a --b;--c"  more V8 flag sets to try on the bundle; BENCH_BUNDLE=path  another bundle`;
+
 function parseArgs(argv: readonly string[]): { quick: boolean; only: Set<CaseName>; out: string } {
+  const unknown = argv.filter((a) => a !== '--quick' && !a.startsWith('--only=') && !a.startsWith('--out='));
+  if (unknown.length > 0) throw new Error(`unknown argument ${unknown.join(' ')}\n${USAGE}`);
   const quick = argv.includes('--quick') || process.env.BENCH_QUICK === '1';
   const onlyArg = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
   const only = new Set<CaseName>();
@@ -146,13 +157,15 @@ export async function bench(argv: readonly string[]): Promise<BenchResults> {
       memory: () => attempt('memory', only.has('memory'), () => memoryCase(ctx)),
       scale: () => attempt('scale', only.has('scale'), () => scaleCase(ctx)),
       probes: () => attempt('probes', only.has('probes'), () => probesCase(ctx)),
+      startup: () => attempt('start-up', only.has('startup'), () => startupCase(ctx)),
     };
-    let init, idle, rotation, memory, scale, probes;
+    let init, idle, rotation, memory, scale, probes, startup;
     if (quick) {
-      [init, idle, rotation, memory, scale, probes] = await Promise.all([run.init(), run.idle(), run.rotation(), run.memory(), run.scale(), run.probes()]);
+      [init, idle, rotation, memory, scale, probes, startup] = await Promise.all([run.init(), run.idle(), run.rotation(), run.memory(), run.scale(), run.probes(), run.startup()]);
     } else {
       init = await run.init();
       probes = await run.probes();
+      startup = await run.startup();
       const rotationThenCreate = async () => {
         const r = await run.rotation();
         // Not during the rotations: moto creating secrets would slow the agent's calls.
@@ -182,6 +195,7 @@ export async function bench(argv: readonly string[]): Promise<BenchResults> {
       rotation,
       cost,
       probes: probes ?? null,
+      startup: startup ?? null,
     };
     const md = markdown(results);
     process.stdout.write(md + '\n');
@@ -369,17 +383,28 @@ export function markdown(r: BenchResults): string {
         ],
       ),
     ]),
+    ...section('8. Start-up (no network)', r.startup, (x: StartupResult) => [
+      `\`version\`, and \`init\` with ${x.secrets} secrets on the file source (a dotenv template each); wall time from spawn to exit, median of ${x.runs} round-robin runs after one warm-up.`,
+      '',
+      table(
+        ['variant', 'median ms', 'min', 'max', 'command'],
+        x.rows.map((row): Cell[] => [row.label, row.medianMs, row.minMs, row.maxMs, row.command]),
+        1,
+      ),
+    ]),
   );
   return lines.join('\n');
 }
 
 const failed = (r: BenchResults): string[] =>
-  (['init', 'memory', 'idle', 'scale', 'rotation', 'probes'] as const).filter((k) => {
+  (['init', 'memory', 'idle', 'scale', 'rotation', 'probes', 'startup'] as const).filter((k) => {
     const v = r[k];
     return v !== null && 'error' in v;
   });
 
-if (import.meta.main) {
+if (import.meta.main && (process.argv.includes('--help') || process.argv.includes('-h'))) {
+  process.stdout.write(USAGE + '\n');
+} else if (import.meta.main) {
   const interrupted = (): void => void Promise.allSettled([...cleanups].map((c) => c())).then(() => process.exit(130));
   process.on('SIGINT', interrupted);
   process.on('SIGTERM', interrupted);
