@@ -1,6 +1,6 @@
 // Operator mistakes through the real CLI: a --timeout beyond what a timer
 // holds, a listen port already taken, a listen host that does not resolve, no
-// AWS region, an empty SECRETS_AGENT_CONFIG.
+// AWS region, an empty SECRETS_AGENT_CONFIG, a JSON secret nested absurdly deep.
 // Each is one clear line (what, where, how to fix), never a stack trace or an
 // "unexpected error", with the documented exit code; a secret value never shows.
 import assert from 'node:assert/strict';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runAgent, type RunResult } from './support/cli.ts';
 import { hasStackTrace } from './support/chaos-harness.ts';
+import { agentEnv, startMoto, type Moto } from './support/moto.ts';
 
 const CANARY = 'CANARY-operr-4b8e21d6';
 
@@ -160,6 +161,79 @@ ${extra}`,
 
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr, "error: --config is empty; give the config file's path, or leave --config out\n");
+    });
+  });
+
+  describe('a JSON secret nested absurdly deep', () => {
+    // ~60 KB: within Secrets Manager's 64 KiB limit.
+    const DEPTH = 30_000;
+    const deepObject = `{"user":"u-${CANARY}","a":${'['.repeat(DEPTH)}"${CANARY}"${']'.repeat(DEPTH)}}`;
+    const deepArray = `${'['.repeat(DEPTH)}"${CANARY}"${']'.repeat(DEPTH)}`;
+    const files = `  - path: user\n    template: "{{ secrets.db.user }}"\n  - path: field\n    secret: db\n    key: a\n  - path: whole\n    template: "{{ secrets.db | json }}"\n`;
+    const deepMessage = /secret \\"db\\" is JSON nested more than 1000 levels deep \(too deep to read\)/;
+
+    const assertDeepRejected = (r: RunResult): void => {
+      assert.equal(r.code, 1, r.stderr);
+      assert.ok(!hasStackTrace(r.stderr), r.stderr);
+      assert.doesNotMatch(r.stderr, /unexpected|RangeError|a bug|"level":"fatal"/);
+      assert.doesNotMatch(r.stderr + r.stdout, new RegExp(CANARY));
+      const errors = records(r.stderr).filter((rec) => rec.level === 'error' && typeof rec.file === 'string');
+      // The files that read into it fail, each with its own precise message; \`whole\` gets the
+      // secret as a string (as for any JSON too deep or invalid), not a stack overflow.
+      assert.deepEqual(errors.map((e) => e.file).sort(), ['field', 'user'], r.stderr);
+      assert.match(r.stderr, deepMessage);
+    };
+
+    it('when the file source holds it, init exits 1 naming the secret and the depth, never the value', async () => {
+      const path = join(dir, 'deep-secrets.yaml');
+      await writeFile(path, `db: ${JSON.stringify(deepObject)}\n`);
+      const config = join(dir, 'deep.yaml');
+      await writeFile(config, `source: {type: file, path: ${path}}\noutputDir: ${join(dir, 'deep-out')}\nsecrets:\n  db: {id: db}\nfiles:\n${files}`);
+      const r = await runAgent(['init', '--config', config, '--log-level', 'debug'], { env: envWithoutAws() });
+
+      assertDeepRejected(r);
+    });
+
+    describe('from Secrets Manager (moto)', () => {
+      let moto: Moto;
+      let env: NodeJS.ProcessEnv;
+
+      before(async () => {
+        moto = await startMoto();
+        const token = join(dir, 'token');
+        await writeFile(token, 'eyJhbGciOiJSUzI1NiJ9.operr-token.sig');
+        env = agentEnv(moto, token);
+        await moto.sm('CreateSecret', { Name: 'deep/object', SecretString: deepObject });
+        await moto.sm('CreateSecret', { Name: 'deep/array', SecretString: deepArray });
+      });
+
+      after(async () => {
+        await moto?.stop();
+      });
+
+      it('when the secret is a JSON object nested 30,000 deep, init exits 1 naming the secret and the depth, never the value', async () => {
+        const config = join(dir, 'deep-moto.yaml');
+        await writeFile(config, `source: {region: us-east-1}\noutputDir: ${join(dir, 'deep-moto-out')}\nsecrets:\n  db: {id: deep/object}\nfiles:\n${files}`);
+        const r = await runAgent(['init', '--config', config, '--log-level', 'debug', '--timeout', '20s'], { env });
+
+        assertDeepRejected(r);
+      });
+
+      it('when the secret is a JSON array nested 30,000 deep, it is a plain string: written as is, and key: says it is not a JSON object', async () => {
+        const out = join(dir, 'deep-array-out');
+        const config = join(dir, 'deep-array.yaml');
+        await writeFile(config, `source: {region: us-east-1}\noutputDir: ${out}\nsecrets:\n  db: {id: deep/array}\nfiles:\n  - path: raw\n    secret: db\n`);
+        const ok = await runAgent(['init', '--config', config, '--timeout', '20s'], { env });
+        assert.equal(ok.code, 0, ok.stderr);
+        assert.equal(await readFile(join(out, 'raw'), 'utf8'), deepArray);
+
+        await writeFile(config, `source: {region: us-east-1}\noutputDir: ${out}\nsecrets:\n  db: {id: deep/array}\nfiles:\n  - path: raw\n    secret: db\n    key: a\n`);
+        const r = await runAgent(['init', '--config', config, '--log-level', 'debug', '--timeout', '20s'], { env });
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /secret \\"db\\" is not a JSON object, so key \\"a\\" cannot be read/);
+        assert.doesNotMatch(r.stderr + r.stdout, new RegExp(CANARY));
+        assert.ok(!hasStackTrace(r.stderr), r.stderr);
+      });
     });
   });
 });
