@@ -2,7 +2,7 @@
 // (not zod's output) so they still report when other keys are invalid: every
 // check here first makes sure the values it reads have the right type, and
 // says nothing otherwise (the schema reports wrong types).
-import path from 'node:path';
+import { resolve } from 'node:path';
 import { didYouMean, show } from './messages.ts';
 import type { KeySegment } from './keypath.ts';
 
@@ -37,7 +37,7 @@ const PATH_MAX = 4095;
 /**
  * Every cross-key problem in `config` (a parsed YAML/JSON document).
  * `baseDir`: what a relative outputDir is resolved against (the config file's
- * directory), for the path length limit; without it, outputDir as written.
+ * directory), for the path length limit; without it, "/" (a lower bound).
  */
 export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
   if (!isObj(config)) return [];
@@ -73,7 +73,7 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
   const files = config['files'];
   const paths: { readonly path: string; readonly index: number }[] = [];
   const outputDir = str(config['outputDir']);
-  const outputDirBytes = outputDir === undefined || outputDir === '' ? undefined : Buffer.byteLength(path.resolve(baseDir, outputDir));
+  const outputDirBytes = outputDir === undefined || outputDir === '' ? undefined : Buffer.byteLength(resolve(baseDir, outputDir));
   if (Array.isArray(files)) {
     files.forEach((f: unknown, i) => {
       if (!isObj(f)) return;
@@ -91,21 +91,21 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
         const hint = declared.length === 0 ? ' (no secrets are declared)' : didYouMean(ref, declared);
         add(['files', i, 'secret'], `${show(ref)} is not declared under secrets${hint}`);
       }
-      const file = str(f['path']);
-      if (file === undefined) return;
-      const clash = paths.find((o) => o.path === file || file.startsWith(`${o.path}/`) || o.path.startsWith(`${file}/`));
-      if (clash?.path === file) add(['files', i, 'path'], `${show(file)} is already the path of files[${clash.index}]`);
-      else if (clash && file.startsWith(`${clash.path}/`)) add(['files', i, 'path'], `${show(file)} would be inside ${show(clash.path)}, which is a file (files[${clash.index}])`);
-      else if (clash) add(['files', i, 'path'], `${show(file)} is a file, but files[${clash.index}] (${show(clash.path)}) needs it to be a directory`);
+      const path = str(f['path']);
+      if (path === undefined) return;
+      const clash = paths.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
+      if (clash?.path === path) add(['files', i, 'path'], `${show(path)} is already the path of files[${clash.index}]`);
+      else if (clash && path.startsWith(`${clash.path}/`)) add(['files', i, 'path'], `${show(path)} would be inside ${show(clash.path)}, which is a file (files[${clash.index}])`);
+      else if (clash) add(['files', i, 'path'], `${show(path)} is a file, but files[${clash.index}] (${show(clash.path)}) needs it to be a directory`);
       // Names over 255 bytes are the schema's to report.
-      const bytes = outputDirBytes === undefined ? undefined : outputDirBytes + 1 + Buffer.byteLength(file);
-      if (bytes !== undefined && bytes > PATH_MAX && file.split('/').every((seg) => Buffer.byteLength(seg) <= 255)) {
+      const bytes = outputDirBytes === undefined ? undefined : outputDirBytes + 1 + Buffer.byteLength(path);
+      if (bytes !== undefined && bytes > PATH_MAX && path.split('/').every((seg) => Buffer.byteLength(seg) <= 255)) {
         add(
           ['files', i, 'path'],
-          `${show(file)} is too long: with outputDir its full path is ${bytes} bytes, over Linux's limit of ${PATH_MAX} (PATH_MAX), so it could not be opened; shorten the path or outputDir`,
+          `${show(path)} is too long: with outputDir its full path is ${bytes} bytes, over Linux's limit of ${PATH_MAX} (PATH_MAX), so it could not be opened; shorten the path or outputDir`,
         );
       }
-      paths.push({ path: file, index: i });
+      paths.push({ path, index: i });
     });
   }
 
