@@ -78,3 +78,22 @@ export class WriteError extends Error {
     this.code = code;
   }
 }
+
+/**
+ * The configuration is valid but cannot work where the agent runs: the listen
+ * port is taken, the listen host does not resolve, no AWS region is set. An
+ * operator mistake, not a bug: exit 2 with this one message (what, where, how
+ * to fix), no stack.
+ */
+export class SetupError extends Error {
+  override readonly name = 'SetupError';
+  /** The config key to fix, e.g. `server.listen`. */
+  readonly key: string;
+  /** The system error code, when there is one (EADDRINUSE, ENOTFOUND). */
+  readonly code: string | undefined;
+  constructor(key: string, message: string, code?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.key = key;
+    this.code = code;
+  }
+}

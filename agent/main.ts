@@ -4,7 +4,7 @@
 // Exit codes (the contract): 0 ok; 1 a secret or file could not be produced;
 // 2 usage or configuration error.
 import { parseArgs } from 'node:util';
-import { ConfigError, formatConfigIssue } from './errors.ts';
+import { ConfigError, formatConfigIssue, SetupError } from './errors.ts';
 import { createLogger, isLogLevel, type Logger } from './observe/log.ts';
 import { VERSION } from './version.ts';
 
@@ -100,6 +100,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT_USAGE;
   }
   const log = createLogger({ level: logLevel, format: logFormat });
+  // An empty path would be reported as `: file not found`: say which setting is empty.
+  if (values.config === '') {
+    process.stderr.write('error: --config is empty; give the config file\'s path, or leave --config out\n');
+    return EXIT_USAGE;
+  }
+  if (values.config === undefined && process.env.SECRETS_AGENT_CONFIG === '') {
+    process.stderr.write('error: SECRETS_AGENT_CONFIG is set but empty; set it to the config file\'s path, or unset it to use /etc/secrets-agent/config.yaml\n');
+    return EXIT_USAGE;
+  }
   const opts: GlobalOptions = {
     configPath: values.config ?? process.env.SECRETS_AGENT_CONFIG ?? '/etc/secrets-agent/config.yaml',
     log,
@@ -135,6 +144,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (err instanceof ConfigError) {
       reportConfigError(err, log);
+      return EXIT_USAGE;
+    }
+    if (err instanceof SetupError) {
+      // An operator mistake (a port in use, no region): one line saying what to fix, no stack.
+      log.error({ config: opts.configPath, key: err.key, ...(err.code === undefined ? {} : { code: err.code }) }, err.message);
       return EXIT_USAGE;
     }
     // Unexpected: a bug. Log the error name and message only (never a value) and fail.

@@ -10,7 +10,9 @@ import { parse, stringify } from 'yaml';
 import { buildJsonSchema, loadConfig, parseConfig, parseDuration } from '../agent/config/index.ts';
 import { ConfigError, type ConfigIssue } from '../agent/errors.ts';
 import type { AgentConfig } from '../agent/types.ts';
+import { FETCH_BAD_PORTS } from '../agent/config/schema.ts';
 import { SCHEMA_FILE, renderJsonSchema } from '../scripts/schema.ts';
+import { runAgent } from './support/cli.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'config');
 
@@ -130,7 +132,7 @@ files: [{path: a, template: x}]
 notify:
   - exec: [/usr/bin/reload]
   - exec: [/sbin/reload, --all]
-  - http: "https://user:pw@app.local:8443/reload?token=t"
+  - http: "https://app.local:8443/reload?token=t"
   - signal: SIGHUP
     process: nginx
   - exec: [reload]
@@ -325,6 +327,34 @@ const cases: { name: string; text: string; line: number; path: string; message: 
     line: 10,
     path: 'notify[1].name',
     message: /"reload" is already the name of notify\[0\]/,
+  },
+  {
+    name: 'notify URL with a user and password',
+    text: `${BASE}notify:\n  - http: "http://reloader:pw-CANARY-9d2f@127.0.0.1:8080/reload"\n`,
+    line: 9,
+    path: 'notify[0].http',
+    message: 'must not include a user name or password ("user:password@"): fetch refuses such URLs; remove them (the agent sends no credentials)',
+  },
+  {
+    name: 'notify URL on a port fetch refuses',
+    text: `${BASE}notify:\n  - http: http://127.0.0.1:6000/reload\n`,
+    line: 9,
+    path: 'notify[0].http',
+    message: 'port 6000 is one fetch never connects to (a "bad port" of the Fetch standard); let the app\'s reload endpoint listen on another port',
+  },
+  {
+    name: 'file path over PATH_MAX',
+    text: BASE.replace('db.env', `${`${'a'.repeat(200)}/`.repeat(20)}${'b'.repeat(100)}`),
+    line: 6,
+    path: 'files[0].path',
+    message: /is too long: with outputDir its full path is 4137 bytes, over Linux's limit of 4095 \(PATH_MAX\), so it could not be opened; shorten the path or outputDir$/,
+  },
+  {
+    name: 'outputDir name over 255 bytes',
+    text: BASE.replace('/run/secrets/app', `/run/${'d'.repeat(256)}`),
+    line: 1,
+    path: 'outputDir',
+    message: 'has a directory name longer than 255 bytes, the most Linux allows (NAME_MAX); shorten it',
   },
   { name: 'bad listen address', text: `${BASE}server: {listen: "0.0.0.0:70000"}\n`, line: 8, path: 'server.listen', message: /is not host:port/ },
   {
@@ -573,6 +603,61 @@ function acceptsConfig(text: string): boolean {
   }
 }
 
+describe('validate (real CLI): configs that could never work', () => {
+  it('when a config has a path over PATH_MAX, a long outputDir name, a URL with a password or on a bad port, validate exits 2 listing each with file:line, never the password', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'config-cli-'));
+    after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'config.yaml');
+    const password = 'pw-CANARY-51c0e7';
+    // 4,090 bytes: short enough beside "out" as written, too long beside the directory it resolves to.
+    const longPath = `${`${'a'.repeat(200)}/`.repeat(20)}${'b'.repeat(70)}`;
+    assert.equal(longPath.length, 4090);
+    await writeFile(
+      file,
+      `outputDir: out
+secrets:
+  db: {id: app/db}
+files:
+  - path: ${longPath}
+    secret: db
+  - path: ok.env
+    secret: db
+notify:
+  - http: "https://reloader:${password}@app.internal:8443/reload"
+  - http: http://127.0.0.1:10080/reload
+  - http: http://127.0.0.1:8080/reload
+`,
+    );
+    const r = await runAgent(['validate', '--config', file]);
+
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    const messages = r.stderr.trim().split('\n').map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const bytes = Buffer.byteLength(join(dir, 'out')) + 1 + 4090;
+    assert.deepEqual(messages, [
+      `${file}:5: files[0].path: "${'a'.repeat(57)}..." is too long: with outputDir its full path is ${bytes} bytes, over Linux's limit of 4095 (PATH_MAX), so it could not be opened; shorten the path or outputDir`,
+      `${file}:10: notify[0].http: must not include a user name or password ("user:password@"): fetch refuses such URLs; remove them (the agent sends no credentials)`,
+      `${file}:11: notify[1].http: port 10080 is one fetch never connects to (a "bad port" of the Fetch standard); let the app's reload endpoint listen on another port`,
+    ]);
+    assert.ok(!r.stderr.includes(password) && !r.stdout.includes(password), 'the password appears in the output');
+
+    await writeFile(file, `outputDir: /run/${'d'.repeat(256)}/app\nfiles:\n  - path: a\n    template: x\n`);
+    const r2 = await runAgent(['validate', '--config', file]);
+    assert.equal(r2.code, 2, r2.stderr);
+    assert.equal((JSON.parse(r2.stderr) as { msg: string }).msg, `${file}:1: outputDir: has a directory name longer than 255 bytes, the most Linux allows (NAME_MAX); shorten it`);
+  });
+
+  it('when the ports of fetch\'s "bad port" list are compared with what fetch does, every one is refused', async () => {
+    // The list is copied from the Fetch standard (as Node's undici has it); a port fetch
+    // refuses fails at once with "bad port", before any connection is tried.
+    for (const port of FETCH_BAD_PORTS) {
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/`), (err: Error) => (err.cause as Error | undefined)?.message === 'bad port', `port ${port}`);
+    }
+    await assert.rejects(fetch('http://127.0.0.1:9/'), (err: Error) => (err.cause as Error | undefined)?.message === 'bad port');
+    assert.ok(!FETCH_BAD_PORTS.has(8080) && !FETCH_BAD_PORTS.has(9102) && !FETCH_BAD_PORTS.has(443));
+  });
+});
+
 describe('config: JSON Schema', () => {
   it('when compared with what scripts/schema.ts generates, schema/config.schema.json is up to date (else: npm run schema)', async () => {
     const committed: unknown = JSON.parse(await readFile(SCHEMA_FILE, 'utf8'));
@@ -666,6 +751,7 @@ describe('config: JSON Schema', () => {
       'duration too short', 'mode as a YAML number', 'path with ..', 'duplicate path', 'a path that is a directory of another', 'undeclared secret',
       'bad signal name', 'notify files naming an unknown file', 'duplicate notify names', 'bad listen address',
       'YAML syntax error', 'duplicate YAML key', 'empty file', 'mode the owner cannot read', 'setuid mode',
+      'notify URL on a port fetch refuses', 'file path over PATH_MAX', 'outputDir name over 255 bytes',
     ]);
     const missed: string[] = [];
     for (const c of cases) {

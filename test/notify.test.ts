@@ -489,6 +489,16 @@ void describe('http targets', () => {
     assert.deepEqual(results, [['reload', 'failure']]);
     assert.equal(resultLines()[0]?.reason, 'request failed: ECONNREFUSED');
   });
+
+  void it('when fetch refuses the port (a "bad port", no error code), it reports why, not "Error"', async () => {
+    // validate rejects these ports; a target built without it must still say what went wrong.
+    const { notifier, results, resultLines } = capture([httpTarget('reload', 'http://127.0.0.1:6000/reload')]);
+
+    await notifier.notify(['db.env']);
+
+    assert.deepEqual(results, [['reload', 'failure']]);
+    assert.equal(resultLines()[0]?.reason, 'request failed: bad port');
+  });
 });
 
 // ---------------------------------------------------------------- the notifier

@@ -5,7 +5,7 @@
 // secret, access denied) fail at once. Any failure means nothing is written:
 // the previous generation stays exactly as it was.
 import pRetry, { AbortError } from 'p-retry';
-import { loadConfig, parseDuration } from '../config/index.ts';
+import { loadConfig, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/index.ts';
 import { CredentialsError, type SourceError, WriteError } from '../errors.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from '../main.ts';
 import { Pipeline } from '../pipeline.ts';
@@ -23,6 +23,11 @@ export async function init(opts: GlobalOptions, flags: { timeout?: string | unde
   const timeoutMs = flags.timeout === undefined ? 120_000 : parseDuration(flags.timeout);
   if (timeoutMs === undefined) {
     process.stderr.write(`error: --timeout "${flags.timeout}" is not a duration (use e.g. "30s", "2m")\n`);
+    return EXIT_USAGE;
+  }
+  // The same bound as every config duration: beyond it the timers overflow.
+  if (timeoutMs > MAX_DURATION_MS) {
+    process.stderr.write(`error: --timeout "${flags.timeout}" is too long (at most ${MAX_DURATION_TEXT}; e.g. "2m")\n`);
     return EXIT_USAGE;
   }
   const loaded = await loadConfig(opts.configPath);

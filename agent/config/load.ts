@@ -88,7 +88,7 @@ export function parseConfig(text: string, file: string, baseDir: string): AgentC
       }
     }
   }
-  for (const ri of crossCheck(raw)) issues.push(issue(lines.nearestLine(ri.path), ri.path, ri.message));
+  for (const ri of crossCheck(raw, baseDir)) issues.push(issue(lines.nearestLine(ri.path), ri.path, ri.message));
 
   if (issues.length > 0 || !parsed.success) throw new ConfigError(sortIssues(issues));
   return toAgentConfig(parsed.data, file, baseDir, lines);

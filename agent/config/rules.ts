@@ -2,6 +2,7 @@
 // (not zod's output) so they still report when other keys are invalid: every
 // check here first makes sure the values it reads have the right type, and
 // says nothing otherwise (the schema reports wrong types).
+import { resolve } from 'node:path';
 import { didYouMean, show } from './messages.ts';
 import type { KeySegment } from './keypath.ts';
 
@@ -26,8 +27,19 @@ function str(v: unknown): string | undefined {
 
 const NOTIFY_KINDS = ['signal', 'exec', 'http'] as const;
 
-/** Every cross-key problem in `config` (a parsed YAML/JSON document). */
-export function crossCheck(config: unknown): RuleIssue[] {
+/**
+ * Linux's longest path, in bytes, without the terminating NUL (PATH_MAX is 4096
+ * with it): a file whose full path is longer cannot be opened by that path, by
+ * the app or by anyone (and the writer refuses a path over 4096 bytes under outputDir).
+ */
+const PATH_MAX = 4095;
+
+/**
+ * Every cross-key problem in `config` (a parsed YAML/JSON document).
+ * `baseDir`: what a relative outputDir is resolved against (the config file's
+ * directory), for the path length limit; without it, "/" (a lower bound).
+ */
+export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
   if (!isObj(config)) return [];
   const issues: RuleIssue[] = [];
   const add = (path: readonly KeySegment[], message: string): void => {
@@ -60,6 +72,8 @@ export function crossCheck(config: unknown): RuleIssue[] {
   // files: one content source, key only for raw secrets, known secrets, distinct paths.
   const files = config['files'];
   const paths: { readonly path: string; readonly index: number }[] = [];
+  const outputDir = str(config['outputDir']);
+  const outputDirBytes = outputDir === undefined || outputDir === '' ? undefined : Buffer.byteLength(resolve(baseDir, outputDir));
   if (Array.isArray(files)) {
     files.forEach((f: unknown, i) => {
       if (!isObj(f)) return;
@@ -83,6 +97,14 @@ export function crossCheck(config: unknown): RuleIssue[] {
       if (clash?.path === path) add(['files', i, 'path'], `${show(path)} is already the path of files[${clash.index}]`);
       else if (clash && path.startsWith(`${clash.path}/`)) add(['files', i, 'path'], `${show(path)} would be inside ${show(clash.path)}, which is a file (files[${clash.index}])`);
       else if (clash) add(['files', i, 'path'], `${show(path)} is a file, but files[${clash.index}] (${show(clash.path)}) needs it to be a directory`);
+      // Names over 255 bytes are the schema's to report.
+      const bytes = outputDirBytes === undefined ? undefined : outputDirBytes + 1 + Buffer.byteLength(path);
+      if (bytes !== undefined && bytes > PATH_MAX && path.split('/').every((seg) => Buffer.byteLength(seg) <= 255)) {
+        add(
+          ['files', i, 'path'],
+          `${show(path)} is too long: with outputDir its full path is ${bytes} bytes, over Linux's limit of ${PATH_MAX} (PATH_MAX), so it could not be opened; shorten the path or outputDir`,
+        );
+      }
       paths.push({ path, index: i });
     });
   }

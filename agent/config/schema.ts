@@ -22,11 +22,14 @@ const PATH_SEGMENT = '[A-Za-z0-9_-][A-Za-z0-9._-]*';
 export const FILE_PATH_PATTERN = `^${PATH_SEGMENT}(?:/${PATH_SEGMENT})*$`;
 const MODE_PATTERN = '^0?[4-7][0-7]{2}$';
 const SIGNAL_PATTERN = '^(?:[Ss][Ii][Gg])?[A-Za-z0-9]+$';
-const URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$';
+// No "@" before the path: fetch refuses a URL with a user name or password.
+const URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(?:[/?#\\\\]\\S*)?$';
 const LISTEN_PATTERN = '^(?:|(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]*):[0-9]{1,5})$';
 const ROLE_ARN_PATTERN = '^arn:aws[-a-z]*:iam::\\d{12}:role/.+$';
 const REGION_PATTERN = '^[a-z]{2}(?:-[a-z]+)+-\\d+$';
 const UID_MAX = 4_294_967_294;
+/** Linux's longest file name, in bytes. */
+const NAME_MAX = 255;
 
 type RawIssue = { readonly input?: unknown };
 
@@ -94,7 +97,7 @@ export function unsafePathReason(p: string): string | undefined {
     if (!new RegExp(`^${PATH_SEGMENT}$`).test(seg)) {
       return `${show(p)}: use only letters, digits, ".", "_" and "-" in names`;
     }
-    if (Buffer.byteLength(seg) > 255) return `${show(p)}: a name is longer than 255 bytes`;
+    if (Buffer.byteLength(seg) > NAME_MAX) return `${show(p)}: a name is longer than ${NAME_MAX} bytes, the most Linux allows (NAME_MAX)`;
   }
   return undefined;
 }
@@ -108,10 +111,33 @@ export function normalizeSignal(name: string): NodeJS.Signals | undefined {
   return Object.hasOwn(osConstants.signals, full) ? (full as NodeJS.Signals) : undefined;
 }
 
-function isHttpUrl(v: string): boolean {
-  if (!/^https?:\/\/\S+$/i.test(v) || !URL.canParse(v)) return false;
+/**
+ * Ports fetch() never connects to (the Fetch standard's "bad ports", as in
+ * Node's undici): a notify URL on one fails every time with "bad port".
+ */
+export const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117,
+  119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
+  989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/**
+ * Why `v` cannot be a notify URL, or undefined when it can. Never quotes the
+ * URL: it may carry a password.
+ */
+function httpUrlReason(v: string): string | undefined {
+  if (!/^https?:\/\/\S+$/i.test(v) || !URL.canParse(v)) return 'must be an http:// or https:// URL';
   const url = new URL(v);
-  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return 'must be an http:// or https:// URL';
+  // "@" before the path, even with an empty user and password (the JSON Schema's pattern says the same).
+  if (url.username !== '' || url.password !== '' || /^[a-z]+:\/\/[^/?#\\]*@/i.test(v)) {
+    return 'must not include a user name or password ("user:password@"): fetch refuses such URLs; remove them (the agent sends no credentials)';
+  }
+  const port = url.port === '' ? undefined : Number(url.port);
+  if (port !== undefined && FETCH_BAD_PORTS.has(port)) {
+    return `port ${port} is one fetch never connects to (a "bad port" of the Fetch standard); let the app's reload endpoint listen on another port`;
+  }
+  return undefined;
 }
 
 function listenReason(v: string): string | undefined {
@@ -241,10 +267,10 @@ const notifySchema = z
         .describe('Run this command (argv list, no shell). Gets SECRETS_AGENT_CHANGED_FILES in its environment.'),
       http: z
         .string({ error: typeError('a string') })
-        .refine(isHttpUrl, { error: 'must be an http:// or https:// URL' })
+        .refine((v) => httpUrlReason(v) === undefined, { error: (iss) => httpUrlReason(String(iss.input)) })
         .meta({ pattern: URL_PATTERN })
         .optional()
-        .describe('POST to this URL; a 2xx answer is success.'),
+        .describe('POST to this URL; a 2xx answer is success. No "user:password@" and no port fetch refuses (e.g. 6000): both can never work.'),
       timeout: duration(10, '10ms', 'Deadline for exec (default 30s) or http (default 10s).').optional(),
       splay: duration(0, '0', 'Wait a random delay from 0 to this before notifying (spreads replicas). Default 0.').default('0'),
       files: z
@@ -271,7 +297,10 @@ export const configShape = z
       $schema: z.string({ error: typeError('a string') }).optional().describe('JSON Schema of this file (ignored).'),
       source: sourceSchema.optional(),
       outputDir: text('Directory the files are written to: the shared in-memory volume. Relative paths: to the config file.', ' (the shared volume, e.g. outputDir: /run/secrets/app)')
-        .refine((d) => d.replace(/\/+$/, '') !== '', { error: 'must not be "/"' }),
+        .refine((d) => d.replace(/\/+$/, '') !== '', { error: 'must not be "/"', abort: true })
+        .refine((d) => d.split('/').every((seg) => Buffer.byteLength(seg) <= NAME_MAX), {
+          error: `has a directory name longer than ${NAME_MAX} bytes, the most Linux allows (NAME_MAX); shorten it`,
+        }),
       layout: z
         .enum(['generations', 'files'], { error: (iss) => `${show(iss.input)} is not a layout (use "generations" or "files")` })
         .default('generations')

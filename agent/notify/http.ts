@@ -54,6 +54,8 @@ function networkCode(err: unknown): string {
     const inner = cause.errors.map(errorCode).find((c) => c !== undefined);
     if (inner !== undefined) return inner;
   }
-  if (cause instanceof Error) return cause.name;
+  // A cause without a code (undici's "bad port") is told by its message when that
+  // cannot hold the URL: short, no ":", "/" or "@".
+  if (cause instanceof Error) return /^[\w .,'-]{1,80}$/.test(cause.message) ? cause.message : cause.name;
   return err instanceof Error ? err.name : 'unknown error';
 }

@@ -10,11 +10,15 @@
 //   secret value (names and codes only).
 // - Handling a request never throws: a failing health callback answers 503, a
 //   failing metrics collection answers 500; both are logged.
+// - A start that cannot listen (address in use, host that does not resolve,
+//   no permission) rejects with a SetupError naming server.listen and the fix:
+//   an operator mistake, exit 2, not a bug.
 // - close() stops listening, drops idle keep-alive sockets at once and cuts
 //   requests still running after a short grace, so shutdown stays within the
 //   agent's 5 s budget.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { SetupError } from '../errors.ts';
 import type { Logger } from './log.ts';
 import type { AgentMetrics } from './metrics.ts';
 
@@ -47,12 +51,12 @@ export interface AgentServer {
   close(): Promise<void>;
 }
 
-/** Parses "host:port" / "[v6]:port" / ":port" (all interfaces). Throws an Error naming the `server.listen` key. */
+/** Parses "host:port" / "[v6]:port" / ":port" (all interfaces). Throws a SetupError naming the `server.listen` key. */
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(listen);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) {
-    throw new Error(`server.listen: "${listen}" is not "host:port" (e.g. "0.0.0.0:9102", "127.0.0.1:0", "[::]:9102"); the port must be 0..65535`);
+    throw new SetupError('server.listen', `server.listen: "${listen}" is not "host:port" (e.g. "0.0.0.0:9102", "127.0.0.1:0", "[::]:9102"); the port must be 0..65535`);
   }
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
@@ -133,19 +137,18 @@ export async function startServer(options: ServerOptions): Promise<AgentServer> 
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      const why =
+      const free = 'set server.listen to a free "host:port", or "" to disable the server';
+      const [why, fix] =
         err.code === 'EADDRINUSE'
-          ? 'the address is already in use (another process, or a second agent in this pod?)'
+          ? ['the address is already in use (another process, or a second agent in this pod?)', free]
           : err.code === 'EADDRNOTAVAIL'
-            ? 'no network interface has this address'
+            ? ['no network interface has this address', 'set server.listen to an address of this pod (e.g. "0.0.0.0:9102"), or "" to disable the server']
             : err.code === 'EACCES'
-              ? 'permission denied (ports below 1024 need privileges)'
-              : err.message;
-      reject(
-        Object.assign(new Error(`server.listen "${options.listen}": cannot listen: ${why}; set server.listen to a free "host:port", or "" to disable the server`, { cause: err }), {
-          code: err.code,
-        }),
-      );
+              ? ['permission denied (ports below 1024 need privileges)', 'set server.listen to a port above 1023, or "" to disable the server']
+              : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' || err.code === 'EAI_FAIL' || err.code === 'EAI_NONAME'
+                ? [`the host "${bind.host}" does not resolve (${err.code})`, 'set server.listen to an IP address (e.g. "0.0.0.0:9102") or a resolvable name, or "" to disable the server']
+                : [err.code ?? err.message, free];
+      reject(new SetupError('server.listen', `cannot listen on server.listen "${options.listen}": ${why}; ${fix}`, err.code, { cause: err }));
     };
     server.once('error', onError);
     server.listen(bind.port, bind.host, () => {

@@ -30,9 +30,22 @@ export interface SecretView {
   readonly meta: SecretMetaView;
   /** True when the SecretString looks like a JSON object but does not parse. */
   readonly invalidJson: boolean;
+  /**
+   * True when the SecretString is a JSON object nested deeper than
+   * MAX_JSON_DEPTH: `value` is then the string, as for invalid JSON (writing
+   * such a value out as JSON would overflow the stack).
+   */
+  readonly tooDeep: boolean;
   /** True for SecretBinary. */
   readonly binary: boolean;
 }
+
+/**
+ * The deepest JSON secret templates may read. Real secrets are a few levels
+ * deep; JSON.stringify (every object a template writes out) overflows the
+ * stack at a few thousand.
+ */
+export const MAX_JSON_DEPTH = 1000;
 
 const views = new WeakMap<SecretValue, SecretView>();
 
@@ -51,10 +64,14 @@ function makeView(value: SecretValue): SecretView {
   const raw = bytes ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') : (value.secretString ?? '');
   let parsed: Readonly<Record<string, unknown>> | undefined;
   let invalidJson = false;
+  let tooDeep = false;
   if (!binary && /^[\t\n\r ]*\{/.test(raw)) {
     try {
       const candidate: unknown = JSON.parse(raw);
-      if (isJsonObject(candidate)) parsed = deepFreeze(candidate);
+      if (isJsonObject(candidate)) {
+        parsed = freezeWithin(candidate, MAX_JSON_DEPTH);
+        tooDeep = parsed === undefined;
+      }
     } catch {
       // Deliberately dropped: V8's SyntaxError quotes the input, which is the secret.
       invalidJson = true;
@@ -71,21 +88,29 @@ function makeView(value: SecretValue): SecretView {
       stages: Object.freeze([...value.versionStages]),
     }),
     invalidJson,
+    tooDeep,
     binary,
   });
 }
 
-/** Parsed JSON is shared by every file that reads it: no template may change it. */
-function deepFreeze<T extends object>(root: T): T {
+/**
+ * Parsed JSON is shared by every file that reads it: no template may change it.
+ * Freezes `root` and everything in it, or returns undefined (leaving it
+ * unfrozen: it is then dropped) when it is nested deeper than `maxDepth`.
+ */
+function freezeWithin<T extends object>(root: T, maxDepth: number): T | undefined {
   // An explicit stack: a deeply nested secret must not overflow the call stack.
-  const stack: object[] = [root];
+  const stack: [object, number][] = [[root, 1]];
+  const seen: object[] = [];
   while (stack.length > 0) {
-    const o = stack.pop()!;
-    Object.freeze(o);
+    const [o, depth] = stack.pop()!;
+    if (depth > maxDepth) return undefined;
+    seen.push(o);
     for (const v of Object.values(o)) {
-      if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) stack.push(v as object);
+      if (typeof v === 'object' && v !== null) stack.push([v as object, depth + 1]);
     }
   }
+  for (const o of seen) Object.freeze(o);
   return root;
 }
 

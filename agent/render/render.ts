@@ -8,7 +8,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LiquidError, type Template } from 'liquidjs';
 import { ConfigError, RenderError, type ConfigIssue } from '../errors.ts';
 import type { AgentConfig, FileSpec, RenderedFile, SecretValue } from '../types.ts';
-import { buildContext, fileScope, viewOf, type SecretView, type TemplateContext } from './context.ts';
+import { buildContext, fileScope, MAX_JSON_DEPTH, viewOf, type SecretView, type TemplateContext } from './context.ts';
 import { createTemplateEngine, FilterError, isJsonObject } from './template.ts';
 
 // Created on first use: a config whose files are all raw secrets never pays for
@@ -277,6 +277,7 @@ function secretBytes(path: string, name: string, key: string | undefined, value:
 function notObject(view: SecretView): string {
   if (view.binary) return 'binary (SecretBinary)';
   if (view.invalidJson) return 'not valid JSON (it starts with "{" but does not parse)';
+  if (view.tooDeep) return `JSON nested more than ${MAX_JSON_DEPTH} levels deep (too deep to read)`;
   return 'not a JSON object';
 }
 
