@@ -21,6 +21,7 @@
 //   SIGKILL the next agent takes it over as stale).
 // - A waiter polls for up to its bound (WAIT_MS, longer than STALE_MS so a dead
 //   holder's lease always expires within it), then fails with WriteError ELOCKED.
+//   I/O errors (ENOSPC, EROFS) are thrown as they are: the writer explains them.
 //
 // Takeover renames the stale lease away (`..lock.tmp-<hex>`, a temp name both
 // layouts' prepare() removes) and checks that it moved the very file it judged
@@ -121,7 +122,7 @@ export async function lockVolume(outputDir: string, options: { log?: Logger | un
     try {
       handle = await fs.open(file, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o644);
     } catch (e) {
-      if (errnoOf(e) !== 'EEXIST') throw lockIoError(e, dir);
+      if (errnoOf(e) !== 'EEXIST') throw e;
       const verdict = await judge(file, me, dir);
       if (verdict.stale) {
         options.log?.warn({ outputDir: dir, holder: verdict.info, reason: verdict.reason }, 'taking over a stale volume lock');
@@ -137,8 +138,15 @@ export async function lockVolume(outputDir: string, options: { log?: Logger | un
       continue;
     }
     try {
-      await handle.writeFile(JSON.stringify(me) + '\n');
-      await handle.sync();
+      try {
+        await handle.writeFile(JSON.stringify(me) + '\n');
+        await handle.sync();
+      } catch (e) {
+        // A full volume still has the inode: an empty lease works (judged by its mtime alone),
+        // so a write that needs no space (files already up to date) is not failed by the lock.
+        if (errnoOf(e) !== 'ENOSPC' && errnoOf(e) !== 'EDQUOT') throw e;
+        await handle.truncate(0);
+      }
       const st = await handle.stat();
       await handle.close();
       const timer = setInterval(() => void refresh(dir), REFRESH_MS);
@@ -151,7 +159,7 @@ export async function lockVolume(outputDir: string, options: { log?: Logger | un
     } catch (e) {
       await handle.close().catch(() => undefined);
       await fs.unlink(file).catch(() => undefined);
-      throw lockIoError(e, dir);
+      throw e;
     }
   }
 }
@@ -213,7 +221,7 @@ async function judge(file: string, me: LeaseInfo, dir: string): Promise<Verdict>
     st = await fs.lstat(file);
   } catch (e) {
     if (errnoOf(e) === 'ENOENT') return { stale: false, info: {}, ino: 0, ageMs: 0 }; // released meanwhile: retry at once
-    throw lockIoError(e, dir);
+    throw e;
   }
   const ageMs = Date.now() - st.mtimeMs;
   if (st.isDirectory()) {
@@ -250,7 +258,7 @@ async function takeOver(file: string, dir: string, ino: number): Promise<void> {
     await fs.rename(file, aside);
   } catch (e) {
     if (errnoOf(e) === 'ENOENT') return;
-    throw lockIoError(e, dir);
+    throw e;
   }
   const st = await fs.lstat(aside).catch(() => undefined);
   // Another waiter took it over first and holds a fresh lease: put that one back.
@@ -270,13 +278,6 @@ function lockedError(dir: string, info: LeaseInfo, ageMs: number, waitMs: number
       'run one agent per volume (two init containers, or an init container and a sidecar, write the same volume at the same time?)',
     'ELOCKED',
   );
-}
-
-function lockIoError(e: unknown, dir: string): WriteError {
-  const code = errnoOf(e) ?? 'EIO';
-  const hint = code === 'EROFS' ? 'read-only file system (EROFS)' : code;
-  const todo = code === 'EROFS' ? '; the volume is read-only: mount it writable in the agent container' : '';
-  return new WriteError(`${hint} taking the volume lock ${path.join(dir, LOCK)}: nothing was written, the previous files are unchanged${todo}`, code, { cause: e });
 }
 
 function errnoOf(e: unknown): string | undefined {

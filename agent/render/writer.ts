@@ -128,7 +128,7 @@ abstract class SerialWriter {
       await lockVolume(this.outputDir, { log: this.log });
     } catch (e) {
       await out.close();
-      throw e;
+      throw ioError(e, 'taking the volume lock in', this.outputDir, `nothing was written, ${UNCHANGED}`);
     }
     return out;
   }
