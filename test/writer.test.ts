@@ -39,8 +39,9 @@ async function generations(out: string): Promise<string[]> {
   return (await fs.readdir(out)).filter((n) => GEN_RE.test(n)).sort();
 }
 
+/** The entries of `dir`, without the volume lock this process holds on every outputDir it wrote (`..lock`, see lock.ts). */
 async function listing(dir: string): Promise<string[]> {
-  return (await fs.readdir(dir)).sort();
+  return (await fs.readdir(dir)).filter((n) => n !== '..lock').sort();
 }
 
 /** Asserts the complete generations layout for `files`: ..data, one live generation, links, bytes, modes. */
@@ -467,7 +468,7 @@ describe('files layout', () => {
       const { out, writer } = await setup('files');
       const result = await writer.write([file('db.env', 'P=1\n', 0o400), file('certs/tls.crt', 'C\n', 0o644)]);
       assert.deepEqual(result, { changed: ['certs/tls.crt', 'db.env'] });
-      assert.deepEqual(await listing(out), ['certs', 'db.env']);
+      assert.deepEqual(await listing(out), ['..manifest', 'certs', 'db.env']);
       assert.deepEqual(await listing(path.join(out, 'certs')), ['tls.crt']);
       const st = await fs.lstat(path.join(out, 'db.env'));
       assert.ok(st.isFile());
@@ -515,7 +516,7 @@ describe('files layout', () => {
     const { out, writer } = await setup('files');
     await writer.write([file('a', '1'), file('b', '2')]);
     assert.deepEqual(await writer.write([file('a', '1')]), { changed: ['b'] });
-    assert.deepEqual(await listing(out), ['a']);
+    assert.deepEqual(await listing(out), ['..manifest', 'a']);
   });
 
   it('when a foreign directory holds a file name, it fails with EEXIST and writes nothing', async () => {
@@ -531,7 +532,67 @@ describe('files layout', () => {
     await fs.writeFile(path.join(out, '..a.tmp-0123456789ab'), 'partial');
     await fs.writeFile(path.join(out, 'sub', '..b.tmp-abcdef012345'), 'partial');
     await writer.prepare();
-    assert.deepEqual(await listing(out), ['a', 'sub']);
+    assert.deepEqual(await listing(out), ['..manifest', 'a', 'sub']);
     assert.deepEqual(await listing(path.join(out, 'sub')), ['b']);
+  });
+
+  it('when a new writer (a hot reload, a restart) drops files, it removes them and the directories the agent made, from the manifest, and nothing else', async () => {
+    const { out, writer } = await setup('files');
+    await writer.write([file('a', '1'), file('certs/tls.crt', 'C'), file('deep/er/x', 'X'), file('keep/y', 'Y')]);
+    await fs.writeFile(path.join(out, 'keep', 'foreign'), 'not ours');
+    await fs.writeFile(path.join(out, 'foreign'), 'not ours');
+    const next = createWriter({ outputDir: out, layout: 'files' });
+    assert.deepEqual(await next.write([file('a', '1')]), { changed: ['certs/tls.crt', 'deep/er/x', 'keep/y'] });
+    assert.deepEqual(await listing(out), ['..manifest', 'a', 'foreign', 'keep']);
+    assert.deepEqual(await listing(path.join(out, 'keep')), ['foreign'], 'a directory holding a foreign file stays');
+    assert.deepEqual(JSON.parse(await fs.readFile(path.join(out, '..manifest'), 'utf8')), { layout: 'files', files: ['a'], dirs: [] });
+  });
+
+  it('when a path changes between file and directory (certs/tls.crt -> certs -> certs/tls.crt), each write succeeds', async () => {
+    const { out } = await setup('files');
+    await createWriter({ outputDir: out, layout: 'files' }).write([file('certs/tls.crt', 'C'), file('a', '1')]);
+    assert.deepEqual((await createWriter({ outputDir: out, layout: 'files' }).write([file('certs', 'FLAT'), file('a', '1')])).changed, ['certs', 'certs/tls.crt']);
+    assert.equal(await fs.readFile(path.join(out, 'certs'), 'utf8'), 'FLAT');
+    assert.deepEqual((await createWriter({ outputDir: out, layout: 'files' }).write([file('certs/tls.crt', 'C2'), file('a', '1')])).changed, ['certs', 'certs/tls.crt']);
+    assert.equal(await fs.readFile(path.join(out, 'certs', 'tls.crt'), 'utf8'), 'C2');
+  });
+
+  it('when a directory the agent made also holds a foreign file, it does not give way to a file: EEXIST, nothing removed', async () => {
+    const { out, writer } = await setup('files');
+    await writer.write([file('certs/tls.crt', 'C')]);
+    await fs.writeFile(path.join(out, 'certs', 'foreign'), 'not ours');
+    await assert.rejects(createWriter({ outputDir: out, layout: 'files' }).write([file('certs', 'FLAT')]), (e: unknown) => e instanceof WriteError && e.code === 'EEXIST');
+    assert.deepEqual(await listing(path.join(out, 'certs')), ['foreign', 'tls.crt']);
+  });
+
+  it('when a planted manifest lists paths outside outputDir or reserved names, it removes none of them', async () => {
+    const { out, writer } = await setup('files');
+    const outside = await outsideDir();
+    await fs.writeFile(path.join(out, '..manifest'), JSON.stringify({ files: [outside.sentinel, '../' + path.basename(outside.sentinel), '..data', 'x/../../y'], dirs: [outside.dir, '..'] }));
+    await writer.write([file('a', '1')]);
+    await outside.assertUntouched();
+  });
+});
+
+describe('layout change (restart with another layout)', () => {
+  it('when files becomes generations, the agent recognises its own files and directories and replaces them with the generations layout', async () => {
+    const { out } = await setup('files');
+    await createWriter({ outputDir: out, layout: 'files' }).write([file('db.env', 'P=1'), file('certs/tls.crt', 'C'), file('old', 'O')]);
+    await fs.writeFile(path.join(out, 'foreign'), 'not ours');
+    const files = [file('db.env', 'P=2'), file('certs/tls.crt', 'C2')];
+    const result = await createWriter({ outputDir: out, layout: 'generations' }).write(files);
+    await assertLayout(out, files, result);
+    assert.deepEqual(await listing(out), [result.generation!, '..data', 'certs', 'db.env', 'foreign'].sort());
+  });
+
+  it('when generations becomes files, the agent removes ..data, its generation and its links', async () => {
+    const { out } = await setup('generations');
+    await createWriter({ outputDir: out, layout: 'generations' }).write([file('db.env', 'P=1'), file('certs/tls.crt', 'C'), file('old', 'O')]);
+    await fs.writeFile(path.join(out, 'foreign'), 'not ours');
+    await createWriter({ outputDir: out, layout: 'files' }).write([file('db.env', 'P=2'), file('certs/tls.crt', 'C2')]);
+    assert.deepEqual(await listing(out), ['..manifest', 'certs', 'db.env', 'foreign']);
+    assert.ok((await fs.lstat(path.join(out, 'certs'))).isDirectory());
+    assert.equal(await fs.readFile(path.join(out, 'certs', 'tls.crt'), 'utf8'), 'C2');
+    assert.equal(await fs.readFile(path.join(out, 'db.env'), 'utf8'), 'P=2');
   });
 });

@@ -3,9 +3,9 @@
 // SIGTERM/SIGINT: stop checking, finish the write in flight, exit 0 within 5 s
 // (a hard deadline guarantees it even if something hangs).
 import { loadConfig } from '../config/index.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, WriteError } from '../errors.ts';
 import type { GlobalOptions } from '../main.ts';
-import { EXIT_OK, reportConfigError } from '../main.ts';
+import { EXIT_FAILED, EXIT_OK, reportConfigError } from '../main.ts';
 import { createNotifier } from '../notify/index.ts';
 import { AgentMetrics } from '../observe/metrics.ts';
 import { startServer } from '../observe/server.ts';
@@ -50,7 +50,18 @@ export async function run(opts: GlobalOptions): Promise<number> {
   const makeNotifier = (c: AgentConfig) =>
     createNotifier(c.notify, { log, onResult: (target, result) => result !== 'skipped' && metrics.notified(target, result === 'success' ? 'success' : 'error') });
 
-  const runner = new Runner({ log, metrics, pipeline: makePipeline(config, compiled, source), notifier: makeNotifier(config) });
+  // One agent per volume (README "Volume lock"): wait (bounded) for another holder, else exit 1.
+  // Held until exit: outputDir cannot change without a restart.
+  const pipeline = makePipeline(config, compiled, source);
+  try {
+    await pipeline.writer.lock();
+  } catch (err) {
+    source.close();
+    if (!(err instanceof WriteError)) throw err;
+    log.error({ code: err.code, outputDir: config.outputDir }, err.message);
+    return EXIT_FAILED;
+  }
+  const runner = new Runner({ log, metrics, pipeline, notifier: makeNotifier(config) });
 
   // The heartbeat is the sidecar's one ref'd timer: every other timer is unref'd, so this
   // is what keeps the process alive until SIGTERM (cleared at shutdown), and /healthz
@@ -109,11 +120,16 @@ export async function run(opts: GlobalOptions): Promise<number> {
         log.error({ key: fixed }, `config change rejected: changing ${fixed} needs a restart of the agent; the running config stays in force`);
         return;
       }
-      await runner.reload(makePipeline(next, nextCompiled, runner.pipeline.source), makeNotifier(next));
+      const writeFailed = await runner.reload(makePipeline(next, nextCompiled, runner.pipeline.source), makeNotifier(next));
       metrics.declareConfig(next);
       const now = [opts.configPath, ...templateFiles(next)];
       watcher.unwatch(before.filter((p) => !now.includes(p)));
       watcher.add(now);
+      if (writeFailed) {
+        metrics.configReloaded('error');
+        log.error({ config: opts.configPath }, 'config reloaded, but writing its files failed (logged above): the previous files stay until the write, retried, succeeds');
+        return;
+      }
       metrics.configReloaded('success');
       log.info({ config: opts.configPath }, 'config reloaded');
     } catch (err) {

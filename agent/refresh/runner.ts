@@ -58,6 +58,8 @@ export class Runner {
   #retryTimer: NodeJS.Timeout | undefined;
   #committing: Promise<void> | undefined;
   #dirty = false;
+  /** The error of the last commit, undefined after a successful one. */
+  #lastWriteError: Error | undefined;
   #coalesceMs: number;
   #coalesceFixed: boolean;
   /** Cuts the first render's wait before its next attempt short (a source change, a reload). */
@@ -329,7 +331,7 @@ export class Runner {
   }
 
   async #drain(): Promise<void> {
-    if (this.#committing) return; // the running drain loops while dirty
+    if (this.#committing) return this.#committing; // the running drain loops while dirty
     const run = async (): Promise<void> => {
       while (this.#dirty && !this.#stop.signal.aborted) {
         this.#dirty = false;
@@ -346,6 +348,7 @@ export class Runner {
     try {
       const out = await this.#pipeline.commit('lenient');
       for (const e of out.renderErrors) this.#log.error({ file: e.file }, `${e.message}; keeping its previous content`);
+      this.#lastWriteError = undefined;
       const changed = out.write?.changed ?? [];
       if (changed.length > 0 && !this.#stop.signal.aborted) {
         await this.#notifier.notify(changed, {
@@ -354,6 +357,7 @@ export class Runner {
         });
       }
     } catch (err) {
+      this.#lastWriteError = err as Error;
       this.#metrics.filesWritten('error');
       // The previous generation is intact, and the new values are already the ones in use:
       // no later check will see a change, so retry the write itself (ENOSPC clears, EACCES gets fixed).
@@ -374,9 +378,10 @@ export class Runner {
   /**
    * Swap in a new configuration (hot reload): values of secrets whose source did
    * not change carry over, new ones are fetched, then one lenient commit;
-   * the app is notified only if bytes changed.
+   * the app is notified only if bytes changed. Resolves with the error when that
+   * commit failed (the new config is in force and its write is retried).
    */
-  async reload(next: Pipeline, notifier: Notifier): Promise<void> {
+  async reload(next: Pipeline, notifier: Notifier): Promise<Error | undefined> {
     const old = this.#pipeline;
     const oldSpecs = old.specsByName();
     const toFetch: SecretSpec[] = [];
@@ -419,6 +424,7 @@ export class Runner {
     this.#scheduler.setSecrets(next.config.secrets);
     this.#dirty = true;
     await this.#drain();
+    return this.#lastWriteError;
   }
 
   /** Stop checking, let the write in flight finish, cancel pending notifications. */

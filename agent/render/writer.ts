@@ -12,6 +12,13 @@
 // to an open directory descriptor (`/proc/self/fd/<fd>/<name>`, Node has no
 // openat), files are opened with O_NOFOLLOW, and a symlink the writer did not
 // create is replaced or ignored, never followed.
+//
+// What the agent owns on the volume is read from the volume itself, never kept
+// in memory (a hot reload builds a new writer; a restart may change the layout):
+// the generations layout is self-describing (`..data`, generation dirs, links
+// into `..data`), and the files layout keeps `..manifest`, the list of the files
+// and directories it wrote. Only those are ever removed. One process writes a
+// volume at a time: both layouts hold the volume lock (lock.ts).
 import { randomBytes } from 'node:crypto';
 import { constants as C, type Stats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
@@ -20,6 +27,7 @@ import { getSystemErrorMessage } from 'node:util';
 import { WriteError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { RenderedFile } from '../types.ts';
+import { lockVolume } from './lock.ts';
 
 export interface WriteResult {
   /** Paths (relative to outputDir) whose bytes, mode or owner changed, were added or removed; sorted. Empty = nothing written. */
@@ -29,6 +37,8 @@ export interface WriteResult {
 }
 
 export interface OutputWriter {
+  /** Create outputDir if missing and take the volume lock (lock.ts), waiting a bounded time for another agent; WriteError ELOCKED if it keeps it. prepare() and write() take it too. */
+  lock(): Promise<void>;
   /** Create outputDir if missing (0755), remove leftovers of an interrupted write (..data_tmp, generation dirs not pointed to by ..data, temp files), validate that outputDir itself is a real directory. */
   prepare(): Promise<void>;
   /** Write one complete set of files atomically. Compares with what is on disk first: identical bytes+mode+owner for every file and the same file set -> no write at all, changed = []. */
@@ -107,6 +117,22 @@ abstract class SerialWriter {
     this.log = log;
   }
 
+  lock(): Promise<void> {
+    return this.serially(async () => (await this.open()).close());
+  }
+
+  /** Opens (creating) outputDir and takes the volume lock, held by this process from then on. */
+  protected async open(): Promise<Dir> {
+    const out = await openOutputDir(this.outputDir, true);
+    try {
+      await lockVolume(this.outputDir, { log: this.log });
+    } catch (e) {
+      await out.close();
+      throw ioError(e, 'taking the volume lock in', this.outputDir, `nothing was written, ${UNCHANGED}`);
+    }
+    return out;
+  }
+
   protected async serially<T>(fn: () => Promise<T>): Promise<T> {
     if (this.busy) throw new WriteError(`the writer for ${this.outputDir} is already busy: calls must not overlap (the caller serializes writes); nothing was written`, 'EBUSY');
     this.busy = true;
@@ -122,7 +148,7 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
 
   async prepare(): Promise<void> {
     return this.serially(async () => {
-      const out = await openOutputDir(this.outputDir, true);
+      const out = await this.open();
       try {
         const live = await this.findLiveGeneration(out);
         await live.dir?.close();
@@ -189,7 +215,7 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
     // (1)
     const desired = validateFiles(files, this.outputDir);
     const top = topLevelNames(desired.keys());
-    const out = await openOutputDir(this.outputDir, true);
+    const out = await this.open();
     try {
       // (2)
       const live = await this.findLiveGeneration(out);
@@ -208,9 +234,12 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
       } finally {
         await live.dir?.close();
       }
-      await this.checkVisibleNames(out, top);
+      // Left by the files layout (a layout change): its directories may give way to links.
+      const owned = await readManifest(out, this.outputDir, this.log);
+      await this.checkVisibleNames(out, top, owned);
       if (live.name !== undefined && changed.length === 0) {
-        const fixed = await this.linkVisibleNames(out, top, [], UNCHANGED);
+        const fixed = await this.linkVisibleNames(out, top, [], UNCHANGED, owned);
+        await this.removeFilesLayout(out, top, owned);
         await this.removeStaleLinks(out, top).catch((e: unknown) => {
           this.log?.warn({ outputDir: this.outputDir, code: errnoOf(e) }, 'could not remove links of removed files');
         });
@@ -244,7 +273,7 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
       // (9)
       const created: string[] = [];
       try {
-        await this.linkVisibleNames(out, top, created, LINKS_MISSING);
+        await this.linkVisibleNames(out, top, created, LINKS_MISSING, owned);
       } catch (e) {
         const restored = await this.rollback(out, live.name, gen.name, created, oldTop);
         if (e instanceof WriteError && restored) {
@@ -259,6 +288,8 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
       } catch (e) {
         this.log?.warn({ outputDir: this.outputDir, code: errnoOf(e) }, 'could not remove links of removed files; the new files are live');
       }
+
+      await this.removeFilesLayout(out, top, owned);
 
       // (11)
       if (live.entry !== undefined && live.entry !== gen.name) {
@@ -328,7 +359,7 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
   }
 
   /** (3) A foreign directory where a user-visible link must go cannot be replaced atomically, and is not ours to delete. */
-  private async checkVisibleNames(out: Dir, top: ReadonlySet<string>): Promise<void> {
+  private async checkVisibleNames(out: Dir, top: ReadonlySet<string>, owned: Manifest): Promise<void> {
     for (const name of top) {
       let st: Stats | undefined;
       try {
@@ -336,7 +367,19 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
       } catch (e) {
         throw ioError(e, `checking "${name}" in`, this.outputDir, UNCHANGED);
       }
-      if (st?.isDirectory()) throw this.foreignDirectory(name, UNCHANGED);
+      if (st?.isDirectory() && !(await ownsTree(out, name, name, owned))) throw this.foreignDirectory(name, UNCHANGED);
+    }
+  }
+
+  /** (10) After a layout change from files: what its manifest lists (names now links were replaced at 9), then the manifest. */
+  private async removeFilesLayout(out: Dir, top: ReadonlySet<string>, owned: Manifest): Promise<void> {
+    if (owned.files.size === 0 && owned.dirs.size === 0 && !(await lstatOrUndefined(out.at(MANIFEST)))) return;
+    try {
+      await removeOwned(out, owned, (rel) => top.has(firstSegment(rel)));
+      await fs.unlink(out.at(MANIFEST)).catch(ignoreEnoent);
+      this.log?.info({ outputDir: this.outputDir }, 'removed the files of the files layout (layout is now "generations")');
+    } catch (e) {
+      this.log?.warn({ outputDir: this.outputDir, code: errnoOf(e) }, 'could not remove the files of the files layout; the next write will');
     }
   }
 
@@ -393,7 +436,7 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
    * (9) Makes every name in `top` a link `name -> ..data/name`. Returns the names
    * that were missing or wrong; names created from nothing are pushed to `created`.
    */
-  private async linkVisibleNames(out: Dir, top: ReadonlySet<string>, created: string[], state: string): Promise<string[]> {
+  private async linkVisibleNames(out: Dir, top: ReadonlySet<string>, created: string[], state: string, owned: Manifest): Promise<string[]> {
     const fixed: string[] = [];
     for (const name of top) {
       const target = `${DATA}/${name}`;
@@ -401,7 +444,10 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
       try {
         const st = await lstatOrUndefined(where);
         if (st?.isSymbolicLink() && (await fs.readlink(where)) === target) continue;
-        if (st?.isDirectory()) throw this.foreignDirectory(name, state);
+        if (st?.isDirectory()) {
+          if (!(await ownsTree(out, name, name, owned))) throw this.foreignDirectory(name, state);
+          await removeOwned(out, owned, (rel) => firstSegment(rel) !== name);
+        }
         if (st === undefined) {
           try {
             await fs.symlink(target, where);
@@ -412,7 +458,7 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
             if (errnoOf(e) !== 'EEXIST') throw e;
           }
         }
-        this.log?.warn({ outputDir: this.outputDir, name }, 'replacing an entry the agent did not create with its link');
+        if (!owned.files.has(name) && !owned.dirs.has(name)) this.log?.warn({ outputDir: this.outputDir, name }, 'replacing an entry the agent did not create with its link');
         await replaceWithLink(out, name, target);
         fixed.push(name);
       } catch (e) {
@@ -487,16 +533,21 @@ class GenerationsWriter extends SerialWriter implements OutputWriter {
  * Use the generations layout when files must change together.
  *
  * Unchanged files are not touched (same inode, same mtime). A planted symlink at
- * a final name is replaced by the rename, never followed. Files dropped from the
- * payload since the previous write of this writer instance are deleted (the set
- * is remembered in memory only; the agent's file set is fixed by its config).
+ * a final name is replaced by the rename, never followed.
+ *
+ * What this layout owns is listed in `..manifest` (files written, directories
+ * created), replaced atomically: before a write that adds to it (so a crash
+ * never leaves an unlisted file) and after it. Files dropped from the payload
+ * (a hot reload, a restart with another config) are deleted with the
+ * directories that became empty; a directory the agent made where a file must
+ * now go (`certs/tls.crt` -> `certs`) is removed if it holds only files the
+ * agent owns. Nothing the manifest does not list is removed. A volume that
+ * held the generations layout loses its `..data`, generation dirs and links.
  */
 class FilesWriter extends SerialWriter implements OutputWriter {
-  private known: ReadonlySet<string> = new Set();
-
   async prepare(): Promise<void> {
     return this.serially(async () => {
-      const out = await openOutputDir(this.outputDir, true);
+      const out = await this.open();
       const removed: string[] = [];
       try {
         await scanTree(
@@ -523,9 +574,13 @@ class FilesWriter extends SerialWriter implements OutputWriter {
    * 1. Validate the payload (same rules as the generations layout).
    * 2. Compare each file with what is on disk, opened through real directories
    *    with O_NOFOLLOW; a foreign directory at a file's name is an error now.
-   * 3. Write a complete temp file beside each changed file.
-   * 4. Rename each temp file over its final name; fsync the directories.
-   * 5. Delete files that were dropped from the payload.
+   * 3. If the file set grows, write the manifest listing old and new; write a
+   *    complete temp file beside each changed file.
+   * 4. Remove the agent's own directories that hold a name now wanted for a
+   *    file; rename each temp file over its final name; fsync the directories.
+   * 5. Delete files dropped from the payload and directories that became
+   *    empty; write the manifest listing exactly the new set.
+   * 6. Remove what the generations layout left (after a layout change).
    */
   async write(files: readonly RenderedFile[]): Promise<WriteResult> {
     return this.serially(async () => {
@@ -536,29 +591,43 @@ class FilesWriter extends SerialWriter implements OutputWriter {
   private async writeFiles(files: readonly RenderedFile[]): Promise<WriteResult> {
     // (1)
     const desired = validateFiles(files, this.outputDir);
-    const out = await openOutputDir(this.outputDir, true);
+    const out = await this.open();
     const dirs = new Map<string, Dir>([['', out]]);
     const temps: { dir: Dir; temp: string; name: string; rel: string }[] = [];
     try {
+      const owned = await readManifest(out, this.outputDir, this.log);
       // (2)
       const toWrite: string[] = [];
+      /** Directories the agent made that hold a name now wanted for a file: emptied and removed before the renames. */
+      const blockers: string[] = [];
+      const newDirs = new Set<string>();
       for (const [rel, file] of desired) {
         const parent = await this.lookup(dirs, parentOf(rel));
         const name = path.posix.basename(rel);
         const st = parent && (await lstatOrUndefined(parent.at(name)));
         if (st?.isDirectory()) {
-          throw new WriteError(`"${rel}" in ${this.outputDir} is a directory the agent did not create: ${UNCHANGED}; remove the directory or change the file path`, 'EEXIST');
+          if (!(await ownsTree(parent!, name, rel, owned))) {
+            throw new WriteError(`"${rel}" in ${this.outputDir} is a directory the agent did not create: ${UNCHANGED}; remove the directory or change the file path`, 'EEXIST');
+          }
+          blockers.push(rel);
         }
         if (!parent || !st?.isFile() || !(await sameFile(parent, name, file))) toWrite.push(rel);
+        if (!parent) for (const d of ancestors(rel)) if (!(await this.lookup(dirs, d))) newDirs.add(d);
       }
-      const removed = [...this.known].filter((rel) => !desired.has(rel));
+      const removed = [...owned.files].filter((rel) => !desired.has(rel));
+      const wantedDirs = new Set([...desired.keys()].flatMap(ancestors));
+      const allDirs = new Set([...owned.dirs, ...newDirs]);
+      const final: Manifest = { files: new Set(desired.keys()), dirs: new Set([...allDirs].filter((d) => wantedDirs.has(d))) };
 
-      // (3)
+      // (3) The manifest first lists everything this write may leave behind, so a crash mid-write never orphans a file.
+      if (toWrite.some((rel) => !owned.files.has(rel)) || newDirs.size > 0) {
+        await writeManifest(out, { files: new Set([...owned.files, ...desired.keys()]), dirs: allDirs }, this.outputDir, UNCHANGED);
+      }
       try {
         for (const rel of toWrite) {
           let dir: Dir;
           try {
-            dir = await this.makeRealDirs(dirs, parentOf(rel));
+            dir = await this.makeRealDirs(dirs, parentOf(rel), owned);
           } catch (e) {
             throw ioError(e, `creating the directory for "${rel}" in`, this.outputDir, UNCHANGED);
           }
@@ -573,6 +642,13 @@ class FilesWriter extends SerialWriter implements OutputWriter {
       }
 
       // (4)
+      try {
+        const blocked = new Set(blockers);
+        await removeOwned(out, owned, (rel) => !(blocked.has(rel) || ancestors(rel).some((d) => blocked.has(d))));
+      } catch (e) {
+        for (const t of temps) await fs.unlink(t.dir.at(t.temp)).catch(() => undefined);
+        throw ioError(e, `removing the directory the agent made at "${blockers[0]}" in`, this.outputDir, 'some files the agent no longer writes may be gone');
+      }
       const touched = new Set<Dir>();
       for (let i = 0; i < temps.length; i++) {
         const t = temps[i]!;
@@ -590,24 +666,44 @@ class FilesWriter extends SerialWriter implements OutputWriter {
       }
       for (const d of touched) await syncDir(d).catch(() => undefined);
 
-      // (5)
-      for (const rel of removed) {
-        try {
-          const parent = await this.lookup(dirs, parentOf(rel));
-          const st = parent && (await lstatOrUndefined(parent.at(path.posix.basename(rel))));
-          if (parent && st && !st.isDirectory()) await fs.unlink(parent.at(path.posix.basename(rel))).catch(ignoreEnoent);
-        } catch (e) {
-          this.log?.warn({ outputDir: this.outputDir, file: rel, code: errnoOf(e) }, 'could not remove a file dropped from the payload');
-        }
+      // (5) Files dropped from the payload, the directories that became empty, and the manifest.
+      try {
+        await removeOwned(out, { files: new Set(removed), dirs: allDirs }, (rel) => desired.has(rel) || wantedDirs.has(rel));
+        if (!sameManifest(owned, final)) await writeManifest(out, final, this.outputDir, 'the new files are in place');
+      } catch (e) {
+        this.log?.warn({ outputDir: this.outputDir, code: errnoOf(e) }, 'could not remove files dropped from the payload; the next write will');
       }
+      // (6)
+      await this.removeGenerationsLayout(out, desired);
 
-      this.known = new Set(desired.keys());
       const changed = [...toWrite, ...removed].sort();
       if (changed.length > 0) this.log?.info({ outputDir: this.outputDir, changed }, 'wrote files');
       return { changed };
     } finally {
       for (const [rel, d] of dirs) if (rel !== '') await d.close();
       await out.close();
+    }
+  }
+
+  /** (6) After a layout change from generations: its links into `..data` (of names not written now), `..data`, and the generation dirs. */
+  private async removeGenerationsLayout(out: Dir, desired: ReadonlyMap<string, RenderedFile>): Promise<void> {
+    const names = await readNames(out, this.outputDir);
+    if (!names.some((n) => n === DATA || GENERATION_RE.test(n))) return;
+    const top = topLevelNames(desired.keys());
+    try {
+      for (const name of names) {
+        if (name.startsWith('..') || top.has(name)) continue;
+        const st = await lstatOrUndefined(out.at(name));
+        if (st?.isSymbolicLink() && (await fs.readlink(out.at(name))) === `${DATA}/${name}`) await fs.unlink(out.at(name)).catch(ignoreEnoent);
+      }
+      const data = await lstatOrUndefined(out.at(DATA));
+      if (data?.isSymbolicLink()) await fs.unlink(out.at(DATA)).catch(ignoreEnoent);
+      for (const name of names) {
+        if (name === DATA_TMP || GENERATION_RE.test(name)) await removeEntry(out, name);
+      }
+      this.log?.info({ outputDir: this.outputDir }, 'removed the entries of the generations layout (layout is now "files")');
+    } catch (e) {
+      this.log?.warn({ outputDir: this.outputDir, code: errnoOf(e) }, 'could not remove the entries of the generations layout; the next write will');
     }
   }
 
@@ -629,14 +725,14 @@ class FilesWriter extends SerialWriter implements OutputWriter {
   }
 
   /** Like lookup, but creates missing directories (0755) and replaces a symlink or file holding a directory's name. */
-  private async makeRealDirs(dirs: Map<string, Dir>, rel: string): Promise<Dir> {
+  private async makeRealDirs(dirs: Map<string, Dir>, rel: string, owned: Manifest): Promise<Dir> {
     const have = dirs.get(rel);
     if (have) return have;
-    const parent = await this.makeRealDirs(dirs, parentOf(rel));
+    const parent = await this.makeRealDirs(dirs, parentOf(rel), owned);
     const name = path.posix.basename(rel);
     const st = await lstatOrUndefined(parent.at(name));
     if (st && !st.isDirectory()) {
-      this.log?.warn({ outputDir: this.outputDir, name: rel }, 'replacing an entry the agent did not create with a directory');
+      if (!owned.files.has(rel)) this.log?.warn({ outputDir: this.outputDir, name: rel }, 'replacing an entry the agent did not create with a directory');
       await fs.unlink(parent.at(name));
     }
     if (!st?.isDirectory()) await fs.mkdir(parent.at(name), 0o755);
@@ -645,6 +741,139 @@ class FilesWriter extends SerialWriter implements OutputWriter {
     if (!st?.isDirectory()) await d.handle.chmod(0o755);
     return d;
   }
+}
+
+// ---- what the files layout owns: ..manifest ----
+
+const MANIFEST = '..manifest';
+
+/** The files and directories (relative to outputDir) the files layout wrote and may remove. */
+interface Manifest {
+  readonly files: ReadonlySet<string>;
+  readonly dirs: ReadonlySet<string>;
+}
+
+const NO_MANIFEST: Manifest = { files: new Set(), dirs: new Set() };
+
+/**
+ * Reads `..manifest` (missing: nothing owned). Another container can write the
+ * volume, so every entry is checked like a payload path and only resolved
+ * through real directories; an unreadable manifest means nothing is owned.
+ */
+async function readManifest(out: Dir, outputDir: string, log: Logger | undefined): Promise<Manifest> {
+  let text: string;
+  try {
+    const handle = await fs.open(out.at(MANIFEST), READ_FLAGS);
+    try {
+      if (!(await handle.stat()).isFile()) throw Object.assign(new Error('not a file'), { code: 'EINVAL' });
+      text = await handle.readFile({ encoding: 'utf8' });
+    } finally {
+      await handle.close();
+    }
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return NO_MANIFEST;
+    log?.warn({ outputDir, name: MANIFEST, code: errnoOf(e) }, 'ignoring an unreadable manifest: files it listed will not be removed');
+    return NO_MANIFEST;
+  }
+  try {
+    const m = JSON.parse(text) as { files?: unknown; dirs?: unknown };
+    const list = (v: unknown): Set<string> => new Set(Array.isArray(v) ? v.filter((p): p is string => typeof p === 'string' && isSafePath(p)) : []);
+    return { files: list(m.files), dirs: list(m.dirs) };
+  } catch {
+    log?.warn({ outputDir, name: MANIFEST }, 'ignoring a manifest that is not valid JSON: files it listed will not be removed');
+    return NO_MANIFEST;
+  }
+}
+
+/** Replaces `..manifest` atomically (temp file, fsync, rename, fsync outputDir). */
+async function writeManifest(out: Dir, m: Manifest, outputDir: string, state: string): Promise<void> {
+  const sorted = (s: ReadonlySet<string>) => [...s].sort();
+  const content = Buffer.from(JSON.stringify({ layout: 'files', files: sorted(m.files), dirs: sorted(m.dirs) }) + '\n');
+  const temp = tempName('manifest');
+  try {
+    await createFile(out, temp, { path: MANIFEST, content, mode: 0o644 }, MANIFEST, outputDir, state);
+    await fs.rename(out.at(temp), out.at(MANIFEST));
+    await syncDir(out);
+  } catch (e) {
+    await fs.unlink(out.at(temp)).catch(() => undefined);
+    throw ioError(e, `writing ${MANIFEST} to`, outputDir, state);
+  }
+}
+
+function sameManifest(a: Manifest, b: Manifest): boolean {
+  const eq = (x: ReadonlySet<string>, y: ReadonlySet<string>) => x.size === y.size && [...x].every((p) => y.has(p));
+  return eq(a.files, b.files) && eq(a.dirs, b.dirs);
+}
+
+function isSafePath(p: string): boolean {
+  return p !== '' && !p.startsWith('/') && !p.includes('\0') && p.split('/').every((s) => s !== '' && !s.startsWith('..') && s !== '.');
+}
+
+function ancestors(rel: string): string[] {
+  const out: string[] = [];
+  for (let d = parentOf(rel); d !== ''; d = parentOf(d)) out.push(d);
+  return out;
+}
+
+/** Whether the directory `rel` was made by the agent and holds nothing but files it owns (so it may be removed). */
+async function ownsTree(parent: Dir, name: string, rel: string, m: Manifest): Promise<boolean> {
+  if (!m.dirs.has(rel)) return false;
+  let dir: Dir;
+  try {
+    dir = await Dir.openChild(parent, name);
+  } catch {
+    return false;
+  }
+  let owned = true;
+  try {
+    await scanTree(dir, `${rel}/`, (_p, _n, r, kind) => {
+      if (kind !== 'file' || !m.files.has(r) || !ancestors(r).every((d) => m.dirs.has(d))) owned = false;
+      return Promise.resolve();
+    });
+  } finally {
+    await dir.close();
+  }
+  return owned;
+}
+
+/**
+ * Removes what the manifest lists except what `keep` says (files: regular
+ * files and links, never followed; then the directories that became empty,
+ * deepest first). A directory with anything else in it stays. Returns the
+ * files removed.
+ */
+async function removeOwned(out: Dir, m: Manifest, keep: (rel: string) => boolean): Promise<string[]> {
+  const removed: string[] = [];
+  const dirs = new Map<string, Dir>([['', out]]);
+  const open = async (rel: string): Promise<Dir | undefined> => {
+    if (dirs.has(rel)) return dirs.get(rel);
+    const parent = await open(parentOf(rel));
+    const d = parent && (await Dir.openChild(parent, path.posix.basename(rel)).catch(() => undefined));
+    if (d) dirs.set(rel, d);
+    return d;
+  };
+  try {
+    for (const rel of [...m.files].sort()) {
+      if (keep(rel)) continue;
+      const parent = await open(parentOf(rel));
+      const st = parent && (await lstatOrUndefined(parent.at(path.posix.basename(rel))));
+      if (!parent || !st || st.isDirectory()) continue;
+      await fs.unlink(parent.at(path.posix.basename(rel))).catch(ignoreEnoent);
+      removed.push(rel);
+    }
+    for (const rel of [...m.dirs].sort((a, b) => b.length - a.length)) {
+      if (keep(rel)) continue;
+      const parent = await open(parentOf(rel));
+      if (!parent) continue;
+      await fs.rmdir(parent.at(path.posix.basename(rel))).catch((e: unknown) => {
+        const code = errnoOf(e);
+        if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw e;
+      });
+    }
+  } finally {
+    for (const [rel, d] of dirs) if (rel !== '') await d.close();
+  }
+  return removed;
 }
 
 // ---- payload validation ----
@@ -792,7 +1021,7 @@ async function openOutputDir(outputDir: string, create: boolean): Promise<Dir> {
       const made = await fs.mkdir(outputDir, { recursive: true, mode: 0o755 });
       if (made !== undefined) await fs.chmod(outputDir, 0o755);
     } catch (e) {
-      if (errnoOf(e) !== 'EEXIST' && errnoOf(e) !== 'ENOTDIR') throw ioError(e, 'creating', outputDir, 'nothing was written');
+      if (errnoOf(e) !== 'EEXIST' && errnoOf(e) !== 'ENOTDIR') throw ioError(await realMkdirError(outputDir, e), 'creating', outputDir, 'nothing was written');
     }
   }
   try {
@@ -809,6 +1038,22 @@ async function openOutputDir(outputDir: string, create: boolean): Promise<Dir> {
     }
     throw ioError(e, 'opening', outputDir, 'nothing was written');
   }
+}
+
+/** Recursive mkdir reports ENOENT for a missing directory it could not create (EROFS, EACCES): ask the first missing one itself. */
+async function realMkdirError(outputDir: string, e: unknown): Promise<unknown> {
+  if (errnoOf(e) !== 'ENOENT') return e;
+  for (let p = outputDir; path.dirname(p) !== p; p = path.dirname(p)) {
+    if (!(await lstatOrUndefined(path.dirname(p)).catch(() => undefined))) continue;
+    try {
+      await fs.mkdir(p, 0o755);
+      await fs.rmdir(p);
+    } catch (real) {
+      return real;
+    }
+    return e;
+  }
+  return e;
 }
 
 /** Creates (0755 whatever the umask) and opens the directories on the way to `rel` inside the new generation. */
@@ -1020,7 +1265,7 @@ function explain(code: string, cause: unknown, chown: boolean): [string, string]
         ? ['not permitted to set the owner', 'setting uid/gid needs root or CAP_CHOWN: grant it or drop uid/gid from the file']
         : ['permission denied', 'run the agent as a user that can write outputDir (securityContext runAsUser or fsGroup)'];
     case 'EROFS':
-      return ['read-only file system', 'mount the volume read-write in the agent container'];
+      return ['read-only file system (EROFS)', 'the volume is read-only: mount it writable in the agent container (volumeMounts readOnly: false)'];
     case 'EMFILE':
     case 'ENFILE':
       return ['too many open files', 'raise the open-file limit'];

@@ -171,7 +171,8 @@ server: { listen: "" }
           assert.equal(await readFile(join(out, 'a.env'), 'utf8'), v.files.get('a.env'));
           assert.ok((await lstat(join(out, 'conf/e.properties'))).isFile());
         }
-        leftovers = v.reserved.filter((r) => r !== '..data' && r !== v.data);
+        // ..lock: the killed agent's lease, taken over (and so rewritten) by the next start.
+        leftovers = v.reserved.filter((r) => r !== '..data' && r !== v.data && r !== '..lock');
         staleTmp = leftovers.includes('..data_tmp') ? await readlink(join(out, '..data_tmp')).catch(() => undefined) : undefined;
         if (leftovers.length > 0) stats.midWrite++;
       }
