@@ -2,7 +2,21 @@
 //
 //   source --fetch--> values (last known good, per secret)
 //          --render-> files  (last known good, per file)
-//          --write--> one atomic generation; the writer alone decides "did anything change?"
+//          --write--> one atomic generation
+//
+// "Did anything change?" is decided at three levels, each in one place:
+//   1. a secret's version moved: versionMoved() below, applied by
+//      Pipeline.accept() (every value taken in goes through it) and used by the
+//      refresh loop (refresh/runner.ts) to skip the fetch when the version
+//      carrying the stage is the one held;
+//   2. a file's bytes, mode, owner or link differ from what is on the volume:
+//      the writer alone (render/writer.ts, OutputWriter.write; WriteResult.changed,
+//      empty = nothing written);
+//   3. a notify target is due: one of its `files` is among the changed ones
+//      (notify/index.ts, createNotifier step 1).
+// Whether two specs read the same value (a reload carries it over) is
+// sameSource() in types.ts. The first render and its retries, for `init` and
+// `run` alike, are refresh/first-render.ts.
 //
 // Not safe for concurrent callers: the refresh loop serializes commits.
 import type { SourceError } from './errors.ts';
@@ -73,14 +87,18 @@ export class Pipeline {
     return failures;
   }
 
-  /** Record a fetched value as the one in use. Returns true when it is a new version. */
+  /**
+   * Take a fetched value in as the one in use, unless it is the version already
+   * held. Returns true when it was taken (the first value of the secret, or a
+   * new version): the files must be rendered again.
+   */
   accept(name: string, value: SecretValue): boolean {
     const old = this.values.get(name);
+    if (!versionMoved(old, value.versionId)) return false;
     this.values.set(name, value);
-    const changed = old !== undefined && old.versionId !== value.versionId;
-    if (changed) this.#metrics?.versionChanged(name, value.createdDate);
-    else if (old === undefined && value.createdDate) this.#metrics?.versionCreated(name, value.createdDate);
-    return changed;
+    if (old !== undefined) this.#metrics?.versionChanged(name, value.createdDate);
+    else if (value.createdDate) this.#metrics?.versionCreated(name, value.createdDate);
+    return true;
   }
 
   /**
@@ -114,4 +132,16 @@ export class Pipeline {
     }
     return { write, renderErrors: outcome.errors };
   }
+}
+
+/**
+ * Level 1 of "did anything change?": the version seen at the source (a fetched
+ * value's, or the one DescribeSecret says carries the stage) is not the one
+ * held. No value held, or no version carrying the stage, counts as moved: the
+ * value must be fetched. Versions are immutable in Secrets Manager (and the
+ * file source derives its version from the bytes), so the same version id
+ * means the same value.
+ */
+export function versionMoved(held: SecretValue | undefined, seen: string | undefined): boolean {
+  return held === undefined || seen === undefined || held.versionId !== seen;
 }

@@ -1,5 +1,7 @@
 // The shapes that cross module boundaries. Each module owns its own internals;
-// what one folder hands to another is declared here, once.
+// what one folder hands to another is declared here, once, with the one rule
+// on them that two folders share (sameSource: refresh/scheduler.ts and
+// refresh/runner.ts).
 
 /** A secret as configured: a local name and where it comes from. */
 export interface SecretSpec {
@@ -13,6 +15,16 @@ export interface SecretSpec {
   readonly versionId?: string;
   /** Per-secret override of refresh.intervalMs. */
   readonly refreshIntervalMs?: number;
+}
+
+/**
+ * Whether two specs read the same value (same secret, same stage, same pinned
+ * version), so a value held for one is the value of the other: a config reload
+ * carries it over, and the scheduler keeps the secret's schedule. The local
+ * name and the refresh interval do not matter.
+ */
+export function sameSource(a: SecretSpec, b: SecretSpec): boolean {
+  return a.id === b.id && a.versionStage === b.versionStage && a.versionId === b.versionId;
 }
 
 export interface FileSpecBase {

@@ -3,19 +3,45 @@
 // Transient failures (throttling, 5xx, timeouts, network, credentials not yet
 // available) are retried with backoff until --timeout; terminal ones (no such
 // secret, access denied) fail at once. Any failure means nothing is written:
-// the previous generation stays exactly as it was.
-import pRetry, { AbortError } from 'p-retry';
+// the previous generation stays exactly as it was. The loop is the one `run`
+// uses for its first render (refresh/first-render.ts), with init's options.
 import { loadConfig, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/index.ts';
-import { CredentialsError, type SourceError, WriteError } from '../errors.ts';
+import { CredentialsError, WriteError } from '../errors.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from '../main.ts';
 import { Pipeline } from '../pipeline.ts';
+import type { Logger } from '../observe/log.ts';
+import { firstRender, type FirstRenderResult } from '../refresh/first-render.ts';
 import { compileFiles } from '../render/render.ts';
 import { createWriter } from '../render/writer.ts';
 import { createSource } from '../source/index.ts';
-import type { SecretSpec } from '../types.ts';
 
-class Pending extends Error {
-  override readonly name = 'Pending';
+/**
+ * init's first render: the loop `run` uses too (refresh/first-render.ts), with
+ * init's options. Transient fetch failures are retried until `timeoutMs` (or the
+ * signal); terminal ones, render and write errors end it at once.
+ */
+export function initFirstRender(
+  pipeline: Pipeline,
+  o: { signal: AbortSignal; timeoutMs: number; log: Logger; beforeWrite?: () => void },
+): Promise<FirstRenderResult> {
+  const { log } = o;
+  return firstRender({
+    pipeline: () => pipeline,
+    // Everything held was fetched by this process: only the secrets without a value are asked for again.
+    refresh: (p, signal) => p.load(p.config.secrets.filter((s) => !p.values.has(s.name)), signal),
+    signal: o.signal,
+    budgetMs: o.timeoutMs,
+    retry: (f) => f.kind === 'fetch' && [...f.failures.values()].every((e) => e.transient),
+    onRetry: (f, attempt, retryInMs) => {
+      if (f.kind !== 'fetch') return;
+      for (const e of f.failures.values()) log.warn({ secret: e.secret, code: e.code, attempt, retryInMs }, e.message);
+    },
+    firstDelayMs: 200,
+    maxDelayMs: () => 10_000,
+    ...(o.beforeWrite ? { beforeWrite: o.beforeWrite } : {}),
+    // The default wait is not unref'd: while init waits to retry, its timer is what keeps the process alive.
+    // (Unref'd, Node would exit 0 mid-retry with nothing written.)
+  });
 }
 
 export async function init(opts: GlobalOptions, flags: { timeout?: string | undefined; outputDir?: string | undefined }): Promise<number> {
@@ -48,69 +74,40 @@ export async function init(opts: GlobalOptions, flags: { timeout?: string | unde
   const pipeline = new Pipeline({ config, compiled, source, writer, log });
 
   const deadline = AbortSignal.timeout(timeoutMs);
-  let pending: readonly SecretSpec[] = config.secrets;
-  const terminal = new Map<string, SourceError>();
-  let lastTransient = new Map<string, SourceError>();
+  let result: FirstRenderResult;
   try {
-    await pRetry(
-      async () => {
-        const failures = await pipeline.load(pending, deadline);
-        lastTransient = new Map();
-        for (const [name, err] of failures) (err.transient ? lastTransient : terminal).set(name, err);
-        pending = pending.filter((s) => lastTransient.has(s.name));
-        if (terminal.size > 0) throw new AbortError('terminal failure');
-        if (pending.length > 0) throw new Pending(`${pending.length} secret(s) not yet available`);
-      },
-      {
-        retries: Infinity,
-        minTimeout: 200,
-        maxTimeout: 10_000,
-        factor: 2,
-        randomize: true,
-        maxRetryTime: timeoutMs,
-        signal: deadline,
-        // Not unref'd: while init waits to retry, this timer is what keeps the process alive.
-        // (Unref'd, Node would exit 0 mid-retry with nothing written.)
-        onFailedAttempt: ({ error, attemptNumber, retryDelay }) => {
-          if (error instanceof Pending) {
-            for (const e of lastTransient.values()) log.warn({ secret: e.secret, code: e.code, attempt: attemptNumber, retryInMs: Math.round(retryDelay) }, e.message);
-          }
-        },
-      },
-    );
-  } catch {
-    // Reported below: every failure gets its own line.
+    result = await initFirstRender(pipeline, { signal: deadline, timeoutMs, log });
   } finally {
     source.close();
   }
 
-  const failed = [...terminal.values(), ...lastTransient.values()];
-  if (failed.length > 0) {
-    for (const e of failed) log.error({ secret: e.secret, secretId: e.secretId, code: e.code }, e.message);
-    if (lastTransient.size > 0 && deadline.aborted) log.error(`gave up after --timeout ${flags.timeout ?? '2m'}`);
-    log.error({ failed: failed.length, outputDir: config.outputDir }, 'nothing written: the previous files are unchanged');
-    return EXIT_FAILED;
-  }
-
-  try {
-    await writer.prepare();
-    const outcome = await pipeline.commit('strict');
-    if (outcome.renderErrors.length > 0) {
-      for (const e of outcome.renderErrors) log.error({ file: e.file }, e.message);
-      log.error({ failed: outcome.renderErrors.length, outputDir: config.outputDir }, 'nothing written: the previous files are unchanged');
-      return EXIT_FAILED;
-    }
-    const changed = outcome.write?.changed ?? [];
+  if (result.ok) {
+    const changed = result.write?.changed ?? [];
     log.info(
-      { outputDir: config.outputDir, generation: outcome.write?.generation, files: config.files.length, changed: changed.length },
+      { outputDir: config.outputDir, generation: result.write?.generation, files: config.files.length, changed: changed.length },
       changed.length > 0 ? `wrote ${config.files.length} file(s) to ${config.outputDir}` : `files in ${config.outputDir} already up to date`,
     );
     return EXIT_OK;
-  } catch (err) {
-    if (err instanceof WriteError) {
-      log.error({ code: err.code, outputDir: config.outputDir }, err.message);
+  }
+  const { failure } = result;
+  if (failure?.kind === 'render') {
+    for (const e of failure.errors) log.error({ file: e.file }, e.message);
+    log.error({ failed: failure.errors.length, outputDir: config.outputDir }, 'nothing written: the previous files are unchanged');
+    return EXIT_FAILED;
+  }
+  if (failure?.kind === 'error') {
+    if (failure.error instanceof WriteError) {
+      log.error({ code: failure.error.code, outputDir: config.outputDir }, failure.error.message);
       return EXIT_FAILED;
     }
-    throw err;
+    throw failure.error;
   }
+  // Secrets without a value: every failure gets its own line, terminal ones first.
+  const failures = failure ? [...failure.failures.values()] : [];
+  const transient = failures.filter((e) => e.transient);
+  const failed = [...failures.filter((e) => !e.transient), ...transient];
+  for (const e of failed) log.error({ secret: e.secret, secretId: e.secretId, code: e.code }, e.message);
+  if (deadline.aborted && (transient.length > 0 || failed.length === 0)) log.error(`gave up after --timeout ${flags.timeout ?? '2m'}`);
+  log.error({ failed: failed.length, outputDir: config.outputDir }, 'nothing written: the previous files are unchanged');
+  return EXIT_FAILED;
 }

@@ -8,7 +8,8 @@
 // one generation and one notification, never a storm.
 //
 // Until the first generation exists there is no schedule: the first render is
-// retried (backoff capped at the interval, or at once when the file source
+// retried (refresh/first-render.ts, the loop `init` runs too; here with backoff
+// capped at the interval, or at once when the file source
 // changes or the config is reloaded), and every attempt re-checks every secret
 // it already holds (DescribeSecret; GetSecretValue only where the version moved)
 // and fetches the ones it does not, so fixing a secret that made a template
@@ -26,9 +27,10 @@ import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
 import type { Notifier } from '../notify/index.ts';
-import type { Pipeline } from '../pipeline.ts';
+import { versionMoved, type Pipeline } from '../pipeline.ts';
 import type { SourceSnapshot } from '../source/source.ts';
-import type { SecretMetadata, SecretSpec } from '../types.ts';
+import { sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
+import { firstRender } from './first-render.ts';
 import { Scheduler, type CheckOutcome } from './scheduler.ts';
 
 /** First render: the first retry waits about this long, doubling up to the refresh interval. */
@@ -109,46 +111,36 @@ export class Runner {
   }
 
   async #firstRenderLoop(): Promise<boolean> {
-    const signal = this.#stop.signal;
     const logged = new Set<string>();
     const reportOnce = (e: { message: string }, fields: Record<string, unknown>): void => {
       if (logged.has(e.message)) return;
       logged.add(e.message);
       this.#log.error(fields, e.message);
     };
-    for (let attempt = 1; ; attempt++) {
-      const pipeline = this.#pipeline;
-      let problem: string | undefined;
-      try {
-        const failures = await this.#refreshAll(pipeline, signal, reportOnce);
-        if (signal.aborted) return false;
-        if (this.#pipeline !== pipeline) continue; // reloaded meanwhile: start over on the new config
-        for (const e of failures.values()) reportOnce(e, { secret: e.secret, code: e.code, transient: e.transient });
-        if (failures.size > 0) {
-          problem = `${failures.size} secret(s) not available yet`;
+    const result = await firstRender({
+      pipeline: () => this.#pipeline,
+      refresh: (pipeline, signal) => this.#refreshAll(pipeline, signal, reportOnce),
+      signal: this.#stop.signal,
+      // A render error is retried like a fetch error (the secret may be fixed meanwhile), a failed write too.
+      retry: () => true,
+      onRetry: (failure, _attempt, waitMs) => {
+        let problem: string;
+        if (failure.kind === 'fetch') {
+          for (const e of failure.failures.values()) reportOnce(e, { secret: e.secret, code: e.code, transient: e.transient });
+          problem = `${failure.failures.size} secret(s) not available yet`;
+        } else if (failure.kind === 'render') {
+          for (const e of failure.errors) reportOnce(e, { file: e.file });
+          problem = `${failure.errors.length} file(s) could not be rendered`;
         } else {
-          await pipeline.writer.prepare();
-          const out = await pipeline.commit('strict');
-          if (out.renderErrors.length > 0) {
-            for (const e of out.renderErrors) reportOnce(e, { file: e.file });
-            problem = `${out.renderErrors.length} file(s) could not be rendered`;
-          } else if (this.#pipeline !== pipeline) {
-            continue; // a complete generation of the old config; the new one gets its own
-          }
+          problem = failure.error.message;
         }
-      } catch (err) {
-        if (signal.aborted) return false;
-        // A bug is not retried; a failed write (ENOSPC, EACCES on the volume) is: the retry line names it.
-        if (err instanceof TypeError) throw err;
-        problem = (err as Error).message;
-      }
-      if (problem === undefined) break;
-      const maxMs = Math.max(1000, pipeline.config.refresh.intervalMs);
-      const delay = Math.min(maxMs, FIRST_RETRY_MS * 2 ** Math.min(attempt - 1, 30) * (1 + Math.random()));
-      this.#log.warn({ retryInMs: Math.round(delay) }, `first render not complete: ${problem}; retrying`);
-      await this.#pause(delay, signal);
-      if (signal.aborted) return false;
-    }
+        this.#log.warn({ retryInMs: waitMs }, `first render not complete: ${problem}; retrying`);
+      },
+      firstDelayMs: FIRST_RETRY_MS,
+      maxDelayMs: (pipeline) => Math.max(1000, pipeline.config.refresh.intervalMs),
+      wait: (ms, signal) => this.#pause(ms, signal),
+    });
+    if (!result.ok) return false;
     const { config } = this.#pipeline;
     this.#ready = true;
     this.#metrics.setReady(true);
@@ -236,9 +228,7 @@ export class Runner {
     const metadata = await pipeline.source.describe(spec, signal);
     this.#noteDeletion(spec, metadata);
     const current = pipeline.values.get(spec.name);
-    if (metadata.versionIdForStage !== undefined && metadata.versionIdForStage === current?.versionId) {
-      return { metadata, changed: false };
-    }
+    if (!versionMoved(current, metadata.versionIdForStage)) return { metadata, changed: false };
     let value;
     try {
       value = await pipeline.source.fetch(spec, signal);
@@ -249,9 +239,8 @@ export class Runner {
     }
     // A config reload may have replaced the pipeline while we were fetching.
     if (this.#pipeline !== pipeline) return { metadata, changed: false };
-    const changed = value.versionId !== current?.versionId;
+    const changed = pipeline.accept(spec.name, value);
     if (changed) {
-      pipeline.accept(spec.name, value);
       this.#log.info({ secret: spec.name, from: current?.versionId, to: value.versionId }, 'new secret version');
     }
     return { metadata, changed };
@@ -291,8 +280,7 @@ export class Runner {
       const value = snap.results.get(spec.name);
       if (value === undefined || value instanceof Error) continue;
       const current = pipeline.values.get(spec.name);
-      if (current?.versionId === value.versionId) continue;
-      pipeline.accept(spec.name, value);
+      if (!pipeline.accept(spec.name, value)) continue;
       this.#metrics.secretFetched(spec.name, 'success');
       if (current) this.#log.info({ secret: spec.name, from: current.versionId, to: value.versionId }, 'new secret version');
       changed.push(spec.name);
@@ -388,7 +376,7 @@ export class Runner {
     for (const spec of next.config.secrets) {
       const was = oldSpecs.get(spec.name);
       const v = old.values.get(spec.name);
-      if (was && v && was.id === spec.id && was.versionStage === spec.versionStage && was.versionId === spec.versionId) {
+      if (was && v && sameSource(was, spec)) {
         next.accept(spec.name, v);
       } else {
         toFetch.push(spec);

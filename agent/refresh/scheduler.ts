@@ -17,7 +17,7 @@
 import pRetry from 'p-retry';
 import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
-import type { SecretMetadata, SecretSpec } from '../types.ts';
+import { sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
 import { DueHeap } from './heap.ts';
 
 export interface CheckOutcome {
@@ -307,8 +307,4 @@ export class Scheduler {
     for (const w of this.#waiting.splice(0)) w();
     await Promise.allSettled([...this.#running]);
   }
-}
-
-function sameSource(a: SecretSpec, b: SecretSpec): boolean {
-  return a.id === b.id && a.versionStage === b.versionStage && a.versionId === b.versionId;
 }
