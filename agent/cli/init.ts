@@ -10,7 +10,7 @@ import { CredentialsError, type SourceError, WriteError } from '../errors.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from '../main.ts';
 import { Pipeline } from '../pipeline.ts';
 import { compileFiles } from '../render/render.ts';
-import { createWriter } from '../output/generations.ts';
+import { createWriter } from '../output/index.ts';
 import { createSource } from '../source/index.ts';
 import type { SecretSpec } from '../types.ts';
 
