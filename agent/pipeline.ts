@@ -23,7 +23,7 @@ import type { SourceError } from './errors.ts';
 import type { Logger } from './observe/log.ts';
 import type { AgentMetrics } from './observe/metrics.ts';
 import { renderFiles, type CompiledFiles } from './render/render.ts';
-import type { OutputWriter, WriteResult } from './render/writer.ts';
+import type { OutputWriter, WriteResult } from './output/index.ts';
 import type { FetchResult, SecretSource } from './source/source.ts';
 import type { AgentConfig, RenderedFile, SecretSpec, SecretValue } from './types.ts';
 import type { RenderError } from './errors.ts';

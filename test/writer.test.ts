@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWriter, type OutputWriter, type WriteResult } from '../agent/render/writer.ts';
+import { createWriter, type OutputWriter, type WriteResult } from '../agent/output/index.ts';
 import { WriteError } from '../agent/errors.ts';
 import type { RenderedFile } from '../agent/types.ts';
 

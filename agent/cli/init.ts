@@ -12,7 +12,7 @@ import { Pipeline } from '../pipeline.ts';
 import type { Logger } from '../observe/log.ts';
 import { firstRender, type FirstRenderResult } from '../refresh/first-render.ts';
 import { compileFiles } from '../render/render.ts';
-import { createWriter } from '../render/writer.ts';
+import { createWriter } from '../output/index.ts';
 import { createSource } from '../source/index.ts';
 
 /**

@@ -12,7 +12,7 @@ import { startServer } from '../observe/server.ts';
 import { Pipeline } from '../pipeline.ts';
 import { Runner } from '../refresh/runner.ts';
 import { compileFiles } from '../render/render.ts';
-import { createWriter } from '../render/writer.ts';
+import { createWriter } from '../output/index.ts';
 import { createSource } from '../source/index.ts';
 import type { AgentConfig } from '../types.ts';
 import type { Logger } from '../observe/log.ts';
