@@ -27,7 +27,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RenderError, SourceError } from '../errors.ts';
 import type { Pipeline } from '../pipeline.ts';
-import type { WriteResult } from '../render/writer.ts';
+import type { WriteResult } from '../output/index.ts';
 
 export type AttemptFailure =
   /** Secrets still without a value after refresh, by local name. */

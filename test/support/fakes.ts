@@ -14,7 +14,7 @@ import type { Notifier } from '../../agent/notify/index.ts';
 import { createLogger, type Logger } from '../../agent/observe/log.ts';
 import { Pipeline } from '../../agent/pipeline.ts';
 import { compileFiles } from '../../agent/render/render.ts';
-import { createWriter, type OutputWriter, type WriteResult } from '../../agent/render/writer.ts';
+import { createWriter, type OutputWriter, type WriteResult } from '../../agent/output/index.ts';
 import type { FetchResult, SecretSource } from '../../agent/source/source.ts';
 import type { RenderedFile, SecretMetadata, SecretSpec, SecretValue } from '../../agent/types.ts';
 
@@ -118,6 +118,9 @@ export class CountingWriter implements OutputWriter {
   generations = 0;
   constructor(inner: OutputWriter) {
     this.#inner = inner;
+  }
+  lock(): Promise<void> {
+    return this.#inner.lock();
   }
   prepare(): Promise<void> {
     return this.#inner.prepare();
