@@ -19,10 +19,12 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Entry point; default the source (agent/main.ts). */
   entry?: string;
+  /** Node flags before the entry point (e.g. the Dockerfile ENTRYPOINT's). */
+  nodeFlags?: readonly string[];
 }
 
 function spawnAgent(args: readonly string[], options: RunOptions) {
-  return spawn(process.execPath, [options.entry ?? MAIN, ...args], {
+  return spawn(process.execPath, [...(options.nodeFlags ?? []), options.entry ?? MAIN, ...args], {
     cwd: options.cwd ?? REPO,
     env: options.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
