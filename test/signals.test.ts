@@ -48,6 +48,19 @@ function start(args: string[], options: { entry?: string; nodeFlags?: string[]; 
   return agent;
 }
 
+/** The agent's exit, or a failure if it has not exited within `ms` (a hang must fail, not stall the suite). */
+async function exitOf(agent: RunningAgent, ms = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the agent did not exit within ${ms} ms:\n${agent.output().stderr.slice(-3000)}`)), ms);
+  });
+  try {
+    return await Promise.race([agent.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** JSON log records of the agent so far. */
 function records(agent: RunningAgent): Record<string, unknown>[] {
   return agent
@@ -163,6 +176,16 @@ describe('SIGUSR1 never opens an inspector', () => {
     // init on an unreadable secrets file retries (transient) until SIGTERM; run renders and waits.
     const c = await fileCase(name, command === 'init' ? { secrets: 'a: [\n' } : {});
     const agent = start([command, '--config', c.config, ...(command === 'init' ? ['--timeout', '5m'] : [])], agentOpts);
+    try {
+      await probeAgent(agent, c, agentOpts, command);
+    } finally {
+      // A failed probe must not leave an inspector holding 9229 for the next one.
+      if (agent.child.exitCode === null && agent.child.signalCode === null) agent.child.kill('SIGKILL');
+      await agent.exited;
+    }
+  }
+
+  async function probeAgent(agent: RunningAgent, c: { dir: string; out: string }, agentOpts: { nodeFlags?: string[] }, command: 'init' | 'run'): Promise<void> {
     await agent.waitFor(command === 'init' ? /not valid YAML/ : /first render complete/, 60_000);
     const pid = agent.child.pid!;
     assert.deepEqual(await listeningPorts(pid), [], 'listens on nothing before the signal');
@@ -194,7 +217,7 @@ describe('SIGUSR1 never opens an inspector', () => {
       await waitUntil('the new value', async () => (await readOr(join(c.out, 'a'))) === 'a2');
     }
     process.kill(pid, 'SIGTERM');
-    const exit = await agent.exited;
+    const exit = await exitOf(agent);
     assert.deepEqual(exit, { code: command === 'init' ? 1 : 0, signal: null }, stderr);
   }
 
@@ -228,7 +251,7 @@ describe('SIGUSR1 never opens an inspector', () => {
     for (const k of cases) {
       for (const entry of [MAIN, bundle]) {
         const agent = start(['run', '--config', c.config], { entry, ...(k.nodeFlags ? { nodeFlags: k.nodeFlags } : {}), ...(k.env ? { env: k.env } : {}) });
-        const exit = await agent.exited;
+        const exit = await exitOf(agent);
         const { stderr } = agent.output();
         assert.deepEqual(exit, { code: 2, signal: null }, stderr);
         const fatal = records(agent);
@@ -254,7 +277,7 @@ describe('SIGHUP, SIGUSR2: never a silent exit', () => {
     const lines = records(agent).filter((r) => r.signal === 'SIGUSR2');
     assert.deepEqual(lines.map((r) => [r.level, r.msg]), [['warn', 'SIGUSR2 ignored: it has no meaning for the agent']]);
     process.kill(agent.child.pid!, 'SIGTERM');
-    assert.deepEqual(await agent.exited, { code: 0, signal: null });
+    assert.deepEqual(await exitOf(agent), { code: 0, signal: null });
   });
 
   it('when `run` gets SIGHUP, it reloads the config (as an edit would) and keeps running', async () => {
@@ -268,7 +291,7 @@ describe('SIGHUP, SIGUSR2: never a silent exit', () => {
     assert.deepEqual(hup.map((r) => [r.level, r.msg]), [['info', 'SIGHUP received: reloading the config and checking every secret now']]);
     assert.equal(agent.child.exitCode, null, 'still running');
     process.kill(agent.child.pid!, 'SIGTERM');
-    assert.deepEqual(await agent.exited, { code: 0, signal: null });
+    assert.deepEqual(await exitOf(agent), { code: 0, signal: null });
   });
 
   it('when `init` gets SIGHUP or SIGUSR2 while it retries, it logs one line each and goes on; SIGTERM then ends it', async () => {
@@ -281,7 +304,7 @@ describe('SIGHUP, SIGUSR2: never a silent exit', () => {
     await agent.waitFor(/SIGUSR2 ignored/);
     // Still retrying: fixing the file lets it finish on its own.
     await writeFile(join(c.dir, 'secrets.yaml'), 'a: "a1"\n');
-    assert.deepEqual(await agent.exited, { code: 0, signal: null }, agent.output().stderr);
+    assert.deepEqual(await exitOf(agent), { code: 0, signal: null }, agent.output().stderr);
     assert.equal(await readOr(join(c.out, 'a')), 'a1');
     const lines = records(agent).filter((r) => r.signal);
     assert.deepEqual(lines.map((r) => [r.level, r.msg]), [
@@ -304,6 +327,7 @@ describe('SIGHUP, SIGUSR2: never a silent exit', () => {
     });
 
     it('when `run` gets SIGHUP, it checks every secret now: a new version reaches the file long before the 1h interval', async () => {
+      // rotationAware off: no first look after start; only the interval (1h) or a SIGHUP checks the secret.
       const dir = join(root, 'hup-moto');
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, 'token'), 'projected-token');
@@ -312,7 +336,7 @@ describe('SIGHUP, SIGUSR2: never a silent exit', () => {
         join(dir, 'config.yaml'),
         `source: { region: us-east-1 }
 outputDir: ${join(dir, 'out')}
-refresh: { interval: 1h }
+refresh: { interval: 1h, rotationAware: false }
 secrets:
   a: { id: hup/a }
 files:
@@ -328,7 +352,7 @@ server: { listen: "" }
       process.kill(agent.child.pid!, 'SIGHUP');
       await waitUntil('the new version on disk', async () => (await readOr(join(dir, 'out', 'a'))) === 'v2', 30_000);
       process.kill(agent.child.pid!, 'SIGTERM');
-      assert.deepEqual(await agent.exited, { code: 0, signal: null });
+      assert.deepEqual(await exitOf(agent), { code: 0, signal: null });
     });
   });
 });
@@ -345,7 +369,7 @@ describe('SIGTERM: nothing outlives the agent, nothing waits for a deadline', ()
 
   async function stopAndCheck(agent: RunningAgent, pgid: number): Promise<void> {
     process.kill(agent.child.pid!, 'SIGTERM');
-    const exit = await agent.exited;
+    const exit = await exitOf(agent);
     const { stderr } = agent.output();
     assert.deepEqual(exit, { code: 0, signal: null }, stderr);
     assert.doesNotMatch(stderr, /shutdown deadline reached/, 'the shutdown finished on its own, not by the 4.5 s deadline');
@@ -382,7 +406,7 @@ describe('SIGTERM: nothing outlives the agent, nothing waits for a deadline', ()
     const c = await notifyCase('term-splay', ['/bin/sh', '-c', `touch ${marker}`], '    splay: 1h\n');
     await c.agent.waitFor(/notify target waiting for splay/);
     process.kill(c.agent.child.pid!, 'SIGTERM');
-    const exit = await c.agent.exited;
+    const exit = await exitOf(c.agent);
     const { stderr } = c.agent.output();
     assert.deepEqual(exit, { code: 0, signal: null }, stderr);
     assert.doesNotMatch(stderr, /shutdown deadline reached/);
@@ -398,7 +422,7 @@ describe('SIGTERM: nothing outlives the agent, nothing waits for a deadline', ()
       await agent.waitFor(/not valid YAML/);
       const before = records(agent).length;
       process.kill(agent.child.pid!, signal);
-      const exit = await agent.exited;
+      const exit = await exitOf(agent);
       const { stderr } = agent.output();
       assert.deepEqual(exit, { code: 1, signal: null }, stderr);
       const after = records(agent).slice(before);
