@@ -156,20 +156,22 @@ async function endGroup(child: ChildProcess, onKill: () => void): Promise<void> 
   signalGroup(child, 'SIGTERM');
   const graceEnds = Date.now() + KILL_GRACE_MS;
   while (Date.now() < graceEnds) {
-    if (!(await groupAlive(pgid))) return;
+    if (!(await groupAlive(child, pgid))) return;
     await sleep(POLL_MS, undefined, { ref: false });
   }
   onKill();
   signalGroup(child, 'SIGKILL');
-  for (let i = 0; i < 10 && (await groupAlive(pgid)); i++) await sleep(POLL_MS, undefined, { ref: false });
+  for (let i = 0; i < 10 && (await groupAlive(child, pgid)); i++) await sleep(POLL_MS, undefined, { ref: false });
 }
 
 /**
- * Whether a live process is left in group `pgid`. kill(0) also counts zombies
+ * Whether a live process is left in group `pgid` (the leader's, `leader`: while it
+ * runs, the answer is yes). kill(0) also counts zombies
  * (an orphan reparented to an agent running as PID 1 stays one: nobody reaps
  * it), so a positive answer is checked against /proc/<pid>/stat.
  */
-async function groupAlive(pgid: number): Promise<boolean> {
+async function groupAlive(leader: ChildProcess, pgid: number): Promise<boolean> {
+  if (leader.exitCode === null && leader.signalCode === null) return true;
   try {
     process.kill(-pgid, 0);
   } catch (err) {
