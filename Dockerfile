@@ -43,8 +43,8 @@ FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a
 COPY --from=build /src/dist/secrets-agent.mjs /app/secrets-agent.mjs
 USER 65532:65532
 ENV NODE_COMPILE_CACHE=/tmp/compile-cache
-RUN ["/nodejs/bin/node", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
-RUN ["/nodejs/bin/node", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
+RUN ["/nodejs/bin/node", "--disable-sigusr1", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
+RUN ["/nodejs/bin/node", "--disable-sigusr1", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
 
 # --- runtime: distroless Node 24 (no shell, no package manager), user nonroot.
 # Distroless publishes no per-patch Node tags: the image name carries the major
@@ -70,7 +70,14 @@ COPY templates/*.liquid /etc/secrets-agent/templates/
 # 65532 = distroless "nonroot". Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
 
-# Node flags, measured by `npm run bench` (README, Performance):
+# Node flags. --disable-sigusr1: SIGUSR1 must never open Node's inspector (code
+#   execution inside the process that holds the pod's AWS credentials, for any
+#   container of a pod with shareProcessNamespace). With it Node keeps SIGUSR1
+#   blocked from its start; the agent's own handler (README, Signals) covers
+#   other command lines. A Node flag, not a V8 one: no effect on the compile
+#   cache's key or on how Node loads its built-in modules. Every command line
+#   that runs the agent carries it (test/signals.test.ts runs each one).
+# The others, measured by `npm run bench` (README, Performance):
 # --lite-mode: no optimizing compilers. `run` with 10 secrets after 1,000
 #   refresh cycles: RSS 267 -> 75 MB (1,000 secrets: 237 -> 80 MB), flat over the
 #   run; costs ~50% more CPU per check, under 1 CPU s/hour at the defaults.
@@ -80,5 +87,5 @@ USER 65532:65532
 # --max-semi-space-size=1 (MiB): a smaller young generation; alone 267 -> 161 MB.
 # The file name must stay secrets-agent.mjs: the program runs itself only when
 # started under that name.
-ENTRYPOINT ["/nodejs/bin/node", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs"]
+ENTRYPOINT ["/nodejs/bin/node", "--disable-sigusr1", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs"]
 CMD ["run"]

@@ -3,6 +3,10 @@
 //
 // Exit codes (the contract): 0 ok; 1 a secret or file could not be produced;
 // 2 usage or configuration error.
+//
+// signals.ts is imported first: run as the program, it refuses an inspector and
+// guards SIGUSR1/SIGUSR2/SIGHUP before any other module loads.
+import { IS_ENTRY_POINT } from './signals.ts';
 import { parseArgs } from 'node:util';
 import { ConfigError, formatConfigIssue, SetupError } from './errors.ts';
 import { createLogger, isLogLevel, type Logger } from './observe/log.ts';
@@ -163,8 +167,7 @@ export function reportConfigError(err: ConfigError, log: Logger): void {
 }
 
 // Run when executed directly (node agent/main.ts, or the bundle), not when imported by tests.
-const entry = process.argv[1] ?? '';
-if (/(?:^|[\\/])(?:main\.ts|secrets-agent(?:\.mjs)?)$/.test(entry)) {
+if (IS_ENTRY_POINT) {
   process.on('unhandledRejection', (reason) => {
     // A daemon must not die silently; typescript-eslint keeps these out, this reports any that slip through.
     process.stderr.write(`{"level":"fatal","msg":"unhandled rejection","err":${JSON.stringify(String((reason as Error)?.message ?? reason))}}\n`);

@@ -10,7 +10,7 @@
 //      refresh loop (refresh/runner.ts) to skip the fetch when the version
 //      carrying the stage is the one held;
 //   2. a file's bytes, mode, owner or link differ from what is on the volume:
-//      the writer alone (render/writer.ts, OutputWriter.write; WriteResult.changed,
+//      the writer alone (output/index.ts, OutputWriter.write; WriteResult.changed,
 //      empty = nothing written);
 //   3. a notify target is due: one of its `files` is among the changed ones
 //      (notify/index.ts, createNotifier step 1).

@@ -105,7 +105,7 @@ async function barrier(app: App): Promise<number> {
 
 type LogRecord = Record<string, unknown> & { level: string; msg: string };
 
-function capture(targets: readonly NotifyTarget[]) {
+function capture(targets: readonly NotifyTarget[], signal?: AbortSignal) {
   const records: LogRecord[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -114,7 +114,7 @@ function capture(targets: readonly NotifyTarget[]) {
     },
   });
   const results: [string, NotifyResult][] = [];
-  const notifier = createNotifier(targets, { log: createLogger({ destination, level: 'debug' }), onResult: (t, r) => results.push([t, r]) });
+  const notifier = createNotifier(targets, { log: createLogger({ destination, level: 'debug' }), onResult: (t, r) => results.push([t, r]), ...(signal ? { signal } : {}) });
   const resultLines = () => records.filter((r) => r.msg.startsWith('notify target') && 'result' in r);
   return { notifier, records, results, resultLines };
 }
@@ -407,6 +407,44 @@ void describe('exec targets', () => {
 
     assert.deepEqual(results, [['hook', 'skipped']]);
     assert.equal(isAlive(pid), false);
+  });
+
+  void it('when stop() is called and the command dies but leaves a child that ignores SIGTERM, stop() resolves only once that child is SIGKILLed', async () => {
+    const dir = await tempDir();
+    const pids = join(dir, 'pids');
+    // The shell dies on SIGTERM; the background sleep ignores it and would outlive it.
+    const script = `(trap "" TERM; exec sleep 1000) & echo "$$ $!" > "${pids}"; wait`;
+    const { notifier, results, resultLines } = capture([execTarget('hook', ['sh', '-c', script], 60_000)]);
+
+    const running = notifier.notify(['db.env']);
+    await waitFor('the command to start', () => readLines(pids).length > 0);
+    const [shell, sleeper] = readLines(pids)[0]!.split(' ').map(Number) as [number, number];
+    await waitFor('the child to be sleep', () => existsSync(`/proc/${sleeper}/comm`) && readFileSync(`/proc/${sleeper}/comm`, 'utf8') === 'sleep\n');
+    await notifier.stop();
+    await running;
+
+    assert.deepEqual(results, [['hook', 'skipped']]);
+    assert.equal(resultLines()[0]?.killedWith, 'SIGKILL');
+    assert.equal(isAlive(shell), false);
+    assert.equal(isAlive(sleeper), false, 'no process of the group is left when stop() resolves');
+  });
+
+  void it('when the shutdown signal given to createNotifier aborts, the running command is terminated without waiting for stop()', async () => {
+    const dir = await tempDir();
+    const pidFile = join(dir, 'pid');
+    const shutdown = new AbortController();
+    const { notifier, results } = capture([execTarget('hook', ['bash', '-c', `echo $$ > "${pidFile}"; exec sleep 1000`], 60_000)], shutdown.signal);
+
+    const running = notifier.notify(['db.env']);
+    await waitFor('the command to start', () => readLines(pidFile).length > 0);
+    const pid = Number(readLines(pidFile)[0]);
+    shutdown.abort();
+    await running;
+
+    assert.deepEqual(results, [['hook', 'skipped']]);
+    assert.equal(isAlive(pid), false);
+    await notifier.notify(['db.env']);
+    assert.equal(results.length, 1, 'later notify() calls do nothing');
   });
 });
 

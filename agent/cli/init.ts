@@ -5,6 +5,10 @@
 // secret, access denied) fail at once. Any failure means nothing is written:
 // the previous generation stays exactly as it was. The loop is the one `run`
 // uses for its first render (refresh/first-render.ts), with init's options.
+//
+// Signals (README, Signals): SIGTERM/SIGINT before the write starts end it at
+// once with exit 1 and one log line (nothing written); during the write (atomic,
+// short) they let it finish first. SIGHUP, SIGUSR1, SIGUSR2: ignored, one log line each.
 import { loadConfig, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/index.ts';
 import { CredentialsError, WriteError } from '../errors.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from '../main.ts';
@@ -13,6 +17,7 @@ import type { Logger } from '../observe/log.ts';
 import { firstRender, type FirstRenderResult } from '../refresh/first-render.ts';
 import { compileFiles } from '../render/render.ts';
 import { createWriter } from '../output/index.ts';
+import { handleSignals } from '../signals.ts';
 import { createSource } from '../source/index.ts';
 
 /**
@@ -44,8 +49,28 @@ export function initFirstRender(
   });
 }
 
+/** SIGTERM during the write: how long it may still take before the process exits anyway. */
+const WRITE_DEADLINE_MS = 4500;
+
 export async function init(opts: GlobalOptions, flags: { timeout?: string | undefined; outputDir?: string | undefined }): Promise<number> {
   const { log } = opts;
+  let writing = false;
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    if (!writing) {
+      // Nothing to finish: fetching and rendering leave no trace on the volume.
+      log.error({ signal }, `interrupted by ${signal}; nothing written: the previous files are unchanged`);
+      process.exit(EXIT_FAILED);
+    }
+    log.warn({ signal }, `${signal} received while writing; finishing the write first (it is atomic)`);
+    setTimeout(() => {
+      log.error({ signal }, `interrupted by ${signal}; the write did not finish within ${WRITE_DEADLINE_MS / 1000}s; check the volume (each file is replaced atomically, never left half-written)`);
+      process.exit(EXIT_FAILED);
+    }, WRITE_DEADLINE_MS).unref();
+  };
+  handleSignals(log, { SIGTERM: onSignal, SIGINT: onSignal }, { SIGHUP: 'init reads its config once; SIGTERM or SIGINT stops it' });
   const timeoutMs = flags.timeout === undefined ? 120_000 : parseDuration(flags.timeout);
   if (timeoutMs === undefined) {
     process.stderr.write(`error: --timeout "${flags.timeout}" is not a duration (use e.g. "30s", "2m")\n`);
@@ -76,7 +101,14 @@ export async function init(opts: GlobalOptions, flags: { timeout?: string | unde
   const deadline = AbortSignal.timeout(timeoutMs);
   let result: FirstRenderResult;
   try {
-    result = await initFirstRender(pipeline, { signal: deadline, timeoutMs, log });
+    result = await initFirstRender(pipeline, {
+      signal: deadline,
+      timeoutMs,
+      log,
+      beforeWrite: () => {
+        writing = true;
+      },
+    });
   } finally {
     source.close();
   }

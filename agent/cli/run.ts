@@ -1,18 +1,22 @@
 // `run`: the sidecar. Wiring only; the loop itself is refresh/runner.ts.
 //
-// SIGTERM/SIGINT: stop checking, finish the write in flight, exit 0 within 5 s
-// (a hard deadline guarantees it even if something hangs).
+// Signals (README, Signals): SIGTERM/SIGINT: cancel pending splays and running
+// notify commands (SIGTERM to their process group, SIGKILL after 2 s), stop
+// checking, finish the write in flight, exit 0 within 5 s (a hard deadline
+// guarantees it even if something hangs). SIGHUP: reload the config as an edit
+// would, then check every secret now. SIGUSR1, SIGUSR2: ignored, one log line each.
 import { loadConfig } from '../config/index.ts';
 import { ConfigError, WriteError } from '../errors.ts';
 import type { GlobalOptions } from '../main.ts';
 import { EXIT_FAILED, EXIT_OK, reportConfigError } from '../main.ts';
-import { createNotifier } from '../notify/index.ts';
+import { createNotifier, killRunningCommands } from '../notify/index.ts';
 import { AgentMetrics } from '../observe/metrics.ts';
 import { startServer } from '../observe/server.ts';
 import { Pipeline } from '../pipeline.ts';
 import { Runner } from '../refresh/runner.ts';
 import { compileFiles } from '../render/render.ts';
 import { createWriter } from '../output/index.ts';
+import { handleSignals } from '../signals.ts';
 import { createSource } from '../source/index.ts';
 import type { AgentConfig } from '../types.ts';
 import type { Logger } from '../observe/log.ts';
@@ -37,6 +41,36 @@ function templateFiles(config: AgentConfig): string[] {
 
 export async function run(opts: GlobalOptions): Promise<number> {
   const { log } = opts;
+  // Signals first, so that one arriving during start-up already has its meaning (README, Signals).
+  // Shutdown: the first SIGTERM/SIGINT starts it; the process exits 0 within the deadline whatever happens.
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping = false;
+  // Aborted by the first SIGTERM/SIGINT: every notifier cancels its splays, exec children and requests
+  // at once, so the notify in flight does not hold the shutdown up.
+  const shutdown = new AbortController();
+  // A notify command still running when the process exits, however it exits, is killed with its group.
+  process.once('exit', killRunningCommands);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const hard = setTimeout(() => {
+      log.warn('shutdown deadline reached; exiting');
+      process.exit(EXIT_OK);
+    }, SHUTDOWN_DEADLINE_MS);
+    hard.unref();
+    shutdown.abort();
+    resolveStopped();
+  };
+  // SIGHUP: reload the config and check every secret now (set once the watcher exists, below).
+  let onHangup: () => void = () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: the agent is still starting and reads its config now');
+  handleSignals(log, {
+    SIGTERM: onSignal,
+    SIGINT: onSignal,
+    SIGHUP: () => onHangup(),
+  });
+
   const config = await loadConfig(opts.configPath);
   const compiled = await compileFiles(config);
   const metrics = new AgentMetrics({ version: VERSION });
@@ -48,7 +82,7 @@ export async function run(opts: GlobalOptions): Promise<number> {
     new Pipeline({ config: c, compiled: compiledFiles, source: src, writer: createWriter({ outputDir: c.outputDir, layout: c.layout, log }), log, metrics });
   // `skipped` (cut short by shutdown or reload) is not an outcome worth counting.
   const makeNotifier = (c: AgentConfig) =>
-    createNotifier(c.notify, { log, onResult: (target, result) => result !== 'skipped' && metrics.notified(target, result === 'success' ? 'success' : 'error') });
+    createNotifier(c.notify, { log, signal: shutdown.signal, onResult: (target, result) => result !== 'skipped' && metrics.notified(target, result === 'success' ? 'success' : 'error') });
 
   // One agent per volume (README "Volume lock"): wait (bounded) for another holder, else exit 1.
   // Held until exit: outputDir cannot change without a restart.
@@ -82,24 +116,6 @@ export async function run(opts: GlobalOptions): Promise<number> {
       })
     : undefined;
   if (server) log.info({ address: `${server.address.host}:${server.address.port}` }, 'serving /metrics, /healthz, /readyz');
-
-  // Shutdown: the first signal starts it; the process exits 0 within the deadline whatever happens.
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((r) => (resolveStopped = r));
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    const hard = setTimeout(() => {
-      log.warn('shutdown deadline reached; exiting');
-      process.exit(EXIT_OK);
-    }, SHUTDOWN_DEADLINE_MS);
-    hard.unref();
-    resolveStopped();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
 
   // Hot reload: the config file and every template file. An invalid edit is
   // logged and rejected; the running config stays in force.
@@ -142,13 +158,26 @@ export async function run(opts: GlobalOptions): Promise<number> {
       }
     }
   };
-  watcher.on('all', () => {
+  // Edits close together make one reload; a SIGHUP joins the same debounce and adds a check of every secret.
+  let checkAllAfterReload = false;
+  const scheduleReload = (checkAll = false): void => {
+    checkAllAfterReload ||= checkAll;
     clearTimeout(reloadTimer);
     reloadTimer = setTimeout(() => {
-      reloading = reloading.then(reload);
+      const all = checkAllAfterReload;
+      checkAllAfterReload = false;
+      reloading = reloading.then(reload).then(() => {
+        if (all && !stopping) runner.checkAllNow();
+      });
     }, 150);
     reloadTimer.unref();
-  });
+  };
+  watcher.on('all', () => scheduleReload());
+  onHangup = () => {
+    if (stopping) return;
+    log.info({ signal: 'SIGHUP' }, 'SIGHUP received: reloading the config and checking every secret now');
+    scheduleReload(true);
+  };
   watcher.on('error', (err) => log.warn({ err: String(err) }, 'watching config files failed'));
 
   const unwatchSource = source.watch?.(() => runner.checkAllNow());

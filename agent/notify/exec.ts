@@ -2,9 +2,14 @@
 //
 // The command runs in its own process group so that a timeout or stop() also
 // reaches whatever it started (`sh -c "a; b"`): SIGTERM to the group, SIGKILL
-// after KILL_GRACE_MS if the command is still alive — consul-template's child
-// handling, minus the restart.
+// after KILL_GRACE_MS if any process of the group is still alive (the command
+// itself, or a child that outlived it) — consul-template's child handling,
+// minus the restart. A command cut short is reported only once its whole group
+// is gone, so the agent never exits leaving part of it behind;
+// killRunningCommands() SIGKILLs what is left if the process exits anyway.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NotifyTarget } from '../types.ts';
 import { errorCode, formatDuration, STOPPED, type Outcome, type RunContext } from './outcome.ts';
 
@@ -47,6 +52,7 @@ export function runExec(target: ExecTarget, ctx: RunContext): Promise<Outcome> {
     // Synchronous refusals (e.g. a NUL byte in an argument).
     return Promise.resolve({ result: 'failure', reason: `cannot run ${file}: ${errorCode(err) ?? String(err)}` });
   }
+  if (child.pid !== undefined) running.add(child.pid);
 
   return new Promise<Outcome>((resolve) => {
     let stderr = Buffer.alloc(0);
@@ -61,17 +67,13 @@ export function runExec(target: ExecTarget, ctx: RunContext): Promise<Outcome> {
 
     let ended: 'timeout' | 'stop' | undefined;
     let killedWith: NodeJS.Signals | undefined;
-    let killTimer: NodeJS.Timeout | undefined;
+    /** Settles when no process of the command's group is left (after SIGTERM, then SIGKILL). */
+    let groupGone: Promise<void> = Promise.resolve();
     const terminate = (why: 'timeout' | 'stop'): void => {
       if (ended !== undefined) return;
       ended = why;
       killedWith = 'SIGTERM';
-      killGroup(child, 'SIGTERM');
-      killTimer = setTimeout(() => {
-        killedWith = 'SIGKILL';
-        killGroup(child, 'SIGKILL');
-      }, KILL_GRACE_MS);
-      killTimer.unref();
+      groupGone = endGroup(child, () => (killedWith = 'SIGKILL'));
     };
     const timeout = setTimeout(() => terminate('timeout'), target.timeoutMs);
     timeout.unref();
@@ -83,8 +85,8 @@ export function runExec(target: ExecTarget, ctx: RunContext): Promise<Outcome> {
       if (settled) return;
       settled = true;
       clearTimeout(timeout);
-      clearTimeout(killTimer);
       ctx.signal.removeEventListener('abort', onAbort);
+      if (child.pid !== undefined) running.delete(child.pid);
       resolve(outcome);
     };
 
@@ -95,7 +97,6 @@ export function runExec(target: ExecTarget, ctx: RunContext): Promise<Outcome> {
 
     child.once('exit', (code, signal) => {
       clearTimeout(timeout);
-      clearTimeout(killTimer);
       const outcome = (): Outcome => {
         child.stderr?.destroy();
         const tail = stderr.length > 0 ? { stderr: stderr.toString('utf8') } : {};
@@ -107,25 +108,103 @@ export function runExec(target: ExecTarget, ctx: RunContext): Promise<Outcome> {
         if (code !== null) return { result: 'failure', reason: `command exited with code ${code}`, details: { exitCode: code, ...tail } };
         return { result: 'failure', reason: `command was killed by ${signal ?? 'a signal'}`, details: { signal, ...tail } };
       };
+      // Cut short: report once the whole group is gone (its outcome reads killedWith then).
+      const report = (): void => void groupGone.then(() => finish(outcome()));
       if (closed) {
-        finish(outcome());
+        report();
         return;
       }
-      const drain = setTimeout(() => finish(outcome()), DRAIN_MS);
+      const drain = setTimeout(report, DRAIN_MS);
       child.once('close', () => {
         clearTimeout(drain);
-        finish(outcome());
+        report();
       });
     });
   });
 }
 
-/** Signal the command's process group; fall back to the process alone. */
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+/** Process groups of the commands running now (their pgid = the command's pid). */
+const running = new Set<number>();
+
+/**
+ * SIGKILL the process group of every command still running. Synchronous, for
+ * `process.on('exit')`: whatever way the agent exits, no notify command outlives it.
+ */
+export function killRunningCommands(): void {
+  for (const pgid of running) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  running.clear();
+}
+
+/** How often a terminated group is checked for survivors. */
+const POLL_MS = 50;
+
+/**
+ * SIGTERM the command's group; SIGKILL it if any process of it is still alive
+ * after KILL_GRACE_MS (`onKill` is called first). Resolves when the group is
+ * empty, or shortly after the SIGKILL (which cannot be refused) if a member
+ * still shows (e.g. an unkillable D-state process).
+ */
+async function endGroup(child: ChildProcess, onKill: () => void): Promise<void> {
+  const pgid = child.pid;
+  if (pgid === undefined) return;
+  signalGroup(child, 'SIGTERM');
+  const graceEnds = Date.now() + KILL_GRACE_MS;
+  while (Date.now() < graceEnds) {
+    if (!(await groupAlive(child, pgid))) return;
+    await sleep(POLL_MS, undefined, { ref: false });
+  }
+  onKill();
+  signalGroup(child, 'SIGKILL');
+  for (let i = 0; i < 10 && (await groupAlive(child, pgid)); i++) await sleep(POLL_MS, undefined, { ref: false });
+}
+
+/**
+ * Whether a live process is left in group `pgid` (the leader's, `leader`: while it
+ * runs, the answer is yes). kill(0) also counts zombies
+ * (an orphan reparented to an agent running as PID 1 stays one: nobody reaps
+ * it), so a positive answer is checked against /proc/<pid>/stat.
+ */
+async function groupAlive(leader: ChildProcess, pgid: number): Promise<boolean> {
+  if (leader.exitCode === null && leader.signalCode === null) return true;
+  try {
+    process.kill(-pgid, 0);
+  } catch (err) {
+    return errorCode(err) === 'EPERM';
+  }
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch {
+    return true;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // `pid (comm) state ppid pgrp ...`; comm may contain ')' so split after the last one.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
+  }
+  return false;
+}
+
+/** Signal the command's process group (its leader may have exited already); fall back to the process alone. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
   try {
     process.kill(-child.pid, signal);
-  } catch {
+  } catch (err) {
+    if (errorCode(err) === 'ESRCH' || child.exitCode !== null || child.signalCode !== null) return;
     try {
       child.kill(signal);
     } catch {

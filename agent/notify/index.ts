@@ -6,6 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observe/log.ts';
 import type { NotifyTarget } from '../types.ts';
 import { runExec } from './exec.ts';
+
+export { killRunningCommands } from './exec.ts';
 import { runHttp } from './http.ts';
 import { STOPPED, type NotifyResult, type Outcome, type RunContext } from './outcome.ts';
 import { runSignal } from './signal.ts';
@@ -32,6 +34,11 @@ export interface Notifier {
 export interface NotifierOptions {
   log: Logger;
   /**
+   * Aborting it is stop() without the wait: the agent's shutdown signal, shared by every
+   * notifier a reload makes, so a SIGTERM reaches the notify in flight at once.
+   */
+  signal?: AbortSignal;
+  /**
    * Called once per target that was due, after its log line, in target order
    * (for `secrets_agent_notify_total{target,result}`):
    * - `success`: the signal was sent / the command exited 0 / the endpoint answered 2xx;
@@ -57,7 +64,7 @@ export interface NotifierOptions {
 export function createNotifier(targets: readonly NotifyTarget[], options: NotifierOptions): Notifier {
   const { log } = options;
   const stopper = new AbortController();
-  let stopped = false;
+  const cancelled = options.signal ? AbortSignal.any([stopper.signal, options.signal]) : stopper.signal;
   let queue: Promise<void> = Promise.resolve();
 
   const report = (target: NotifyTarget, outcome: Outcome, startedAt: number): void => {
@@ -107,7 +114,7 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
   };
 
   const runAll = async (changed: readonly string[], context: { outputDir: string; generation?: string } | undefined): Promise<void> => {
-    const ctx: RunContext = { changed, outputDir: context?.outputDir, generation: context?.generation, signal: stopper.signal };
+    const ctx: RunContext = { changed, outputDir: context?.outputDir, generation: context?.generation, signal: cancelled };
     for (const target of targets) {
       if (target.files !== undefined && !target.files.some((f) => changed.includes(f))) {
         log.debug({ target: target.name }, 'notify target not due: none of its files changed');
@@ -120,14 +127,13 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
 
   return {
     notify(changed, context) {
-      if (stopped || changed.length === 0) return Promise.resolve();
+      if (cancelled.aborted || changed.length === 0) return Promise.resolve();
       const snapshot = [...changed];
       const run = queue.then(() => runAll(snapshot, context));
       queue = run.catch(() => undefined);
       return run;
     },
     async stop() {
-      stopped = true;
       stopper.abort();
       await queue;
     },

@@ -26,11 +26,13 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Entry point; default the source (agent/main.ts). */
   entry?: string;
+  /** Node flags before the entry point (e.g. the Dockerfile ENTRYPOINT's). */
+  nodeFlags?: readonly string[];
 }
 
 function spawnAgent(args: readonly string[], options: RunOptions) {
   const { env, tag } = taggedEnv(options.env ?? process.env);
-  const child = spawn(process.execPath, [options.entry ?? MAIN, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), options.entry ?? MAIN, ...args], {
     cwd: options.cwd ?? REPO,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

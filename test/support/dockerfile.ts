@@ -21,6 +21,8 @@ export interface ExampleAgentContainer {
   init: boolean;
   /** Its `command`, when it overrides the image's ENTRYPOINT. */
   command?: string[];
+  /** Its `args` (the agent's command and flags), when set. */
+  args?: string[];
 }
 
 /** Every container running the agent image in the YAML files under k8s-examples/, wherever it is nested (Pod, Deployment, CronJob ...). */
@@ -33,7 +35,13 @@ export async function exampleAgentContainers(): Promise<ExampleAgentContainer[]>
     } else if (node && typeof node === 'object') {
       const o = node as Record<string, unknown>;
       if (typeof o.image === 'string' && /secrets-agent/.test(o.image)) {
-        out.push({ file, name: String(o.name), init, ...(Array.isArray(o.command) ? { command: o.command as string[] } : {}) });
+        out.push({
+          file,
+          name: String(o.name),
+          init,
+          ...(Array.isArray(o.command) ? { command: o.command as string[] } : {}),
+          ...(Array.isArray(o.args) ? { args: o.args as string[] } : {}),
+        });
       }
       for (const [k, v] of Object.entries(o)) walk(file, v, k === 'initContainers' ? true : k === 'containers' ? false : init);
     }
