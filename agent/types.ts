@@ -75,7 +75,7 @@ export interface AgentConfig {
     readonly intervalMs: number;
     readonly jitter: number;
     readonly rotationAware: boolean;
-    /** Secrets Manager: grouped checks through ListSecrets (source/aws.ts, describeMany). */
+    /** Secrets Manager: grouped checks through ListSecrets (source/aws.ts, describeMany). Set only when true. */
     readonly batchChecks?: boolean;
   };
   /** In declaration order. */
