@@ -71,7 +71,13 @@ export interface AgentConfig {
   /** Absolute. */
   readonly outputDir: string;
   readonly layout: 'generations' | 'files';
-  readonly refresh: { readonly intervalMs: number; readonly jitter: number; readonly rotationAware: boolean };
+  readonly refresh: {
+    readonly intervalMs: number;
+    readonly jitter: number;
+    readonly rotationAware: boolean;
+    /** Secrets Manager: grouped checks through ListSecrets (source/aws.ts, describeMany). Set only when true. */
+    readonly batchChecks?: boolean;
+  };
   /** In declaration order. */
   readonly secrets: readonly SecretSpec[];
   readonly files: readonly FileSpec[];

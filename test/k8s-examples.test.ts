@@ -494,7 +494,7 @@ describe('k8s-examples', () => {
 
     it('parses every JSON document in iam/', async () => {
       const names = (await readdir(join(EXAMPLES, 'iam'))).filter((f) => f.endsWith('.json'));
-      assert.deepEqual(names.sort(), ['iam-policy.json', 'irsa-trust-policy.json', 'pod-identity-trust-policy.json']);
+      assert.deepEqual(names.sort(), ['iam-policy-batch-checks.json', 'iam-policy.json', 'irsa-trust-policy.json', 'pod-identity-trust-policy.json']);
       for (const n of names) assert.equal((await iam(n)).Version, '2012-10-17', n);
     });
 
@@ -554,6 +554,8 @@ describe('k8s-examples', () => {
           assert.equal(created.status, 200, created.body);
           const put = await call({ Action: 'PutRolePolicy', RoleName: role!, PolicyName: 'secrets-agent', PolicyDocument: await text('iam-policy.json') });
           assert.equal(put.status, 200, put.body);
+          const batch = await call({ Action: 'PutRolePolicy', RoleName: role!, PolicyName: 'secrets-agent-batch-checks', PolicyDocument: await text('iam-policy-batch-checks.json') });
+          assert.equal(batch.status, 200, batch.body);
         }
         // The check itself: a misspelt condition operator is refused.
         const bad = await call({ Action: 'PutRolePolicy', RoleName: 'irsa', PolicyName: 'bad', PolicyDocument: (await text('iam-policy.json')).replace('"StringEquals"', '"StringEqual"') });
@@ -562,6 +564,17 @@ describe('k8s-examples', () => {
       } finally {
         await moto.stop();
       }
+    });
+
+    it('the optional refresh.batchChecks policy grants ListSecrets alone (it cannot be scoped to resources), and the README says what it exposes', async () => {
+      const policy = await iam('iam-policy-batch-checks.json');
+      assert.deepEqual(
+        (policy.Statement as Obj[]).map((s) => [s.Effect, s.Action, s.Resource]),
+        [['Allow', 'secretsmanager:ListSecrets', '*']],
+      );
+      const readme = await readFile(join(EXAMPLES, '..', 'README.md'), 'utf8');
+      assert.match(readme, /iam-policy-batch-checks\.json/);
+      assert.match(readme, /every secret's name and metadata/);
     });
 
     it('least privilege: no wildcard actions, Resource "*" only for BatchGetSecretValue, KMS only via Secrets Manager, and every secret the configs read is allowed', async () => {

@@ -11,6 +11,8 @@ import { afterEach, describe, it } from 'node:test';
 import { initFirstRender } from '../agent/cli/init.ts';
 import { AgentMetrics } from '../agent/observe/metrics.ts';
 import { Runner } from '../agent/refresh/runner.ts';
+import type { SourceError } from '../agent/errors.ts';
+import type { SecretMetadata, SecretSpec } from '../agent/types.ts';
 import { FakeNotifier, makeCore, type Core } from './support/fakes.ts';
 import { waitUntil } from './support/wait.ts';
 
@@ -67,6 +69,45 @@ describe('Runner', () => {
       [['a.txt', 'b.txt', 'c.txt']],
     );
     assert.equal(await readFile(join(c.outDir, 'c.txt'), 'utf8'), 'c=2');
+  });
+
+  it('grouped checks: a source with describeMany gets the due secrets in one call; only the moved one is fetched; a failed member is retried alone', async () => {
+    const c = (core = await makeCore({ a: 'app/a', b: 'app/b', c: 'app/c' }, THREE));
+    c.source.set('app/a', 'a1');
+    c.source.set('app/b', 'b1');
+    c.source.set('app/c', '{"key":"1"}');
+    const groups: string[][] = [];
+    const fake = c.source;
+    // The fake's describeMany: one call for many, each answered as describe() would (errors per secret).
+    const describeMany = async (specs: readonly SecretSpec[]): Promise<Map<string, SecretMetadata | SourceError>> => {
+      groups.push(specs.map((s) => s.name).sort());
+      const out = new Map<string, SecretMetadata | SourceError>();
+      for (const spec of specs) {
+        out.set(spec.name, await fake.describe(spec).catch((err: unknown) => err as SourceError));
+        fake.described.pop(); // counted as a group call, not as a describe
+      }
+      return out;
+    };
+    Object.assign(c.source, { describeMany });
+    const notifier = new FakeNotifier();
+    const m = metrics();
+    const r = (runner = new Runner({ log: c.log, metrics: m, pipeline: c.pipeline(), notifier, coalesceMs: 100 }));
+    assert.equal(await r.firstRender(), true);
+    const fetchedBefore = c.source.fetched.length;
+    c.source.set('app/b', 'b2');
+    c.source.fail('app/c', 'ThrottlingException', true);
+    r.checkAllNow();
+    await waitUntil('b accepted', () => r.pipeline.values.get('b')?.versionId === 'v2');
+    assert.deepEqual(groups, [['a', 'b', 'c']], 'one group call for the three due checks');
+    assert.deepEqual(c.source.fetched.slice(fetchedBefore), ['b'], 'only the moved secret fetched');
+    // c failed in the group: retried on its own (describe), about 1 s later; heal it and see it succeed.
+    c.source.heal('app/c');
+    await waitUntil('c re-checked alone', () => c.source.count(c.source.described, 'c') >= 1, 10_000);
+    await waitUntil('b on disk', async () => (await readFile(join(c.outDir, 'b.txt'), 'utf8')) === 'b2');
+    assert.equal(c.source.count(c.source.described, 'a'), 0, 'a, fine in the group, is not re-checked');
+    const text = await m.registry.metrics();
+    assert.match(text, /secrets_agent_secret_checks_total\{[^}]*secret="c"[^}]*result="error"[^}]*\} 1/);
+    assert.match(text, /secrets_agent_secret_checks_total\{[^}]*secret="a"[^}]*result="success"[^}]*\} 1/);
   });
 
   it('lenient commits and last known good: a broken template and a failing secret keep their files while another refreshes', async () => {

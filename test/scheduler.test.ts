@@ -135,3 +135,150 @@ describe('Scheduler', () => {
     assert.equal(calls, n);
   });
 });
+
+describe('Scheduler: grouped checks', () => {
+  const specs = (n: number): SecretSpec[] => Array.from({ length: n }, (_, i) => ({ name: `s${i}`, id: `s${i}` }));
+  const terminal = (name: string) => new SourceError({ secret: name, secretId: name, code: 'AccessDeniedException', transient: false, message: 'denied' });
+
+  it('checks due together go to checkMany as one group each round; each secret counted on its own', async () => {
+    const groups: string[][] = [];
+    const singles: string[] = [];
+    const results = new Map<string, number>();
+    const s = new Scheduler({
+      log,
+      intervalMs: 150,
+      jitter: 0,
+      rotationAware: false,
+      check: (spec) => {
+        singles.push(spec.name);
+        return Promise.resolve({ metadata: meta(), changed: false });
+      },
+      checkMany: (group) => {
+        groups.push(group.map((g) => g.name).sort());
+        return Promise.resolve(new Map(group.map((g) => [g.name, { metadata: meta(), changed: false }])));
+      },
+      groupWindowMs: () => 40,
+      onCheckResult: (spec, e) => {
+        if (!e) results.set(spec.name, (results.get(spec.name) ?? 0) + 1);
+      },
+    });
+    s.setSecrets(specs(5));
+    for (let i = 0; i < 100 && groups.length < 3; i++) await sleep(20);
+    await s.stop();
+    assert.ok(groups.length >= 3, `three rounds: ${JSON.stringify(groups)}`);
+    for (const g of groups) assert.deepEqual(g, ['s0', 's1', 's2', 's3', 's4']);
+    assert.deepEqual(singles, [], 'no check on its own');
+    for (const spec of specs(5)) assert.ok((results.get(spec.name) ?? 0) >= 3, `${spec.name} counted per round`);
+  });
+
+  it('a check due within the window of the earliest joins its group (early); one due later does not', async () => {
+    const groups: string[][] = [];
+    const s = new Scheduler({
+      log,
+      intervalMs: 10_000,
+      jitter: 0,
+      rotationAware: false,
+      check: (spec) => {
+        groups.push([spec.name]);
+        return Promise.resolve({ metadata: meta(), changed: false });
+      },
+      checkMany: (group) => {
+        groups.push(group.map((g) => g.name).sort());
+        return Promise.resolve(new Map(group.map((g) => [g.name, { metadata: meta(), changed: false }])));
+      },
+      groupWindowMs: () => 300,
+    });
+    s.setSecrets([
+      { name: 'a', id: 'a', refreshIntervalMs: 100 },
+      { name: 'b', id: 'b', refreshIntervalMs: 100 },
+      { name: 'early', id: 'early', refreshIntervalMs: 250 },
+      { name: 'late', id: 'late', refreshIntervalMs: 5_000 },
+    ]);
+    for (let i = 0; i < 50 && groups.length < 1; i++) await sleep(20);
+    await sleep(50);
+    const lateDue = s.nextDue('late') ?? 0;
+    await s.stop();
+    assert.deepEqual(groups[0], ['a', 'b', 'early']);
+    assert.ok(!groups.flat().includes('late'), 'late is not pulled in');
+    assert.ok(lateDue - Date.now() > 4_000, 'late keeps its own due time');
+  });
+
+  it('a member that failed transiently is retried on its own with check(); the others are not re-checked; a terminal one is logged once', async () => {
+    const singles: string[] = [];
+    const groups: string[][] = [];
+    let healed = false;
+    const errors: string[] = [];
+    const lines: string[] = [];
+    const s = new Scheduler({
+      log: { ...log, error: (_f: object, msg: string) => lines.push(msg), warn: () => undefined, info: () => undefined } as unknown as typeof log,
+      intervalMs: 60_000,
+      jitter: 0,
+      rotationAware: false,
+      check: (spec) => {
+        singles.push(spec.name);
+        if (spec.name === 'bad' && !healed) return Promise.reject(transient(spec.name));
+        return Promise.resolve({ metadata: meta(), changed: false });
+      },
+      checkMany: (group) =>
+        Promise.resolve(
+          new Map<string, CheckOutcome | SourceError>(
+            group.map((g) => {
+              groups.push([g.name]);
+              if (g.name === 'bad') return [g.name, transient(g.name)];
+              if (g.name === 'denied') return [g.name, terminal(g.name)];
+              return [g.name, { metadata: meta(), changed: false }];
+            }),
+          ),
+        ),
+      groupWindowMs: () => 50,
+      onCheckResult: (spec, e) => {
+        if (e) errors.push(spec.name);
+      },
+    });
+    s.setSecrets([{ name: 'ok1', id: 'ok1' }, { name: 'bad', id: 'bad' }, { name: 'ok2', id: 'ok2' }, { name: 'denied', id: 'denied' }]);
+    s.checkAllNow();
+    // The first retry waits about 1 s (min(1000, interval), randomized): heal after the first failed retry.
+    for (let i = 0; i < 200 && !singles.includes('bad'); i++) await sleep(20);
+    healed = true;
+    for (let i = 0; i < 300 && singles.filter((n) => n === 'bad').length < 2; i++) await sleep(20);
+    await s.stop();
+    assert.ok(singles.every((n) => n === 'bad'), `only the failed member retried alone: ${singles.join(',')}`);
+    assert.ok(singles.length >= 2, 'retried until it recovered');
+    assert.ok(errors.filter((n) => n === 'bad').length >= 2, 'each failed attempt of bad counted');
+    assert.equal(errors.filter((n) => n === 'denied').length, 1, 'terminal: one attempt, counted once');
+    assert.ok(!errors.includes('ok1') && !errors.includes('ok2'));
+    assert.equal(lines.filter((l) => l.includes('denied')).length, 1, 'the terminal error logged once');
+  });
+
+  it('stop() while a group check is in flight or queued counts nothing as an error', async () => {
+    const errors: string[] = [];
+    let started = 0;
+    const s = new Scheduler({
+      log,
+      intervalMs: 10_000,
+      jitter: 0,
+      rotationAware: false,
+      concurrency: 1,
+      check: () => new Promise<CheckOutcome>(() => undefined),
+      checkMany: (_group, signal) => {
+        started++;
+        return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted'))));
+      },
+      groupWindowMs: () => 5,
+      onCheckResult: (spec, e) => {
+        if (e) errors.push(spec.name);
+      },
+    });
+    // Two groups: the first holds the only slot, the second waits in the queue.
+    s.setSecrets([
+      { name: 'a', id: 'a', refreshIntervalMs: 10 },
+      { name: 'b', id: 'b', refreshIntervalMs: 10 },
+      { name: 'c', id: 'c', refreshIntervalMs: 60 },
+      { name: 'd', id: 'd', refreshIntervalMs: 60 },
+    ]);
+    await sleep(150);
+    await s.stop();
+    assert.equal(started, 1, 'the second group was queued');
+    assert.deepEqual(errors, []);
+  });
+});

@@ -31,6 +31,8 @@ function restartOnlyChange(a: AgentConfig, b: AgentConfig): string | undefined {
   if (JSON.stringify(a.source) !== JSON.stringify(b.source)) return 'source';
   if (a.outputDir !== b.outputDir) return 'outputDir';
   if (a.layout !== b.layout) return 'layout';
+  // The source is built once: it batches checks or does not.
+  if (a.refresh.batchChecks !== b.refresh.batchChecks) return 'refresh.batchChecks';
   if (a.server.listen !== b.server.listen) return 'server.listen';
   return undefined;
 }

@@ -223,7 +223,7 @@ function toAgentConfig(c: ConfigOutput, file: string, baseDir: string, lines: So
     source: toSource(c.source, resolve),
     outputDir: resolve(c.outputDir),
     layout: c.layout,
-    refresh: { intervalMs: ms(c.refresh.interval), jitter: c.refresh.jitter, rotationAware: c.refresh.rotationAware },
+    refresh: { intervalMs: ms(c.refresh.interval), jitter: c.refresh.jitter, rotationAware: c.refresh.rotationAware, ...(c.refresh.batchChecks ? { batchChecks: true } : {}) },
     secrets: Object.entries(c.secrets).map(([name, s]): SecretSpec => ({
       name,
       id: s.id,

@@ -319,6 +319,14 @@ export const configShape = z
               .boolean({ error: typeError('true or false') })
               .default(true)
               .describe('Also check right after a secret\'s NextRotationDate. Default true.'),
+            batchChecks: z
+              .boolean({ error: typeError('true or false') })
+              .default(false)
+              .describe(
+                'Secrets Manager: checks that fall due together share one ListSecrets per 10 secrets instead of one DescribeSecret each. ' +
+                  'Needs secretsmanager:ListSecrets, which cannot be scoped to resources (the role sees every secret\'s name and metadata in the account, never values); ' +
+                  'ListSecrets has a 100 TPS account quota and may lag changes by minutes. Falls back to DescribeSecret when refused or throttled. Default false; changing it needs a restart.',
+              ),
           },
           { error: typeError('a mapping (e.g. refresh: {interval: 5m})') },
         )

@@ -20,9 +20,17 @@
 // accepted for every secret from that same read, so a generation reflects one
 // version of the document.
 //
+// Checks that fall due together (within the coalescing window) share requests
+// when the source can describe several specs at once (SecretSource.describeMany:
+// ListSecrets with refresh.batchChecks, GetParameters for SSM): the scheduler
+// hands them over as one group, the runner describes them in one go and fetches
+// only the ones whose version moved. Retries, terminal-error logs, rotation
+// probes and metrics stay per secret (refresh/scheduler.ts).
+//
 // A secret scheduled for deletion (DescribeSecret's DeletedDate) keeps serving
 // its last value; it is logged once per deletion date and exposed as
 // secrets_agent_secret_deletion_scheduled.
+import pLimit from 'p-limit';
 import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
@@ -37,6 +45,8 @@ import { Scheduler, type CheckOutcome } from './scheduler.ts';
 const FIRST_RETRY_MS = 500;
 /** First render: secrets re-checked in parallel at most. */
 const FIRST_CHECK_CONCURRENCY = 8;
+/** A group check: values fetched in parallel at most (only the moved ones are fetched). */
+const GROUP_FETCH_CONCURRENCY = 8;
 
 export interface RunnerOptions {
   readonly log: Logger;
@@ -86,6 +96,11 @@ export class Runner {
       jitter: refresh.jitter,
       rotationAware: refresh.rotationAware,
       check: (spec, signal) => this.#check(spec, signal),
+      checkMany: (specs, signal) => this.#checkMany(specs, signal),
+      groupWindowMs: () => {
+        const source = this.#pipeline.source;
+        return source.describeMany && !source.readSnapshot ? this.#coalesceMs : undefined;
+      },
       onCheckResult: (spec, err) => this.#metrics.secretChecked(spec.name, err ? 'error' : 'success'),
     });
   }
@@ -223,9 +238,39 @@ export class Runner {
     return outcome;
   }
 
+  /**
+   * A group of scheduled checks: one describeMany for all, then a fetch of each
+   * one whose version moved; one commit requested for every new value accepted.
+   * Each local name maps to its outcome or its SourceError.
+   */
+  async #checkMany(specs: readonly SecretSpec[], signal: AbortSignal): Promise<Map<string, CheckOutcome | SourceError>> {
+    const pipeline = this.#pipeline;
+    const out = new Map<string, CheckOutcome | SourceError>();
+    if (!pipeline.source.describeMany) {
+      // The source changed with a reload since the group was formed: one check each.
+      await pLimit(GROUP_FETCH_CONCURRENCY).map(specs, async (spec) => {
+        out.set(spec.name, await this.#checkOne(pipeline, spec, signal).catch((err: unknown) => err as SourceError));
+      });
+    } else {
+      const described = await pipeline.source.describeMany(specs, signal);
+      await pLimit(GROUP_FETCH_CONCURRENCY).map(specs, async (spec) => {
+        const metadata = described.get(spec.name);
+        if (metadata === undefined) return; // the scheduler retries it on its own
+        if (metadata instanceof Error) out.set(spec.name, metadata);
+        else out.set(spec.name, await this.#described(pipeline, spec, metadata, signal).catch((err: unknown) => err as SourceError));
+      });
+    }
+    if ([...out.values()].some((r) => !(r instanceof Error) && r.changed)) this.requestCommit();
+    return out;
+  }
+
   /** DescribeSecret; GetSecretValue only when the version carrying the stage moved. Accepts a new value, commits nothing. */
   async #checkOne(pipeline: Pipeline, spec: SecretSpec, signal: AbortSignal): Promise<CheckOutcome> {
-    const metadata = await pipeline.source.describe(spec, signal);
+    return this.#described(pipeline, spec, await pipeline.source.describe(spec, signal), signal);
+  }
+
+  /** After the metadata of one secret arrived: fetch it only when the version carrying the stage moved. */
+  async #described(pipeline: Pipeline, spec: SecretSpec, metadata: SecretMetadata, signal: AbortSignal): Promise<CheckOutcome> {
     this.#noteDeletion(spec, metadata);
     const current = pipeline.values.get(spec.name);
     if (!versionMoved(current, metadata.versionIdForStage)) return { metadata, changed: false };

@@ -13,9 +13,19 @@
 //   version appears, so a scheduled rotation reaches the pod within seconds
 //   even with a 1 h interval.
 // - Pinned versionIds are never scheduled: their value cannot change.
-// All timers are unref'd; stop() aborts checks in flight.
+// - Grouped checks (when the source can answer several in one request, see
+//   SchedulerOptions.checkMany): the checks that fall due together, within the
+//   group window of the earliest, are handed over as one group. Each secret
+//   keeps its own due time, jitter, backoff and terminal-error log: only the
+//   first attempt is shared; a member whose part of the group failed
+//   transiently is retried on its own, with `check`, so one bad secret never
+//   holds the others back.
+// At most `concurrency` checks (a group counts as one) run at once (p-limit).
+// All timers are unref'd; stop() aborts checks in flight and drops the queued
+// ones, and a check aborted that way counts as neither success nor error.
+import pLimit, { type LimitFunction } from 'p-limit';
 import pRetry from 'p-retry';
-import type { SourceError } from '../errors.ts';
+import { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
 import { DueHeap } from './heap.ts';
@@ -36,6 +46,18 @@ export interface SchedulerOptions extends RefreshSettings {
   readonly log: Logger;
   /** One check of one secret: DescribeSecret, and GetSecretValue only if the version moved. Throws SourceError. */
   readonly check: (spec: SecretSpec, signal: AbortSignal) => Promise<CheckOutcome>;
+  /**
+   * Several checks sharing requests: local name -> outcome or SourceError, one
+   * entry per spec. Must not reject for one secret's failure. Used only while
+   * groupWindowMs() gives a window.
+   */
+  readonly checkMany?: (specs: readonly SecretSpec[], signal: AbortSignal) => Promise<Map<string, CheckOutcome | SourceError>>;
+  /**
+   * Checks due within this many ms of the earliest due one go together to
+   * checkMany; undefined: no grouping, one `check` each. Asked at every tick
+   * (the source or the window may change with a config reload).
+   */
+  readonly groupWindowMs?: () => number | undefined;
   /** Called after every check attempt (for metrics). */
   readonly onCheckResult?: (spec: SecretSpec, error: SourceError | undefined) => void;
   /** Max checks in flight at once. @default 8 */
@@ -76,8 +98,7 @@ export class Scheduler {
   readonly #abort = new AbortController();
   #timer: NodeJS.Timeout | undefined;
   #timerDue = Infinity;
-  #inFlight = 0;
-  readonly #waiting: (() => void)[] = [];
+  readonly #limit: LimitFunction;
   #stopped = false;
   readonly #running = new Set<Promise<void>>();
 
@@ -85,6 +106,7 @@ export class Scheduler {
     this.#o = options;
     this.#refresh = { intervalMs: options.intervalMs, jitter: options.jitter, rotationAware: options.rotationAware };
     this.#now = options.now ?? Date.now;
+    this.#limit = pLimit({ concurrency: options.concurrency ?? 8, rejectOnClear: true });
   }
 
   /** New refresh settings (config reload); secrets whose interval changed are rescheduled by setSecrets(). */
@@ -191,45 +213,69 @@ export class Scheduler {
     this.#timer = undefined;
     this.#timerDue = Infinity;
     const now = this.#now();
-    for (let top = this.#heap.peek(); top && top.due <= now; top = this.#heap.peek()) {
+    const window = this.#o.checkMany ? this.#o.groupWindowMs?.() : undefined;
+    const horizon = window === undefined ? now : now + window;
+    const due: SecretState[] = [];
+    for (let top = this.#heap.peek(); top && top.due <= horizon; top = this.#heap.peek()) {
       this.#heap.pop();
       const s = this.#states.get(top.value.name);
       if (!s || s.token !== top.value.token || s.running) continue;
-      const p = this.#runCheck(s).finally(() => this.#running.delete(p));
-      this.#running.add(p);
+      due.push(s);
+    }
+    if (window !== undefined && due.length > 1) {
+      this.#startGroup(due);
+    } else {
+      for (const s of due) this.#track(this.#runCheck(s));
     }
     this.#arm();
   }
 
-  async #slot(): Promise<void> {
-    if (this.#inFlight < (this.#o.concurrency ?? 8)) {
-      this.#inFlight++;
-      return;
+  #track(run: Promise<void>): void {
+    const p = run.finally(() => this.#running.delete(p));
+    this.#running.add(p);
+  }
+
+  /** One checkMany for the group; each member then goes on (retries, schedule) as if checked alone. */
+  #startGroup(states: readonly SecretState[]): void {
+    for (const s of states) s.running = true;
+    const signal = this.#abort.signal;
+    const answers = this.#limit(() => this.#o.checkMany!(states.map((s) => s.spec), signal));
+    for (const s of states) {
+      const spec = s.spec;
+      const mine = answers.then(
+        (m) => {
+          const r = m.get(spec.name);
+          if (r instanceof Error) throw r;
+          if (r === undefined) throw groupError(spec, 'had no answer for it');
+          return r;
+        },
+        (err: unknown) => {
+          if (this.#stopped || err instanceof SourceError) throw err;
+          throw groupError(spec, `failed (${(err as Error).message})`);
+        },
+      );
+      mine.catch(() => undefined); // handled by #runCheck's first attempt
+      this.#track(this.#runCheck(s, mine));
     }
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#inFlight++;
   }
 
-  #release(): void {
-    this.#inFlight--;
-    this.#waiting.shift()?.();
-  }
-
-  async #runCheck(state: SecretState): Promise<void> {
+  /** Check one secret until it succeeds, fails terminally or runs out of time; `first`: the group's answer as attempt 1. */
+  async #runCheck(state: SecretState, first?: Promise<CheckOutcome>): Promise<void> {
     state.running = true;
     const spec = state.spec;
     const interval = this.intervalOf(spec);
     const signal = this.#abort.signal;
     let outcome: CheckOutcome | undefined;
+    let shared = first;
     try {
       outcome = await pRetry(
-        async () => {
-          await this.#slot();
-          try {
-            return await this.#o.check(spec, signal);
-          } finally {
-            this.#release();
+        () => {
+          if (shared) {
+            const answer = shared;
+            shared = undefined;
+            return answer;
           }
+          return this.#limit(() => this.#o.check(spec, signal));
         },
         {
           retries: Infinity,
@@ -244,6 +290,8 @@ export class Scheduler {
           unref: true,
           shouldRetry: ({ error }) => !this.#stopped && (error as SourceError).transient === true,
           onFailedAttempt: ({ error, attemptNumber, retryDelay }) => {
+            // Aborted or dropped from the queue at shutdown: not a check error.
+            if (this.#stopped) return;
             const e = error as SourceError;
             this.#o.onCheckResult?.(spec, e);
             if (e.transient) {
@@ -304,7 +352,18 @@ export class Scheduler {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#abort.abort(new Error('shutting down'));
-    for (const w of this.#waiting.splice(0)) w();
+    this.#limit.clearQueue();
     await Promise.allSettled([...this.#running]);
   }
+}
+
+/** A member of a group check the group could not answer: transient, so it is retried on its own. */
+function groupError(spec: SecretSpec, what: string): SourceError {
+  return new SourceError({
+    secret: spec.name,
+    secretId: spec.id,
+    code: 'GroupCheckFailed',
+    transient: true,
+    message: `the grouped check ${what}; retrying it on its own`,
+  });
 }

@@ -14,7 +14,9 @@ import {
   BatchGetSecretValueCommand,
   DescribeSecretCommand,
   GetSecretValueCommand,
+  ListSecretsCommand,
   SecretsManagerClient,
+  type SecretListEntry,
   type SecretValueEntry,
   type GetSecretValueCommandOutput,
 } from '@aws-sdk/client-secrets-manager';
@@ -28,7 +30,7 @@ import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import { CredentialsError, SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';
-import { errorCode, isTerminal, toSourceError } from './classify.ts';
+import { classifyAwsError, errorCode, isTerminal, toSourceError } from './classify.ts';
 import type { FetchResult, SecretSource } from './source.ts';
 
 export interface AwsSourceOptions {
@@ -51,6 +53,8 @@ export interface AwsSourceOptions {
   credentialsTimeoutMs?: number;
   /** Max parallel GetSecretValue calls when not batching. @default 10 */
   concurrency?: number;
+  /** refresh.batchChecks: describeMany through ListSecrets (see AwsSource.describeMany). */
+  batchChecks?: boolean;
 }
 
 const BATCH_SIZE = 20;
@@ -214,7 +218,7 @@ function toValue(out: GetSecretValueCommandOutput | SecretValueEntry): SecretVal
 }
 
 /** Does a batch entry answer this configured id (a name, a full ARN, or a partial ARN)? */
-function matches(id: string, v: SecretValueEntry): boolean {
+function matches(id: string, v: { Name?: string | undefined; ARN?: string | undefined }): boolean {
   return id === v.Name || id === v.ARN || (v.ARN !== undefined && id.startsWith('arn:') && v.ARN.startsWith(id + '-'));
 }
 
@@ -274,6 +278,7 @@ export class AwsSource implements SecretSource {
     });
     // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- see AwsSourceOptions.plugins
     for (const p of plugins) this.#client.middlewareStack.use(p);
+    if (options.batchChecks) this.describeMany = (specs, signal) => this.#listMany(specs, signal);
   }
 
   describeIdentity(): Record<string, string> {
@@ -422,4 +427,149 @@ export class AwsSource implements SecretSource {
   close(): void {
     this.#client.destroy();
   }
+
+  // refresh.batchChecks: ListSecrets as a batched check (docs/aws.md, "ListSecrets").
+
+  /**
+   * Set only with refresh.batchChecks (the runner then groups checks that fall
+   * due together): the metadata of several secrets from one ListSecrets per 10,
+   * DescribeSecret for the rest. See #listMany.
+   */
+  readonly describeMany: ((specs: readonly SecretSpec[], signal?: AbortSignal) => Promise<Map<string, SecretMetadata | SourceError>>) | undefined;
+  /** ListSecrets was refused (AccessDenied): logged once, DescribeSecret for the rest of the run. */
+  #listRefused = false;
+  /** The account ListSecrets answers for (from the ARNs it returned): ARN specs of another account are described. */
+  #listAccount: string | undefined;
+  /** ARN ids ListSecrets did not return (another account, most likely): described from then on. */
+  readonly #unlisted = new Set<string>();
+
+  /**
+   * ListSecrets with a `name` filter of up to LIST_FILTER_VALUES prefixes (a
+   * prefix match: the exact names, or ARNs for ARN specs, are picked here) and
+   * IncludePlannedDeletion, mapped to SecretMetadata as describe() maps
+   * DescribeSecret. DescribeSecret instead, per secret: for ARNs of another
+   * region or account (an ARN not listed once is described from then on: the
+   * list is of the caller's account), for secrets the list did not answer, for the whole
+   * chunk when ListSecrets fails (throttled or down: this round; refused:
+   * logged once, and for the rest of the run). Never throws for one secret.
+   */
+  async #listMany(specs: readonly SecretSpec[], signal?: AbortSignal): Promise<Map<string, SecretMetadata | SourceError>> {
+    const results = new Map<string, SecretMetadata | SourceError>();
+    const describeOne: SecretSpec[] = [];
+    const listed = new Map<string, SecretSpec[]>(); // filter value -> specs
+    for (const spec of specs) {
+      const prefix = this.#listRefused ? undefined : this.#listPrefix(spec);
+      if (prefix === undefined) describeOne.push(spec);
+      else listed.set(prefix, [...(listed.get(prefix) ?? []), spec]);
+    }
+    const prefixes = [...listed.keys()];
+    const chunks: string[][] = [];
+    for (let i = 0; i < prefixes.length; i += LIST_FILTER_VALUES) chunks.push(prefixes.slice(i, i + LIST_FILTER_VALUES));
+    await pLimit(2).map(chunks, async (chunk) => {
+      const chunkSpecs = chunk.flatMap((p) => listed.get(p) ?? []);
+      const answer = await this.#list(chunk, chunkSpecs.length, signal);
+      if (!answer) {
+        describeOne.push(...chunkSpecs);
+        return;
+      }
+      for (const spec of chunkSpecs) {
+        const entry = answer.entries.find((e) => matches(spec.id, e));
+        if (entry) {
+          results.set(spec.name, listMetadata(spec, entry));
+        } else {
+          // An ARN not listed is most likely another account's; a name may be too new for ListSecrets yet
+          // (eventually consistent), unless the list was cut short.
+          if (spec.id.startsWith('arn:') || !answer.complete) this.#unlisted.add(spec.id);
+          describeOne.push(spec);
+        }
+      }
+    });
+    await pLimit(this.#concurrency).map(describeOne, async (spec) => {
+      results.set(spec.name, await this.describe(spec, signal).catch((err: unknown) => this.#wrap(err, spec)));
+    });
+    return results;
+  }
+
+  /** The `name` filter value that lists this spec's secret, or undefined when ListSecrets cannot. */
+  #listPrefix(spec: SecretSpec): string | undefined {
+    if (this.#unlisted.has(spec.id)) return undefined;
+    if (!spec.id.startsWith('arn:')) return spec.id;
+    const m = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):(\d{12}):secret:(.+)$/.exec(spec.id);
+    if (!m || m[1] !== this.#region || (this.#listAccount !== undefined && m[2] !== this.#listAccount)) return undefined;
+    // A full ARN ends in "-" and 6 random characters that are not part of the name; without them it is still a prefix.
+    return (m[3] as string).replace(/-[A-Za-z0-9]{6}$/, '');
+  }
+
+  /**
+   * The entries ListSecrets has for these name prefixes (complete: all pages
+   * read, at most LIST_MAX_PAGES), or undefined when it failed (logged).
+   */
+  async #list(prefixes: readonly string[], secrets: number, signal?: AbortSignal): Promise<{ entries: SecretListEntry[]; complete: boolean } | undefined> {
+    const entries: SecretListEntry[] = [];
+    let nextToken: string | undefined;
+    try {
+      let pages = 0;
+      do {
+        const res = await this.#client.send(
+          new ListSecretsCommand({
+            Filters: [{ Key: 'name', Values: [...prefixes] }],
+            IncludePlannedDeletion: true,
+            MaxResults: 100,
+            ...(nextToken ? { NextToken: nextToken } : {}),
+          }),
+          signal ? { abortSignal: signal } : {},
+        );
+        entries.push(...(res.SecretList ?? []));
+        nextToken = res.NextToken ?? undefined;
+      } while (nextToken && ++pages < LIST_MAX_PAGES);
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      const code = errorCode(err);
+      if (code === 'AccessDeniedException' || classifyAwsError(err) === 'access_denied') {
+        if (!this.#listRefused) {
+          this.#log.warn(
+            { code },
+            `ListSecrets refused checking ${secrets} secret(s) in Secrets Manager (refresh.batchChecks): ${code}; ` +
+              'checking each secret with DescribeSecret for the rest of this run; grant secretsmanager:ListSecrets on "*" ' +
+              '(k8s-examples/iam/iam-policy-batch-checks.json) or set refresh.batchChecks: false',
+          );
+        }
+        this.#listRefused = true;
+      } else {
+        this.#log.warn(
+          { code, result: classifyAwsError(err) },
+          `ListSecrets failed checking ${secrets} secret(s) in Secrets Manager (refresh.batchChecks): ${code}; checking them with DescribeSecret this round`,
+        );
+      }
+      return undefined;
+    }
+    for (const e of entries) {
+      const account = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:(\d{12}):/.exec(e.ARN ?? '')?.[1];
+      if (account) this.#listAccount ??= account;
+    }
+    return { entries, complete: nextToken === undefined };
+  }
+}
+
+/** ListSecrets: at most 10 values in one filter ("ListSecrets", Filter). */
+const LIST_FILTER_VALUES = 10;
+/** Pages of 100 entries read for one chunk; a secret not found in a list cut short is described from then on. */
+const LIST_MAX_PAGES = 3;
+
+/** A ListSecrets entry as SecretMetadata, field by field as AwsSource.describe maps DescribeSecret. */
+function listMetadata(spec: SecretSpec, e: SecretListEntry): SecretMetadata {
+  const stage = spec.versionStage ?? DEFAULT_STAGE;
+  let versionIdForStage: string | undefined;
+  for (const [versionId, stages] of Object.entries(e.SecretVersionsToStages ?? {})) {
+    if (stages.includes(stage)) versionIdForStage = versionId;
+  }
+  return {
+    arn: e.ARN ?? '',
+    name: e.Name ?? '',
+    ...(spec.versionId ? { versionIdForStage: spec.versionId } : versionIdForStage ? { versionIdForStage } : {}),
+    rotationEnabled: e.RotationEnabled === true,
+    ...(e.NextRotationDate ? { nextRotationDate: e.NextRotationDate } : {}),
+    deleted: e.DeletedDate !== undefined,
+    ...(e.DeletedDate ? { deletedDate: e.DeletedDate } : {}),
+  };
 }

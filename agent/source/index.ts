@@ -32,6 +32,7 @@ export async function createSource(config: AgentConfig, log: Logger, metrics?: A
     ...(config.source.assumeRoleArn ? { assumeRoleArn: config.source.assumeRoleArn } : {}),
     log,
     plugins,
+    batchChecks: config.refresh.batchChecks === true,
     ...(metrics ? { onCredentials: (c) => { if (c.expiration) metrics.credentialsExpire(c.expiration); } } : {}),
   });
 }

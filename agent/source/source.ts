@@ -25,6 +25,8 @@ export interface SecretSource {
   fetch(spec: SecretSpec, signal?: AbortSignal): Promise<SecretValue>;
   /** Metadata only (DescribeSecret): no value, no KMS decrypt. Throws SourceError. */
   describe(spec: SecretSpec, signal?: AbortSignal): Promise<SecretMetadata>;
+  /** Metadata of several specs in as few requests as the backend allows (no value, no decrypt). Never throws for one spec's failure: each local name maps to its metadata or its SourceError. */
+  describeMany?(specs: readonly SecretSpec[], signal?: AbortSignal): Promise<Map<string, SecretMetadata | SourceError>>;
   /** A short human description of the identity in use, logged once at start-up. */
   describeIdentity(): Record<string, string>;
   /**

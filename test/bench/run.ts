@@ -25,7 +25,7 @@ import { rotationCase, type RotationResult } from './rotation.ts';
 import { scaleCase, type ScaleResult } from './scale.ts';
 import { startupCase, type StartupResult } from './startup.ts';
 
-const CASES = ['init', 'memory', 'idle', 'rotation', 'scale', 'probes', 'startup'] as const;
+const CASES = ['init', 'memory', 'idle', 'rotation', 'scale', 'probes', 'startup', 'cost'] as const;
 type CaseName = (typeof CASES)[number];
 
 export interface Failed {
@@ -70,7 +70,7 @@ async function machine(loadavgAtStart: number[]): Promise<BenchResults['meta']['
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --only=CASE,...] [-- --out=path.json]
   --quick        a tiny case (BENCH_QUICK=1 too): the run must not rot, the numbers mean nothing
-  --only=CASES   some cases: ${CASES.join(' ')} (AWS cost follows from scale and rotation)
+  --only=CASES   some cases: ${CASES.join(' ')} (AWS cost follows from scale and rotation; alone: its arithmetic, batched checks included)
   --out=PATH     write the JSON (and the .md beside it) there; default bench-results/latest.json
   BENCH_FLAGS="--a --b;--c"  more V8 flag sets to try on the bundle; BENCH_BUNDLE=path  another bundle`;
 
@@ -176,7 +176,7 @@ export async function bench(argv: readonly string[]): Promise<BenchResults> {
       memory = await run.memory();
       scale = await run.scale();
     }
-    const cost = ok(scale) || ok(rotation) ? costCase(ok(init), ok(scale), ok(rotation)) : null;
+    const cost = ok(scale) || ok(rotation) || only.has('cost') ? costCase(ok(init), ok(scale), ok(rotation)) : null;
 
     const results: BenchResults = {
       meta: {
@@ -369,6 +369,15 @@ export function markdown(r: BenchResults): string {
       ),
       '',
       `Calls per pod start (init): ${podStart(x.podStart)}.`,
+      '',
+      'Batched checks (`refresh.batchChecks`), check calls per secret per day:',
+      '',
+      table(
+        ['secrets per pod', 'jitter', 'without (DescribeSecret)', 'with (ListSecrets / DescribeSecret)', 'checks per round', '$/month without', '$/month with'],
+        x.batching.map((b): Cell[] => [b.secretsPerPod, b.jitter, b.withoutPerSecretPerDay, b.withPerSecretPerDay, b.meanGroup, b.dollarsPerMonthWithout, b.dollarsPerMonthWith]),
+        2,
+      ),
+      '',
       ...x.notes.map((n) => `- ${n}`),
     ]),
     ...section('7. Probes (why the image runs as it does)', r.probes, (x: ProbesResult) => [
