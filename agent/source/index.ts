@@ -3,7 +3,8 @@ import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
 import type { AgentConfig } from '../types.ts';
 import { SetupError } from '../errors.ts';
-import { AwsSource, resolveRegion } from './aws.ts';
+import { AwsSource } from './aws.ts';
+import { resolveRegion } from './aws-client.ts';
 import { FileSource } from './file.ts';
 import type { SecretSource } from './source.ts';
 
