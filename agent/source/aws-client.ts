@@ -17,7 +17,7 @@ import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } 
 import { Agent as HttpAgent, get as httpGetRaw } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import { CredentialsError, SourceError } from '../errors.ts';
-import type { SecretSpec } from '../types.ts';
+import { kindOf, type SecretSpec } from '../types.ts';
 import { errorCode, isTerminal, toSourceError } from './classify.ts';
 
 export interface AwsClientOptions {
@@ -289,5 +289,5 @@ export function wrapAwsError(err: unknown, spec: SecretSpec): SourceError {
     const ce = credentialsError(err);
     return new SourceError({ secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: ce.transient, message: ce.message }, { cause: err });
   }
-  return toSourceError(err, spec.name, spec.id);
+  return toSourceError(err, spec.name, spec.id, kindOf(spec) === 'secret' ? 'secretsmanager' : 'ssm');
 }

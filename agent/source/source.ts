@@ -1,4 +1,4 @@
-// A source of secret values. `aws` is Secrets Manager; `file` is a local YAML/JSON
+// A source of secret values. `aws` is Secrets Manager and SSM Parameter Store; `file` is a local YAML/JSON
 // map for development. Both answer the same three questions: the values (first
 // load, batched), one value, and the cheap "which version carries my stage now?".
 import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';
@@ -25,6 +25,8 @@ export interface SecretSource {
   fetch(spec: SecretSpec, signal?: AbortSignal): Promise<SecretValue>;
   /** Metadata only (DescribeSecret): no value, no KMS decrypt. Throws SourceError. */
   describe(spec: SecretSpec, signal?: AbortSignal): Promise<SecretMetadata>;
+  /** Metadata of several specs in as few requests as the backend allows (no value, no decrypt). Never throws for one spec's failure: each local name maps to its metadata or its SourceError. */
+  describeMany?(specs: readonly SecretSpec[], signal?: AbortSignal): Promise<Map<string, SecretMetadata | SourceError>>;
   /** A short human description of the identity in use, logged once at start-up. */
   describeIdentity(): Record<string, string>;
   /**
