@@ -598,7 +598,7 @@ describe('k8s-examples', () => {
       assert.match(via[1]!, /^ssm\.[a-z0-9-]+\.amazonaws\.com$/);
       // Parameters: named ARNs only (a path's own ARN for GetParametersByPath, its children for GetParameters).
       for (const g of grants.filter((x) => x.action.startsWith('ssm:'))) {
-        for (const r of g.resources) assert.match(r, /^arn:aws:ssm:[a-z0-9-]+:\d{12}:parameter\/[A-Za-z0-9_.\/-]+(?:\/\*)?$/);
+        for (const r of g.resources) assert.match(r, /^arn:aws:ssm:[a-z0-9-]+:\d{12}:parameter\/[A-Za-z0-9_./-]+(?:\/\*)?$/);
       }
       // Each secret a config of ours reads matches a resource of both GetSecretValue and DescribeSecret.
       const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\?/g, '.').replace(/\*/g, '.*')}$`);
