@@ -3,28 +3,48 @@
 // on them that two folders share (sameSource: refresh/scheduler.ts and
 // refresh/runner.ts).
 
+/**
+ * Where a spec's value lives: a Secrets Manager secret, one SSM parameter, or
+ * every SSM parameter under a path (recursively).
+ */
+export type SecretKind = 'secret' | 'parameter' | 'parameterPath';
+
 /** A secret as configured: a local name and where it comes from. */
 export interface SecretSpec {
   /** Local name, the key under `secrets:` (used in templates, logs and metric labels). */
   readonly name: string;
-  /** Secret name or full ARN. */
+  /** The backend; absent means 'secret' (Secrets Manager). */
+  readonly kind?: SecretKind;
+  /** Secret name or full ARN; parameter name or full ARN; or the parameter path ('/prod/app/'). */
   readonly id: string;
-  /** Staging label to read; default AWSCURRENT. Absent when `versionId` is set. */
+  /** Secrets Manager: staging label to read; default AWSCURRENT. Absent when `versionId` is set, and for parameters. */
   readonly versionStage?: string;
-  /** Pinned version: fetched once, never refreshed. */
+  /**
+   * Pinned version: fetched once, never refreshed. Secrets Manager: the version id;
+   * a parameter: its version number, in decimal ("3").
+   */
   readonly versionId?: string;
+  /** A parameter's label (the version the label points at now); never with `versionId`. */
+  readonly label?: string;
   /** Per-secret override of refresh.intervalMs. */
   readonly refreshIntervalMs?: number;
 }
 
+/** A spec's backend (specs made before parameters existed say nothing: Secrets Manager). */
+export function kindOf(spec: SecretSpec): SecretKind {
+  return spec.kind ?? 'secret';
+}
+
 /**
- * Whether two specs read the same value (same secret, same stage, same pinned
- * version), so a value held for one is the value of the other: a config reload
- * carries it over, and the scheduler keeps the secret's schedule. The local
- * name and the refresh interval do not matter.
+ * Whether two specs read the same value (same backend, same secret or parameter
+ * or path, same stage or label, same pinned version), so a value held for one is
+ * the value of the other: a config reload carries it over, and the scheduler
+ * keeps the secret's schedule. The local name and the refresh interval do not matter.
  */
 export function sameSource(a: SecretSpec, b: SecretSpec): boolean {
-  return a.id === b.id && a.versionStage === b.versionStage && a.versionId === b.versionId;
+  return (
+    kindOf(a) === kindOf(b) && a.id === b.id && a.versionStage === b.versionStage && a.versionId === b.versionId && a.label === b.label
+  );
 }
 
 export interface FileSpecBase {
@@ -94,13 +114,31 @@ export interface AgentConfig {
 /** One version of one secret's value, as fetched. */
 export interface SecretValue {
   readonly arn: string;
+  /** The secret's or parameter's name; a parameterPath: the path. */
   readonly name: string;
+  /**
+   * Secrets Manager: the version id. A parameter: its version number, in decimal.
+   * A parameterPath: a digest of the (name, version) list of the parameters under
+   * it, so a parameter added, removed or overwritten there is a new version.
+   */
   readonly versionId: string;
+  /** Secrets Manager staging labels; a parameter's labels where known (the configured label). */
   readonly versionStages: readonly string[];
   readonly createdDate?: Date;
-  /** Exactly one of secretString / secretBinary is set. */
+  /** Exactly one of secretString / secretBinary is set (a parameterPath: the JSON object of its parameters' values). */
   readonly secretString?: string;
   readonly secretBinary?: Uint8Array;
+  /** SSM parameters only. */
+  readonly parameter?: ParameterInfo;
+}
+
+/** What SSM says about a parameter (or, for a parameterPath, about each parameter under it). */
+export interface ParameterInfo {
+  /** Absent for a parameterPath (each entry has its own). */
+  readonly type?: 'String' | 'StringList' | 'SecureString';
+  readonly lastModifiedDate?: Date;
+  /** A parameterPath: each parameter's value, keyed by its name relative to the path ('db/password'). */
+  readonly entries?: ReadonlyMap<string, SecretValue>;
 }
 
 /** What a cheap check (DescribeSecret) tells us. */

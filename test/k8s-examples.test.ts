@@ -577,7 +577,7 @@ describe('k8s-examples', () => {
       assert.match(readme, /every secret's name and metadata/);
     });
 
-    it('least privilege: no wildcard actions, Resource "*" only for BatchGetSecretValue, KMS only via Secrets Manager, and every secret the configs read is allowed', async () => {
+    it('least privilege: no wildcard actions, Resource "*" only for BatchGetSecretValue, KMS only via Secrets Manager or Parameter Store, and every secret the configs read is allowed', async () => {
       const policy = await iam('iam-policy.json');
       const grants: Array<{ action: string; resources: string[]; condition?: Obj }> = [];
       for (const s of policy.Statement as Obj[]) {
@@ -593,10 +593,26 @@ describe('k8s-examples', () => {
         if (g.resources.includes('*')) assert.equal(g.action, 'secretsmanager:BatchGetSecretValue', `Resource "*" for ${g.action}`);
       }
       const actions = grants.map((g) => g.action).sort();
-      assert.deepEqual(actions, ['kms:Decrypt', 'secretsmanager:BatchGetSecretValue', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']);
-      const kms = grants.find((g) => g.action === 'kms:Decrypt')!;
-      assert.match(kms.resources[0]!, /^arn:aws:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/);
-      assert.match(kms.condition?.StringEquals?.['kms:ViaService'] as string, /^secretsmanager\.[a-z0-9-]+\.amazonaws\.com$/);
+      assert.deepEqual(actions, [
+        'kms:Decrypt',
+        'kms:Decrypt',
+        'secretsmanager:BatchGetSecretValue',
+        'secretsmanager:DescribeSecret',
+        'secretsmanager:GetSecretValue',
+        'ssm:GetParameters',
+        'ssm:GetParametersByPath',
+      ]);
+      const via = grants.filter((g) => g.action === 'kms:Decrypt').map((kms) => {
+        assert.match(kms.resources[0]!, /^arn:aws:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/);
+        return kms.condition?.StringEquals?.['kms:ViaService'] as string;
+      });
+      assert.equal(via.length, 2);
+      assert.match(via[0]!, /^secretsmanager\.[a-z0-9-]+\.amazonaws\.com$/);
+      assert.match(via[1]!, /^ssm\.[a-z0-9-]+\.amazonaws\.com$/);
+      // Parameters: named ARNs only (a path's own ARN for GetParametersByPath, its children for GetParameters).
+      for (const g of grants.filter((x) => x.action.startsWith('ssm:'))) {
+        for (const r of g.resources) assert.match(r, /^arn:aws:ssm:[a-z0-9-]+:\d{12}:parameter\/[A-Za-z0-9_./-]+(?:\/\*)?$/);
+      }
       // Each secret a config of ours reads matches a resource of both GetSecretValue and DescribeSecret.
       const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\?/g, '.').replace(/\*/g, '.*')}$`);
       const account = /::(\d{12}):/.exec(serviceAccount().metadata.annotations['eks.amazonaws.com/role-arn'] as string)![1]!;

@@ -224,12 +224,7 @@ function toAgentConfig(c: ConfigOutput, file: string, baseDir: string, lines: So
     outputDir: resolve(c.outputDir),
     layout: c.layout,
     refresh: { intervalMs: ms(c.refresh.interval), jitter: c.refresh.jitter, rotationAware: c.refresh.rotationAware, ...(c.refresh.batchChecks ? { batchChecks: true } : {}) },
-    secrets: Object.entries(c.secrets).map(([name, s]): SecretSpec => ({
-      name,
-      id: s.id,
-      ...(s.versionId === undefined ? { versionStage: s.versionStage ?? 'AWSCURRENT' } : { versionId: s.versionId }),
-      ...(s.refreshInterval === undefined ? {} : { refreshIntervalMs: ms(s.refreshInterval) }),
-    })),
+    secrets: Object.entries(c.secrets).map(([name, s]) => toSecret(name, s)),
     files: c.files.map((f) => toFile(f, resolve)),
     notify: toNotify(c.notify, resolve),
     server: { listen: c.server.listen },
@@ -238,6 +233,28 @@ function toAgentConfig(c: ConfigOutput, file: string, baseDir: string, lines: So
       const segments = parseKeyPath(keyPath);
       return segments === undefined ? undefined : lines.valueLine(segments);
     },
+  };
+}
+
+/** The rules have checked that exactly one of id, parameter and parameterPath is set, with only its own keys. */
+function toSecret(name: string, s: ConfigOutput['secrets'][string]): SecretSpec {
+  const interval = s.refreshInterval === undefined ? {} : { refreshIntervalMs: ms(s.refreshInterval) };
+  if (s.parameter !== undefined) {
+    return {
+      name,
+      kind: 'parameter',
+      id: s.parameter,
+      // A pinned parameter version is a pinned version like a secret's versionId: never refreshed.
+      ...(s.version !== undefined ? { versionId: String(s.version) } : s.label !== undefined ? { label: s.label } : {}),
+      ...interval,
+    };
+  }
+  if (s.parameterPath !== undefined) return { name, kind: 'parameterPath', id: s.parameterPath, ...interval };
+  return {
+    name,
+    id: s.id ?? '',
+    ...(s.versionId === undefined ? { versionStage: s.versionStage ?? 'AWSCURRENT' } : { versionId: s.versionId }),
+    ...interval,
   };
 }
 

@@ -26,6 +26,7 @@ function str(v: unknown): string | undefined {
 }
 
 const NOTIFY_KINDS = ['signal', 'exec', 'http'] as const;
+const SECRET_KINDS = ['id', 'parameter', 'parameterPath'] as const;
 
 /**
  * Linux's longest path, in bytes, without the terminating NUL (PATH_MAX is 4096
@@ -58,12 +59,34 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
     }
   }
 
-  // secrets: a pinned version has no stage and no refresh.
+  // secrets: one backend each, the keys of that backend; a pinned version has no stage and no refresh.
   const secrets = config['secrets'];
   const declared = isObj(secrets) ? Object.keys(secrets) : secrets === undefined ? [] : undefined;
+  const fileSource = isObj(source) && source['type'] === 'file';
   if (isObj(secrets)) {
     for (const [name, s] of Object.entries(secrets)) {
-      if (!isObj(s) || !has(s, 'versionId')) continue;
+      if (!isObj(s)) continue;
+      // In document order, so "mutually exclusive" points at the second one written.
+      const kinds = Object.keys(s).filter((k) => (SECRET_KINDS as readonly string[]).includes(k) && has(s, k));
+      const [kind, second] = kinds;
+      if (kind === undefined) add(['secrets', name], 'needs one of id (Secrets Manager), parameter or parameterPath (SSM Parameter Store)');
+      else if (second !== undefined) add(['secrets', name, second], `${kind} and ${second} are mutually exclusive; keep one`);
+      if (kind !== undefined && kind !== 'id') {
+        for (const k of ['versionStage', 'versionId']) {
+          if (has(s, k)) add(['secrets', name, k], `only valid with id (Secrets Manager); a parameter takes version or label`);
+        }
+        if (fileSource) add(['secrets', name, kind], 'the file source serves Secrets Manager ids only; use id, or source type aws');
+      }
+      if (!kinds.includes('parameter')) {
+        const hint = kind === 'parameterPath' ? ' (a path has no version: every parameter under it is followed)' : '';
+        for (const k of ['version', 'label']) if (has(s, k) && kind !== undefined) add(['secrets', name, k], `only valid with parameter${hint}`);
+      } else if (has(s, 'version') && has(s, 'label')) {
+        add(['secrets', name, 'label'], 'version and label are mutually exclusive; keep one (version pins one version)');
+      }
+      if (has(s, 'version') && kind === 'parameter' && has(s, 'refreshInterval')) {
+        add(['secrets', name, 'refreshInterval'], 'has no effect with version (a pinned version is never refreshed); remove it');
+      }
+      if (!has(s, 'versionId')) continue;
       if (has(s, 'versionStage')) add(['secrets', name, 'versionId'], 'versionStage and versionId are mutually exclusive; keep one (versionId pins one version)');
       if (has(s, 'refreshInterval')) add(['secrets', name, 'refreshInterval'], 'has no effect with versionId (a pinned version is never refreshed); remove it');
     }

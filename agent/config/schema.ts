@@ -156,7 +156,7 @@ const sourceSchema = z
       type: z
         .enum(['aws', 'file'], { error: (iss) => `${show(iss.input)} is not a source type (use "aws" or "file")` })
         .default('aws')
-        .describe('Where secrets come from: "aws" (Secrets Manager) or "file" (a local YAML/JSON file, for development).'),
+        .describe('Where secrets come from: "aws" (Secrets Manager and SSM Parameter Store) or "file" (a local YAML/JSON file of Secrets Manager ids, for development).'),
       region: z
         .string({ error: typeError('a string') })
         .regex(new RegExp(REGION_PATTERN), { error: (iss) => `${show(iss.input)} is not an AWS region (e.g. "us-east-1")` })
@@ -180,13 +180,96 @@ const sourceSchema = z
   })
   .describe('Secret source. Default: {type: aws}.');
 
+// --- SSM parameter names ---------------------------------------------------------
+
+/** The longest parameter name SSM accepts, counting the ARN before the name (docs/aws.md, "Parameter names"). */
+export const PARAMETER_NAME_MAX = 1011;
+/** GetParametersByPath's longest Path. */
+export const PARAMETER_PATH_MAX = 2048;
+const PARAMETER_LEVELS_MAX = 15;
+const PARAMETER_ARN = /^arn:aws[-a-z]*:ssm:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:parameter(\/.*)$/;
+const PARAMETER_CHARS = /^[A-Za-z0-9_./-]+$/;
+
+/** Why `v` is not a parameter name (or hierarchy) SSM accepts, or undefined. `path`: a parameterPath. */
+function hierarchyReason(v: string, path: boolean): string | undefined {
+  if (!PARAMETER_CHARS.test(v)) return `${show(v)} may contain only letters, digits, "_", ".", "-" and "/"`;
+  if (v.includes('/') && !v.startsWith('/')) return `${show(v)}: a name with levels ("/") must start with "/" (e.g. "/${v}")`;
+  const levels = v.split('/').slice(1);
+  if (path && levels.at(-1) === '') levels.pop();
+  if (v !== '/' && levels.some((l) => l === '')) return `${show(v)} has an empty level ("//"${path ? '' : ' or a trailing "/"'})`;
+  if (levels.length > PARAMETER_LEVELS_MAX) return `${show(v)} has ${levels.length} levels; SSM allows at most ${PARAMETER_LEVELS_MAX}`;
+  return undefined;
+}
+
+/** Why `v` is not a parameter name or ARN, or undefined. */
+export function parameterNameReason(v: string): string | undefined {
+  if (v.startsWith('arn:')) {
+    const m = PARAMETER_ARN.exec(v);
+    if (!m?.[1]) return `${show(v)} is not an SSM parameter ARN (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)`;
+    if (v.length > PARAMETER_NAME_MAX) return `is ${v.length} characters; a parameter ARN has at most ${PARAMETER_NAME_MAX}`;
+    // arn:…:parameter/name is the name "name"; arn:…:parameter/a/b is "/a/b".
+    const name = m[1].slice(1).includes('/') ? m[1] : m[1].slice(1);
+    return name === '' ? `${show(v)} names no parameter after "parameter/"` : hierarchyReason(name, false);
+  }
+  if (v.length > PARAMETER_NAME_MAX) return `is ${v.length} characters; a parameter name has at most ${PARAMETER_NAME_MAX} (with the ARN before it)`;
+  if (v === '/') return '"/" is a path, not a parameter; use parameterPath: "/" for every parameter';
+  return hierarchyReason(v, false);
+}
+
+/** Why `v` is not a parameter path, or undefined. */
+export function parameterPathReason(v: string): string | undefined {
+  if (v.startsWith('arn:')) return `${show(v)}: a path is not an ARN; give the hierarchy (e.g. "/prod/app/")`;
+  if (!v.startsWith('/')) return `${show(v)}: a path starts with "/" (e.g. "/${v}")`;
+  if (v.length > PARAMETER_PATH_MAX) return `is ${v.length} characters; a path has at most ${PARAMETER_PATH_MAX}`;
+  return hierarchyReason(v, true);
+}
+
+/** Why `v` is not a parameter label, or undefined. */
+export function parameterLabelReason(v: string): string | undefined {
+  if (v.length > 100) return `is ${v.length} characters; a label has at most 100`;
+  if (!/^[A-Za-z0-9_.-]+$/.test(v)) return `${show(v)} may contain only letters, digits, ".", "-" and "_"`;
+  if (/^[0-9]/.test(v)) return `${show(v)} starts with a digit, which no label may${/^[0-9]+$/.test(v) ? ` (for a version number use version: ${v})` : ""}`;
+  if (/^(?:aws|ssm)/i.test(v)) return `${show(v)}: a label may not start with "aws" or "ssm"`;
+  return undefined;
+}
+
+// The same rules as JSON Schema patterns for editors (all but the level count and, for names, the length with the ARN).
+const PARAMETER_NAME_JSON = '^(?:arn:aws[-a-z]*:ssm:[a-z]{2}(?:-[a-z]+)+-\\d+:\\d{12}:parameter/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*|[A-Za-z0-9_.-]+|(?:/[A-Za-z0-9_.-]+)+)$';
+const PARAMETER_PATH_JSON = '^/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]*$';
+const PARAMETER_LABEL_JSON = '^(?![0-9]|[Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.-]{1,100}$';
+
+function checked(what: string, reason: (v: string) => string | undefined, json: { pattern: string; maxLength: number }): z.ZodString {
+  return text(what)
+    .refine((v) => reason(v) === undefined, { error: (iss) => reason(String(iss.input)) })
+    .meta(json);
+}
+
 const secretSchema = z
   .strictObject(
     {
-      id: text('Secret name or full ARN.', ' (the secret name or ARN, e.g. id: prod/app/db)').max(2048, {
-        error: 'is longer than 2048 characters',
-      }),
-      versionStage: text('Staging label to follow. Default: AWSCURRENT.')
+      id: text('Secrets Manager: secret name or full ARN.', ' (the secret name or ARN, e.g. id: prod/app/db)')
+        .max(2048, { error: 'is longer than 2048 characters' })
+        .optional(),
+      parameter: checked(
+        'SSM Parameter Store: one parameter, by name ("/prod/app/db/password") or full ARN. String, StringList or SecureString (decrypted).',
+        parameterNameReason,
+        { pattern: PARAMETER_NAME_JSON, maxLength: PARAMETER_NAME_MAX },
+      ).optional(),
+      parameterPath: checked(
+        'SSM Parameter Store: every parameter under this path, recursively ("/prod/app/"); templates see an object keyed by the name relative to the path.',
+        parameterPathReason,
+        { pattern: PARAMETER_PATH_JSON, maxLength: PARAMETER_PATH_MAX },
+      ).optional(),
+      version: z
+        .int({ error: (iss) => `must be a parameter version number (1, 2, ...), not ${show(iss.input)}` })
+        .min(1, { error: 'must be a parameter version number (1, 2, ...)' })
+        .optional()
+        .describe('With parameter: pin this version: fetched once, never refreshed. Excludes label.'),
+      label: checked('With parameter: follow the version this parameter label points at. Excludes version.', parameterLabelReason, {
+        pattern: PARAMETER_LABEL_JSON,
+        maxLength: 100,
+      }).optional(),
+      versionStage: text('With id: staging label to follow. Default: AWSCURRENT.')
         .max(256, { error: 'is longer than 256 characters' })
         .optional(),
       versionId: z
@@ -195,13 +278,19 @@ const secretSchema = z
           error: (iss) => `${show(iss.input)} is not a version id (32 to 64 letters, digits or "-", usually a UUID)`,
         })
         .optional()
-        .describe('Pin one version: fetched once, never refreshed. Excludes versionStage.'),
+        .describe('With id: pin one version: fetched once, never refreshed. Excludes versionStage.'),
       refreshInterval: duration(10, '10ms', 'Check this secret at this interval instead of refresh.interval.').optional(),
     },
-    { error: typeError('a mapping with an id (e.g. db: {id: prod/app/db})') },
+    { error: typeError('a mapping with id, parameter or parameterPath (e.g. db: {id: prod/app/db})') },
   )
   .meta({
-    dependentSchemas: { versionId: { properties: { versionStage: false, refreshInterval: false } } },
+    oneOf: [{ required: ['id'] }, { required: ['parameter'] }, { required: ['parameterPath'] }],
+    dependentSchemas: {
+      versionId: { required: ['id'], properties: { versionStage: false, refreshInterval: false } },
+      versionStage: { required: ['id'] },
+      version: { required: ['parameter'], properties: { label: false, refreshInterval: false } },
+      label: { required: ['parameter'] },
+    },
   });
 
 const fileSchema = z
@@ -338,10 +427,10 @@ export const configShape = z
             error: (iss) => `${show(iss.input)} is not a valid secret name (letters, digits, "_" and "-", not starting with a digit or "-", at most 63)`,
           }),
           secretSchema,
-          { error: typeError('a mapping of local name to {id: ...}') },
+          { error: typeError('a mapping of local name to {id: ...}, {parameter: ...} or {parameterPath: ...}') },
         )
         .prefault({})
-        .describe('Local name -> secret. The name is used in templates (secrets.<name>), logs and metrics.'),
+        .describe('Local name -> secret: a Secrets Manager secret (id), an SSM parameter (parameter) or every parameter under an SSM path (parameterPath). The name is used in templates (secrets.<name>), logs and metrics.'),
       files: z
         .array(fileSchema, { error: typeError('a list of files', ' (the files to write, e.g. files: [{path: db.env, secret: db}])') })
         .min(1, { error: 'must list at least one file' })

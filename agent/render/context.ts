@@ -1,6 +1,14 @@
 // What a template sees. Each fetched secret version is turned into its view
 // once (JSON parsed, frozen) and cached by the SecretValue object, so a render
 // of 1,000 files parses each secret once, not once per file.
+//
+// SSM parameters read like secrets: a JSON-object value is parsed, `raw` is the
+// value as stored (a StringList too: "a,b,c", split it with `| split: ","`),
+// and `meta` adds version, type, lastModifiedDate and labels. A parameterPath
+// is an object keyed by each parameter's name relative to the path
+// (`secrets.app['db/password']`), each entry read as one parameter; its `raw`
+// is the JSON object of the entries' raw values, its `meta.parameters` the
+// entries' meta.
 import type { SecretValue } from '../types.ts';
 import { isJsonObject } from './template.ts';
 
@@ -12,6 +20,16 @@ export interface SecretMetaView {
   /** ISO 8601, or null when the source does not say (the file source). */
   readonly createdDate: string | null;
   readonly stages: readonly string[];
+  /** SSM: the parameter's version number (a parameterPath: the digest of its (name, version) list). */
+  readonly version?: number | string;
+  /** SSM: String, StringList or SecureString (absent for a parameterPath). */
+  readonly type?: string;
+  /** SSM: ISO 8601 (a parameterPath: its newest parameter's). */
+  readonly lastModifiedDate?: string | null;
+  /** SSM: the labels known to point at this version (the configured label). */
+  readonly labels?: readonly string[];
+  /** SSM parameterPath: each parameter's meta, keyed by its name relative to the path. */
+  readonly parameters?: Readonly<Record<string, SecretMetaView>>;
 }
 
 /** One secret version as templates see it. */
@@ -59,6 +77,8 @@ export function viewOf(value: SecretValue): SecretView {
 }
 
 function makeView(value: SecretValue): SecretView {
+  const entries = value.parameter?.entries;
+  if (entries) return pathView(value, entries);
   const bytes = value.secretString === undefined ? value.secretBinary : undefined;
   const binary = bytes !== undefined;
   const raw = bytes ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') : (value.secretString ?? '');
@@ -77,19 +97,45 @@ function makeView(value: SecretValue): SecretView {
       invalidJson = true;
     }
   }
+  return Object.freeze({ value: parsed ?? raw, raw, meta: metaOf(value), invalidJson, tooDeep, binary });
+}
+
+function metaOf(value: SecretValue, parameters?: Readonly<Record<string, SecretMetaView>>): SecretMetaView {
+  const p = value.parameter;
   return Object.freeze({
-    value: parsed ?? raw,
-    raw,
-    meta: Object.freeze({
-      versionId: value.versionId,
-      arn: value.arn,
-      name: value.name,
-      createdDate: value.createdDate ? value.createdDate.toISOString() : null,
-      stages: Object.freeze([...value.versionStages]),
-    }),
-    invalidJson,
-    tooDeep,
-    binary,
+    versionId: value.versionId,
+    arn: value.arn,
+    name: value.name,
+    createdDate: value.createdDate ? value.createdDate.toISOString() : null,
+    stages: Object.freeze([...value.versionStages]),
+    ...(p
+      ? {
+          version: parameters ? value.versionId : Number(value.versionId),
+          ...(p.type ? { type: p.type } : {}),
+          lastModifiedDate: p.lastModifiedDate ? p.lastModifiedDate.toISOString() : null,
+          labels: Object.freeze([...value.versionStages]),
+        }
+      : {}),
+    ...(parameters ? { parameters } : {}),
+  });
+}
+
+/** A parameterPath: an object of its parameters' views, by relative name (no prototype: a name is just a name). */
+function pathView(value: SecretValue, entries: ReadonlyMap<string, SecretValue>): SecretView {
+  const values = Object.create(null) as Record<string, unknown>;
+  const metas = Object.create(null) as Record<string, SecretMetaView>;
+  for (const [rel, entry] of entries) {
+    const view = viewOf(entry);
+    values[rel] = view.value;
+    metas[rel] = view.meta;
+  }
+  return Object.freeze({
+    value: Object.freeze(values),
+    raw: value.secretString ?? '{}',
+    meta: metaOf(value, Object.freeze(metas)),
+    invalidJson: false,
+    tooDeep: false,
+    binary: false,
   });
 }
 

@@ -6,10 +6,8 @@
 // the first load only (its 100 TPS account quota would not survive a fleet
 // polling with it).
 //
-// Deadlines: the SDK sets none (NodeHttpHandler has no connection or request
-// timeout, and a hanging credential endpoint is not aborted by abortSignal), so
-// every request gets connection/request timeouts with throwOnRequestTimeout,
-// and credential resolution gets its own overall deadline.
+// Region, deadlines, credentials and plugins: the AwsClientSetup of
+// aws-client.ts, shared with the SSM client (ssm.ts).
 import {
   BatchGetSecretValueCommand,
   DescribeSecretCommand,
@@ -20,37 +18,18 @@ import {
   type SecretValueEntry,
   type GetSecretValueCommandOutput,
 } from '@aws-sdk/client-secrets-manager';
-import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
-import { readFile } from 'node:fs/promises';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import pLimit from 'p-limit';
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
-import { Agent as HttpAgent, get as httpGetRaw } from 'node:http';
-import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
-import { CredentialsError, SourceError } from '../errors.ts';
+import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';
-import { classifyAwsError, errorCode, isTerminal, toSourceError } from './classify.ts';
+import { createAwsClientSetup, describeAwsIdentity, wrapAwsError, type AwsClientOptions, type AwsClientSetup } from './aws-client.ts';
+import { classifyAwsError, errorCode } from './classify.ts';
 import type { FetchResult, SecretSource } from './source.ts';
 
-export interface AwsSourceOptions {
-  region?: string;
-  assumeRoleArn?: string;
+export interface AwsSourceOptions extends AwsClientOptions {
   log: Logger;
-  /** Client plugins (e.g. metrics) added to Secrets Manager and to the STS clients used for credentials. */
-  // A plugin must fit both the Secrets Manager and the STS clients, so it is typed for any client.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  plugins?: readonly Pluggable<any, any>[];
-  /** Called with every credential set resolved (for the expiration metric). */
-  onCredentials?: (creds: AwsCredentialIdentity) => void;
-  /** Called when credential resolution fails or times out. */
-  onCredentialsError?: (err: CredentialsError) => void;
-  /** @default 3000 */
-  connectionTimeoutMs?: number;
-  /** @default 10000 */
-  requestTimeoutMs?: number;
-  /** Overall deadline for resolving credentials (STS / Pod Identity). @default 15000 */
-  credentialsTimeoutMs?: number;
+  /** The client setup to share (with the SSM client); made from these options when absent. */
+  setup?: AwsClientSetup;
   /** Max parallel GetSecretValue calls when not batching. @default 10 */
   concurrency?: number;
   /** refresh.batchChecks: describeMany through ListSecrets (see AwsSource.describeMany). */
@@ -59,150 +38,6 @@ export interface AwsSourceOptions {
 
 const BATCH_SIZE = 20;
 const DEFAULT_STAGE = 'AWSCURRENT';
-
-/** Region: config, then the environment, then the region of an ARN id. */
-export function resolveRegion(configured: string | undefined, specs: readonly SecretSpec[]): string | undefined {
-  if (configured) return configured;
-  const env = process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION;
-  if (env) return env;
-  for (const s of specs) {
-    const m = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):/.exec(s.id);
-    if (m?.[1]) return m[1];
-  }
-  return undefined;
-}
-
-/** Wrap a provider with an overall deadline: the SDK has none for credential resolution. */
-function withDeadline(
-  provider: AwsCredentialIdentityProvider,
-  ms: number,
-  onOk?: (c: AwsCredentialIdentity) => void,
-  onErr?: (e: CredentialsError) => void,
-): AwsCredentialIdentityProvider {
-  return async (props) => {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new CredentialsError(`timed out after ${ms / 1000}s resolving AWS credentials (STS or the Pod Identity agent did not answer)`, true)),
-        ms,
-      );
-      timer.unref();
-    });
-    try {
-      const creds = await Promise.race([provider(props), deadline]);
-      onOk?.(creds);
-      return creds;
-    } catch (err) {
-      const e = err instanceof CredentialsError ? err : credentialsError(err);
-      onErr?.(e);
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-}
-
-/**
- * EKS Pod Identity: GET the credentials from the Pod Identity agent ourselves
- * (the SDK's behaviour: docs/aws.md, EKS Pod Identity).
- *
- * Two SDK behaviours make its own provider unfit for a daemon: it sends the
- * token file as the raw Authorization header, so a trailing newline (which many
- * tools add) fails every request with ERR_INVALID_CHAR; and its 1-2 s timeout
- * only logs a warning (plain text on stderr) while the request hangs on, one
- * leaked socket per attempt. Here the token file is re-read on every fetch (the
- * kubelet rotates it) and trimmed, and each request is aborted at its deadline.
- */
-const POD_IDENTITY_HOSTS = new Set(['169.254.170.2', '169.254.170.23', '[fd00:ec2::23]', 'localhost', '127.0.0.1', '[::1]']);
-
-/**
- * One GET with a hard deadline (the socket is destroyed, nothing lingers). node:http
- * rather than fetch: fetch would load undici (~13 MB, ~45 ms) for this one request.
- */
-function httpGet(url: URL, authorization: string, timeoutMs: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const get = url.protocol === 'https:' ? httpsGet : httpGetRaw;
-    const req = get(url, { headers: { Authorization: authorization }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
-      });
-      res.on('error', reject);
-    });
-    const timer = setTimeout(() => req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })), timeoutMs);
-    timer.unref();
-    req.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-}
-
-export function podIdentityProvider(fullUri: string, tokenFile: string, timeoutMs = 2000): AwsCredentialIdentityProvider {
-  const url = new URL(fullUri);
-  // The SDK's rule: https anywhere, plain http only to the link-local agent or loopback.
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (POD_IDENTITY_HOSTS.has(url.hostname) || url.hostname.startsWith('127.')))) {
-    throw new CredentialsError(`AWS_CONTAINER_CREDENTIALS_FULL_URI ${url.origin} is not allowed: use https, or the EKS Pod Identity agent (169.254.170.23)`, false);
-  }
-  return async () => {
-    const token = (await readFile(tokenFile, 'utf8')).trim();
-    if (!token) throw new CredentialsError(`the Pod Identity token file ${tokenFile} is empty`, true);
-    let res: { status: number; body: string };
-    try {
-      res = await httpGet(url, token, timeoutMs);
-    } catch (err) {
-      const e = err as Error & { code?: string };
-      const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.code ?? e.name);
-      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} failed: ${why}`, true, { cause: err });
-    }
-    const body = res.body;
-    if (res.status < 200 || res.status > 299) {
-      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered HTTP ${res.status}`, res.status >= 500 || res.status === 429);
-    }
-    let c: { AccessKeyId?: unknown; SecretAccessKey?: unknown; Token?: unknown; Expiration?: unknown; AccountId?: unknown };
-    try {
-      c = JSON.parse(body) as typeof c;
-    } catch {
-      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered something that is not JSON`, true);
-    }
-    if (typeof c.AccessKeyId !== 'string' || typeof c.SecretAccessKey !== 'string' || typeof c.Token !== 'string') {
-      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered without AccessKeyId/SecretAccessKey/Token`, true);
-    }
-    return {
-      accessKeyId: c.AccessKeyId,
-      secretAccessKey: c.SecretAccessKey,
-      sessionToken: c.Token,
-      ...(typeof c.Expiration === 'string' ? { expiration: new Date(c.Expiration) } : {}),
-      ...(typeof c.AccountId === 'string' ? { accountId: c.AccountId } : {}),
-    };
-  };
-}
-
-/** Pod Identity is what the default chain would pick: no env keys, no IRSA, a full URI and a token file. */
-function podIdentityEnv(env: NodeJS.ProcessEnv): { fullUri: string; tokenFile: string } | undefined {
-  if (env.AWS_ACCESS_KEY_ID || (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE)) return undefined;
-  const fullUri = env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
-  const tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
-  return fullUri && tokenFile ? { fullUri, tokenFile } : undefined;
-}
-
-function credentialsError(err: unknown): CredentialsError {
-  const code = errorCode(err);
-  const raw = err instanceof Error ? err.message : String(err);
-  let hint = '';
-  if (code === 'InvalidIdentityToken' || /web identity|token/i.test(raw)) {
-    hint = ' — check AWS_WEB_IDENTITY_TOKEN_FILE (the projected service-account token) and the role trust policy (k8s-examples/iam/irsa-trust-policy.json)';
-  } else if (/ENOENT/.test(raw)) {
-    hint = ' — a credentials file named in the environment does not exist';
-  } else if (/Could not load credentials/i.test(raw)) {
-    hint = ' — no IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), Pod Identity or other AWS credentials were found in this container';
-  }
-  const terminal = isTerminal(code) || /ENOENT|Could not load credentials/i.test(raw);
-  const detail = raw.startsWith(code) ? raw.slice(0, 300) : `${code}: ${raw.slice(0, 300)}`;
-  return new CredentialsError(`cannot get AWS credentials: ${detail}${hint}`, !terminal, { cause: err });
-}
 
 function toValue(out: GetSecretValueCommandOutput | SecretValueEntry): SecretValue {
   const base = {
@@ -226,81 +61,22 @@ export class AwsSource implements SecretSource {
   readonly kind = 'aws' as const;
   readonly #client: SecretsManagerClient;
   readonly #log: Logger;
-  readonly #region: string;
-  readonly #assumeRoleArn: string | undefined;
+  readonly #setup: AwsClientSetup;
   readonly #concurrency: number;
   /** Set once BatchGetSecretValue was refused (AccessDenied): later loads go straight to GetSecretValue. */
   #batchRefused = false;
 
   constructor(specs: readonly SecretSpec[], options: AwsSourceOptions) {
     this.#log = options.log;
-    const region = resolveRegion(options.region, specs);
-    if (!region) {
-      throw new CredentialsError('no AWS region: set source.region in the config, or AWS_REGION in the container environment', false);
-    }
-    this.#region = region;
-    this.#assumeRoleArn = options.assumeRoleArn;
+    this.#setup = options.setup ?? createAwsClientSetup(specs, options);
     this.#concurrency = options.concurrency ?? 10;
-    const keepAlive = { keepAlive: true, maxSockets: 50 };
-    // One handler for Secrets Manager and the nested STS clients: both get the deadlines.
-    const requestHandler = new NodeHttpHandler({
-      connectionTimeout: options.connectionTimeoutMs ?? 3000,
-      requestTimeout: options.requestTimeoutMs ?? 10_000,
-      throwOnRequestTimeout: true,
-      httpAgent: new HttpAgent(keepAlive),
-      httpsAgent: new HttpsAgent(keepAlive),
-    });
-    const plugins = [...(options.plugins ?? [])];
-    const stsConfig = { region, requestHandler };
-    const pod = podIdentityEnv(process.env);
-    let provider: AwsCredentialIdentityProvider = pod
-      ? podIdentityProvider(pod.fullUri, pod.tokenFile)
-      : fromNodeProviderChain({
-          clientConfig: stsConfig,
-          clientPlugins: plugins,
-          // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
-          timeout: 2000,
-          maxRetries: 2,
-        });
-    if (options.assumeRoleArn) {
-      provider = fromTemporaryCredentials({
-        params: { RoleArn: options.assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
-        masterCredentials: provider,
-        clientConfig: stsConfig,
-        clientPlugins: plugins,
-      });
-    }
-    this.#client = new SecretsManagerClient({
-      region,
-      requestHandler,
-      maxAttempts: 3,
-      credentials: withDeadline(provider, options.credentialsTimeoutMs ?? 15_000, options.onCredentials, options.onCredentialsError),
-    });
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- see AwsSourceOptions.plugins
-    for (const p of plugins) this.#client.middlewareStack.use(p);
+    this.#client = new SecretsManagerClient(this.#setup.config);
+    this.#setup.use(this.#client);
     if (options.batchChecks) this.describeMany = (specs, signal) => this.#listMany(specs, signal);
   }
 
   describeIdentity(): Record<string, string> {
-    const env = process.env;
-    const id: Record<string, string> = { source: 'aws', region: this.#region };
-    if (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE) {
-      id.credentials = 'web-identity (IRSA)';
-      id.roleArn = env.AWS_ROLE_ARN;
-      id.tokenFile = env.AWS_WEB_IDENTITY_TOKEN_FILE;
-    } else if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) {
-      id.credentials = 'container (EKS Pod Identity)';
-      id.endpoint = env.AWS_CONTAINER_CREDENTIALS_FULL_URI ?? 'relative';
-    } else if (env.AWS_ACCESS_KEY_ID) {
-      id.credentials = 'environment keys';
-    } else {
-      id.credentials = 'default chain (profile / instance metadata)';
-    }
-    if (this.#assumeRoleArn) id.assumeRoleArn = this.#assumeRoleArn;
-    if (env.AWS_ENDPOINT_URL_SECRETS_MANAGER || env.AWS_ENDPOINT_URL) {
-      id.endpoint = env.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? env.AWS_ENDPOINT_URL ?? '';
-    }
-    return id;
+    return describeAwsIdentity(this.#setup, { ssm: false });
   }
 
   async fetch(spec: SecretSpec, signal?: AbortSignal): Promise<SecretValue> {
@@ -410,18 +186,7 @@ export class AwsSource implements SecretSource {
   }
 
   #wrap(err: unknown, spec: SecretSpec): SourceError {
-    if (err instanceof CredentialsError) {
-      return new SourceError(
-        { secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: err.transient, message: err.message },
-        { cause: err },
-      );
-    }
-    // Errors the SDK wraps around a credential failure surface with the provider's name.
-    if (err instanceof Error && err.name === 'CredentialsProviderError') {
-      const ce = credentialsError(err);
-      return new SourceError({ secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: ce.transient, message: ce.message }, { cause: err });
-    }
-    return toSourceError(err, spec.name, spec.id);
+    return wrapAwsError(err, spec);
   }
 
   close(): void {
@@ -495,7 +260,7 @@ export class AwsSource implements SecretSource {
     if (this.#unlisted.has(spec.id)) return undefined;
     if (!spec.id.startsWith('arn:')) return spec.id;
     const m = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):(\d{12}):secret:(.+)$/.exec(spec.id);
-    if (!m || m[1] !== this.#region || (this.#listAccount !== undefined && m[2] !== this.#listAccount)) return undefined;
+    if (!m || m[1] !== this.#setup.region || (this.#listAccount !== undefined && m[2] !== this.#listAccount)) return undefined;
     // A full ARN ends in "-" and 6 random characters that are not part of the name; without them it is still a prefix.
     return (m[3] as string).replace(/-[A-Za-z0-9]{6}$/, '');
   }

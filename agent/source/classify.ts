@@ -10,7 +10,7 @@
 // - `classifyAwsError(err)`: the `result` label of secrets_agent_aws_requests_total
 //   (observe/aws-metrics.ts), one of AWS_RESULTS.
 // - `toSourceError(err, …)`: the SourceError a source throws, with a hint for the
-//   codes an operator can fix.
+//   codes an operator can fix (Secrets Manager's or SSM Parameter Store's).
 // All of them read only the error's name, code, fault and HTTP status, never its
 // message (which can quote input); toSourceError quotes the message, capped.
 //
@@ -101,12 +101,16 @@ const KNOWN = new Map<string, Known>(
     KMSAccessDeniedException: { result: 'access_denied', ...T },
 
     ResourceNotFoundException: { result: 'not_found', ...T },
+    // SSM: no such parameter (also our name for one GetParameters lists under InvalidParameters: ssm.ts), version or label.
+    ParameterNotFound: { result: 'not_found', ...T },
+    ParameterVersionNotFound: { result: 'not_found', ...T },
     NotFoundException: { result: 'not_found' },
     NoSuchEntity: { result: 'not_found' },
     NoSuchKey: { result: 'not_found' },
 
     InternalServiceError: { result: 'server_error' },
     InternalServiceErrorException: { result: 'server_error' },
+    InternalServerError: { result: 'server_error' }, // SSM's 500
     InternalFailure: { result: 'server_error' },
     InternalError: { result: 'server_error' },
     ServiceUnavailable: { result: 'server_error' },
@@ -119,6 +123,8 @@ const KNOWN = new Map<string, Known>(
     KMSDisabledException: { result: 'client_error', ...T },
     KMSInvalidStateException: { result: 'client_error', ...T },
     KMSNotFoundException: { result: 'client_error', ...T },
+    InvalidKeyId: { result: 'client_error', ...T }, // SSM: the SecureString's KMS key is disabled, deleted or not usable
+    InvalidNextToken: { result: 'client_error' }, // SSM: a stale GetParametersByPath page token; the next check starts over
   } satisfies Record<string, Known>),
 );
 
@@ -144,6 +150,15 @@ const HINTS: Record<string, string> = {
   DecryptionFailure: 'the secret\'s KMS key cannot be used; grant kms:Decrypt on the key to the role',
   InvalidRequestException: 'the request is not valid for this secret (is it scheduled for deletion?)',
   KMSAccessDeniedException: 'grant kms:Decrypt on the secret\'s KMS key to the role',
+};
+
+/** Where the SSM hint differs from the Secrets Manager one. */
+const SSM_HINTS: Record<string, string> = {
+  AccessDeniedException:
+    'the role lacks ssm:GetParameters/ssm:GetParametersByPath on this parameter (or kms:Decrypt on a SecureString\'s customer key); see k8s-examples/iam/iam-policy.json',
+  ParameterNotFound: 'no such parameter (or no such version or label of it) in this account and region; check the name and source.region',
+  ParameterVersionNotFound: 'the parameter has no such version (a version older than the last 100 is gone)',
+  InvalidKeyId: 'the SecureString\'s KMS key is disabled or deleted, or not one the role may use',
 };
 
 interface ErrorShape {
@@ -198,10 +213,11 @@ function safeMessage(err: unknown): string {
   return String(err).slice(0, 300);
 }
 
-export function toSourceError(err: unknown, secret: string, secretId: string): SourceError {
+/** `service`: which backend the call went to (the hints name its permissions). */
+export function toSourceError(err: unknown, secret: string, secretId: string, service: 'secretsmanager' | 'ssm' = 'secretsmanager'): SourceError {
   if (err instanceof SourceError) return err;
   const code = errorCode(err);
-  const hint = HINTS[code];
+  const hint = (service === 'ssm' ? SSM_HINTS[code] : undefined) ?? HINTS[code];
   const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
   const message = `${code}${status ? ` (HTTP ${status})` : ''}: ${safeMessage(err)}${hint ? ` — ${hint}` : ''}`;
   return new SourceError({ secret, secretId, code, transient: !isTerminal(code), message }, { cause: err });

@@ -1,4 +1,4 @@
-// A source of secret values. `aws` is Secrets Manager; `file` is a local YAML/JSON
+// A source of secret values. `aws` is Secrets Manager and SSM Parameter Store; `file` is a local YAML/JSON
 // map for development. Both answer the same three questions: the values (first
 // load, batched), one value, and the cheap "which version carries my stage now?".
 import type { SecretMetadata, SecretSpec, SecretValue } from '../types.ts';

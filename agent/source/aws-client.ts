@@ -1,0 +1,293 @@
+// What every AWS client of the agent shares: one region, one request handler
+// with deadlines, one credential chain (IRSA, EKS Pod Identity, the default
+// chain; optionally an assumed role on top) with its own overall deadline, and
+// the client plugins (metrics). Secrets Manager (aws.ts) and SSM Parameter Store
+// (ssm.ts) are built from one AwsClientSetup, so both clients sign as the same
+// identity, time out the same way and are counted the same way. The AWS facts
+// below, with their sources: docs/aws.md.
+//
+// Deadlines: the SDK sets none (NodeHttpHandler has no connection or request
+// timeout, and a hanging credential endpoint is not aborted by abortSignal), so
+// every request gets connection/request timeouts with throwOnRequestTimeout,
+// and credential resolution gets its own overall deadline.
+import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import { readFile } from 'node:fs/promises';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
+import { Agent as HttpAgent, get as httpGetRaw } from 'node:http';
+import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
+import { CredentialsError, SourceError } from '../errors.ts';
+import { kindOf, type SecretSpec } from '../types.ts';
+import { errorCode, isTerminal, toSourceError } from './classify.ts';
+
+export interface AwsClientOptions {
+  region?: string;
+  assumeRoleArn?: string;
+  /** Client plugins (e.g. metrics) added to every service client and to the STS clients used for credentials. */
+  // A plugin must fit the service clients and the STS clients, so it is typed for any client.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  plugins?: readonly Pluggable<any, any>[];
+  /** Called with every credential set resolved (for the expiration metric). */
+  onCredentials?: (creds: AwsCredentialIdentity) => void;
+  /** Called when credential resolution fails or times out. */
+  onCredentialsError?: (err: CredentialsError) => void;
+  /** @default 3000 */
+  connectionTimeoutMs?: number;
+  /** @default 10000 */
+  requestTimeoutMs?: number;
+  /** Overall deadline for resolving credentials (STS / Pod Identity). @default 15000 */
+  credentialsTimeoutMs?: number;
+}
+
+/** The shared configuration of a service client: pass `config` to its constructor, then `use(client)`. */
+export interface AwsClientSetup {
+  readonly region: string;
+  readonly assumeRoleArn: string | undefined;
+  readonly config: {
+    readonly region: string;
+    readonly requestHandler: NodeHttpHandler;
+    readonly maxAttempts: number;
+    readonly credentials: AwsCredentialIdentityProvider;
+  };
+  /** Add the plugins (metrics) to a service client built from `config`. */
+  use(client: { middlewareStack: { use(p: never): void } }): void;
+}
+
+/** Region: config, then the environment, then the region of an ARN id (a secret's or a parameter's). */
+export function resolveRegion(configured: string | undefined, specs: readonly SecretSpec[]): string | undefined {
+  if (configured) return configured;
+  const env = process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION;
+  if (env) return env;
+  for (const s of specs) {
+    const m = /^arn:aws[a-z-]*:(?:secretsmanager|ssm):([a-z0-9-]+):/.exec(s.id);
+    if (m?.[1]) return m[1];
+  }
+  return undefined;
+}
+
+/** Wrap a provider with an overall deadline: the SDK has none for credential resolution. */
+function withDeadline(
+  provider: AwsCredentialIdentityProvider,
+  ms: number,
+  onOk?: (c: AwsCredentialIdentity) => void,
+  onErr?: (e: CredentialsError) => void,
+): AwsCredentialIdentityProvider {
+  return async (props) => {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new CredentialsError(`timed out after ${ms / 1000}s resolving AWS credentials (STS or the Pod Identity agent did not answer)`, true)),
+        ms,
+      );
+      timer.unref();
+    });
+    try {
+      const creds = await Promise.race([provider(props), deadline]);
+      onOk?.(creds);
+      return creds;
+    } catch (err) {
+      const e = err instanceof CredentialsError ? err : credentialsError(err);
+      onErr?.(e);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+/**
+ * EKS Pod Identity: GET the credentials from the Pod Identity agent ourselves
+ * (the SDK's behaviour: docs/aws.md, EKS Pod Identity).
+ *
+ * Two SDK behaviours make its own provider unfit for a daemon: it sends the
+ * token file as the raw Authorization header, so a trailing newline (which many
+ * tools add) fails every request with ERR_INVALID_CHAR; and its 1-2 s timeout
+ * only logs a warning (plain text on stderr) while the request hangs on, one
+ * leaked socket per attempt. Here the token file is re-read on every fetch (the
+ * kubelet rotates it) and trimmed, and each request is aborted at its deadline.
+ */
+const POD_IDENTITY_HOSTS = new Set(['169.254.170.2', '169.254.170.23', '[fd00:ec2::23]', 'localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * One GET with a hard deadline (the socket is destroyed, nothing lingers). node:http
+ * rather than fetch: fetch would load undici (~13 MB, ~45 ms) for this one request.
+ */
+function httpGet(url: URL, authorization: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const get = url.protocol === 'https:' ? httpsGet : httpGetRaw;
+    const req = get(url, { headers: { Authorization: authorization }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', reject);
+    });
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })), timeoutMs);
+    timer.unref();
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+export function podIdentityProvider(fullUri: string, tokenFile: string, timeoutMs = 2000): AwsCredentialIdentityProvider {
+  const url = new URL(fullUri);
+  // The SDK's rule: https anywhere, plain http only to the link-local agent or loopback.
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (POD_IDENTITY_HOSTS.has(url.hostname) || url.hostname.startsWith('127.')))) {
+    throw new CredentialsError(`AWS_CONTAINER_CREDENTIALS_FULL_URI ${url.origin} is not allowed: use https, or the EKS Pod Identity agent (169.254.170.23)`, false);
+  }
+  return async () => {
+    const token = (await readFile(tokenFile, 'utf8')).trim();
+    if (!token) throw new CredentialsError(`the Pod Identity token file ${tokenFile} is empty`, true);
+    let res: { status: number; body: string };
+    try {
+      res = await httpGet(url, token, timeoutMs);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.code ?? e.name);
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} failed: ${why}`, true, { cause: err });
+    }
+    const body = res.body;
+    if (res.status < 200 || res.status > 299) {
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered HTTP ${res.status}`, res.status >= 500 || res.status === 429);
+    }
+    let c: { AccessKeyId?: unknown; SecretAccessKey?: unknown; Token?: unknown; Expiration?: unknown; AccountId?: unknown };
+    try {
+      c = JSON.parse(body) as typeof c;
+    } catch {
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered something that is not JSON`, true);
+    }
+    if (typeof c.AccessKeyId !== 'string' || typeof c.SecretAccessKey !== 'string' || typeof c.Token !== 'string') {
+      throw new CredentialsError(`the EKS Pod Identity agent at ${url.origin} answered without AccessKeyId/SecretAccessKey/Token`, true);
+    }
+    return {
+      accessKeyId: c.AccessKeyId,
+      secretAccessKey: c.SecretAccessKey,
+      sessionToken: c.Token,
+      ...(typeof c.Expiration === 'string' ? { expiration: new Date(c.Expiration) } : {}),
+      ...(typeof c.AccountId === 'string' ? { accountId: c.AccountId } : {}),
+    };
+  };
+}
+
+/** Pod Identity is what the default chain would pick: no env keys, no IRSA, a full URI and a token file. */
+function podIdentityEnv(env: NodeJS.ProcessEnv): { fullUri: string; tokenFile: string } | undefined {
+  if (env.AWS_ACCESS_KEY_ID || (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE)) return undefined;
+  const fullUri = env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
+  const tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
+  return fullUri && tokenFile ? { fullUri, tokenFile } : undefined;
+}
+
+function credentialsError(err: unknown): CredentialsError {
+  const code = errorCode(err);
+  const raw = err instanceof Error ? err.message : String(err);
+  let hint = '';
+  if (code === 'InvalidIdentityToken' || /web identity|token/i.test(raw)) {
+    hint = ' — check AWS_WEB_IDENTITY_TOKEN_FILE (the projected service-account token) and the role trust policy (k8s-examples/iam/irsa-trust-policy.json)';
+  } else if (/ENOENT/.test(raw)) {
+    hint = ' — a credentials file named in the environment does not exist';
+  } else if (/Could not load credentials/i.test(raw)) {
+    hint = ' — no IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), Pod Identity or other AWS credentials were found in this container';
+  }
+  const terminal = isTerminal(code) || /ENOENT|Could not load credentials/i.test(raw);
+  const detail = raw.startsWith(code) ? raw.slice(0, 300) : `${code}: ${raw.slice(0, 300)}`;
+  return new CredentialsError(`cannot get AWS credentials: ${detail}${hint}`, !terminal, { cause: err });
+}
+
+/**
+ * The setup every service client of one source shares.
+ * @throws CredentialsError (terminal) when no region can be found.
+ */
+export function createAwsClientSetup(specs: readonly SecretSpec[], options: AwsClientOptions): AwsClientSetup {
+  const region = resolveRegion(options.region, specs);
+  if (!region) {
+    throw new CredentialsError('no AWS region: set source.region in the config, or AWS_REGION in the container environment', false);
+  }
+  const keepAlive = { keepAlive: true, maxSockets: 50 };
+  // One handler for the service clients and the nested STS clients: all get the deadlines.
+  const requestHandler = new NodeHttpHandler({
+    connectionTimeout: options.connectionTimeoutMs ?? 3000,
+    requestTimeout: options.requestTimeoutMs ?? 10_000,
+    throwOnRequestTimeout: true,
+    httpAgent: new HttpAgent(keepAlive),
+    httpsAgent: new HttpsAgent(keepAlive),
+  });
+  const plugins = [...(options.plugins ?? [])];
+  const stsConfig = { region, requestHandler };
+  const pod = podIdentityEnv(process.env);
+  let provider: AwsCredentialIdentityProvider = pod
+    ? podIdentityProvider(pod.fullUri, pod.tokenFile)
+    : fromNodeProviderChain({
+        clientConfig: stsConfig,
+        clientPlugins: plugins,
+        // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
+        timeout: 2000,
+        maxRetries: 2,
+      });
+  if (options.assumeRoleArn) {
+    provider = fromTemporaryCredentials({
+      params: { RoleArn: options.assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
+      masterCredentials: provider,
+      clientConfig: stsConfig,
+      clientPlugins: plugins,
+    });
+  }
+  return {
+    region,
+    assumeRoleArn: options.assumeRoleArn,
+    config: {
+      region,
+      requestHandler,
+      maxAttempts: 3,
+      credentials: withDeadline(provider, options.credentialsTimeoutMs ?? 15_000, options.onCredentials, options.onCredentialsError),
+    },
+    use(client) {
+      for (const p of plugins) client.middlewareStack.use(p as never);
+    },
+  };
+}
+
+/** The identity in use (logged once at start-up): region, credential kind, assumed role, endpoint overrides. */
+export function describeAwsIdentity(setup: AwsClientSetup, services: { readonly ssm: boolean }): Record<string, string> {
+  const env = process.env;
+  const id: Record<string, string> = { source: 'aws', region: setup.region };
+  if (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE) {
+    id.credentials = 'web-identity (IRSA)';
+    id.roleArn = env.AWS_ROLE_ARN;
+    id.tokenFile = env.AWS_WEB_IDENTITY_TOKEN_FILE;
+  } else if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) {
+    id.credentials = 'container (EKS Pod Identity)';
+    id.endpoint = env.AWS_CONTAINER_CREDENTIALS_FULL_URI ?? 'relative';
+  } else if (env.AWS_ACCESS_KEY_ID) {
+    id.credentials = 'environment keys';
+  } else {
+    id.credentials = 'default chain (profile / instance metadata)';
+  }
+  if (setup.assumeRoleArn) id.assumeRoleArn = setup.assumeRoleArn;
+  if (env.AWS_ENDPOINT_URL_SECRETS_MANAGER || env.AWS_ENDPOINT_URL) {
+    id.endpoint = env.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? env.AWS_ENDPOINT_URL ?? '';
+  }
+  if (services.ssm && (env.AWS_ENDPOINT_URL_SSM || env.AWS_ENDPOINT_URL)) {
+    id.ssmEndpoint = env.AWS_ENDPOINT_URL_SSM ?? env.AWS_ENDPOINT_URL ?? '';
+  }
+  return id;
+}
+
+/** The SourceError for a failed call about one spec: credential failures keep their own code and message. */
+export function wrapAwsError(err: unknown, spec: SecretSpec): SourceError {
+  if (err instanceof CredentialsError) {
+    return new SourceError(
+      { secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: err.transient, message: err.message },
+      { cause: err },
+    );
+  }
+  // Errors the SDK wraps around a credential failure surface with the provider's name.
+  if (err instanceof Error && err.name === 'CredentialsProviderError') {
+    const ce = credentialsError(err);
+    return new SourceError({ secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: ce.transient, message: ce.message }, { cause: err });
+  }
+  return toSourceError(err, spec.name, spec.id, kindOf(spec) === 'secret' ? 'secretsmanager' : 'ssm');
+}
