@@ -63,8 +63,8 @@ const SECOND_AGENT_MS = 8000;
  * reloads its config and checks every secret now (the model does not change).
  */
 const SIGHUP_EXPECTED = 'reload' as const;
-/** Names in outputDir the agent may own besides the files (e.g. the volume lock of defect 6). */
-const AGENT_METADATA_RE = /lock/i;
+/** Names in outputDir the agent owns besides the files: the volume lock (..lock) and the files layout's list of what it wrote (..manifest). */
+const AGENT_METADATA_RE = /^\.\.(lock|manifest)$/;
 
 // ---- the model ----
 

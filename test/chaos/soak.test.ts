@@ -8,8 +8,9 @@
 // The heap is read two ways: nodejs_heap_size_used_bytes from the agent's own
 // /metrics (printed; it includes garbage V8 has not collected yet, so it
 // wanders by tens of MiB under this allocation rate), and the heap right after
-// a full GC forced through the V8 inspector (the agent runs with
-// NODE_OPTIONS=--inspect=127.0.0.1:0), which is what the bound applies to.
+// a full GC forced inside the agent by a test-only preload
+// (test/support/heap-probe.mjs: the agent refuses to start with an inspector),
+// which is what the bound applies to.
 // RSS is read from /proc/<pid>/status right after that GC.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunningAgent } from '../support/cli.ts';
-import { CANARY, Leaks, chaosAgent, cleanEnv, get, heapAfterGc, inspectorUrl, listenAddress, metric, procStats, volume } from '../support/chaos-harness.ts';
+import { CANARY, Leaks, chaosAgent, cleanEnv, get, heapAfterGc, heapProbe, listenAddress, metric, procStats, volume } from '../support/chaos-harness.ts';
 import { stopAgent } from '../support/procs.ts';
 
 const CYCLES = Number(process.env.CHAOS_SOAK_CYCLES ?? 12_000);
@@ -80,12 +81,11 @@ ${SECRETS.map((s) => `  - path: ${s}.txt\n    template: "{{ secrets.${s}.v }} {{
 server: { listen: "127.0.0.1:0" }
 `,
     );
-    agent = chaosAgent('soak', ['run', '--config', config], leaks, { env: cleanEnv({ NODE_OPTIONS: '--inspect=127.0.0.1:0' }) });
+    const probe = heapProbe(join(root, 'heap.json'));
+    agent = chaosAgent('soak', ['run', '--config', config], leaks, { env: cleanEnv(probe.env), nodeFlags: probe.nodeFlags });
     const base = await listenAddress(agent);
     await agent.waitFor(/first render complete/);
     const pid = agent.child.pid!;
-    const ws = inspectorUrl(agent.output().stderr);
-    assert.ok(ws, 'the inspector did not start');
 
     let rewriting = true;
     const rewriter = (async () => {
@@ -98,7 +98,7 @@ server: { listen: "127.0.0.1:0" }
     const samples: Sample[] = [];
     const sample = async (): Promise<Sample> => {
       const text = (await get(`${base}/metrics`, leaks, 5000)).body;
-      const heapGc = await heapAfterGc(ws);
+      const heapGc = await heapAfterGc(probe.file);
       const s: Sample = {
         heapGc,
         at: Date.now(),

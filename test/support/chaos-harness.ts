@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, readlink, lstat } from 'node:fs/promises';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runAgent, serverUrl, startAgent, type RunOptions, type RunResult, type RunningAgent } from './cli.ts';
@@ -223,39 +224,29 @@ export function rate(count: number, ms: number): number {
 // ---- the V8 inspector: a full GC and the heap size after it ----
 
 /** Reads the inspector's ws:// URL from an agent started with NODE_OPTIONS=--inspect=127.0.0.1:0. */
-export function inspectorUrl(stderr: string): string | undefined {
-  return /Debugger listening on (ws:\/\/\S+)/.exec(stderr)?.[1];
+/** Node flags and environment that load test/support/heap-probe.mjs into the agent, writing to `file`. */
+export function heapProbe(file: string): { file: string; nodeFlags: string[]; env: Record<string, string> } {
+  return { file, nodeFlags: ['--expose-gc', '--import', fileURLToPath(new URL('./heap-probe.mjs', import.meta.url))], env: { HEAP_PROBE_FILE: file } };
 }
 
 /**
- * Forces a full garbage collection in the agent (HeapProfiler.collectGarbage over
- * the inspector protocol) and returns the V8 heap in use right after it, in bytes.
+ * The V8 heap in use right after a full garbage collection in the agent, in bytes:
+ * the next sample the heap probe writes after this call (at most ~1 s later).
  */
-export async function heapAfterGc(wsUrl: string): Promise<number> {
-  const ws = new WebSocket(wsUrl);
-  await new Promise<void>((resolve, reject) => {
-    ws.addEventListener('open', () => resolve(), { once: true });
-    ws.addEventListener('error', () => reject(new Error(`cannot connect to the inspector at ${wsUrl}`)), { once: true });
-  });
-  let id = 0;
-  const call = (method: string): Promise<Record<string, unknown>> =>
-    new Promise((resolve, reject) => {
-      const my = ++id;
-      const onMessage = (ev: MessageEvent): void => {
-        const msg = JSON.parse(String(ev.data)) as { id?: number; result?: Record<string, unknown>; error?: { message: string } };
-        if (msg.id !== my) return;
-        ws.removeEventListener('message', onMessage);
-        if (msg.error) reject(new Error(`${method}: ${msg.error.message}`));
-        else resolve(msg.result ?? {});
-      };
-      ws.addEventListener('message', onMessage);
-      ws.send(JSON.stringify({ id: my, method }));
-    });
-  try {
-    await call('HeapProfiler.collectGarbage');
-    const usage = await call('Runtime.getHeapUsage');
-    return Number(usage.usedSize);
-  } finally {
-    ws.close();
+export async function heapAfterGc(file: string, timeoutMs = 10_000): Promise<number> {
+  const read = async (): Promise<{ n: number; usedSize: number } | undefined> => {
+    try {
+      return JSON.parse(await readFile(file, 'utf8')) as { n: number; usedSize: number };
+    } catch {
+      return undefined;
+    }
+  };
+  const before = (await read())?.n ?? 0;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await read();
+    if (s && s.n > before) return s.usedSize;
+    if (Date.now() > deadline) throw new Error(`the heap probe wrote no sample to ${file} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
