@@ -85,7 +85,5 @@ USER 65532:65532
 #   every start), which is why the example init containers set `command` to
 #   this line without it. (Node refuses it in NODE_OPTIONS: it must be here.)
 # --max-semi-space-size=1 (MiB): a smaller young generation; alone 267 -> 161 MB.
-# The file name must stay secrets-agent.mjs: the program runs itself only when
-# started under that name.
 ENTRYPOINT ["/nodejs/bin/node", "--disable-sigusr1", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs"]
 CMD ["run"]

@@ -31,9 +31,9 @@ describe('the bundle (dist/secrets-agent.mjs), alone in an empty directory', () 
   const children = new Set<ReturnType<typeof spawn>>();
 
   /** Run the bundle exactly as the image does: node <ENTRYPOINT flags> secrets-agent.mjs <args>. */
-  const run = (args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Result> =>
+  const run = (args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv(), entry = bundle): Promise<Result> =>
     new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [...flags, bundle, ...args], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...flags, entry, ...args], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
       children.add(child);
       let stdout = '';
       let stderr = '';
@@ -78,6 +78,18 @@ describe('the bundle (dist/secrets-agent.mjs), alone in an empty directory', () 
     const r = await run(['version']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `secrets-agent ${pkg.version} (node ${process.version})\n`);
+  });
+
+  it('runs under any file name (no check of its own name): renamed, it still prints the version', async () => {
+    // The original entry ran main() only when argv[1] matched main.ts|secrets-agent(.mjs):
+    // renamed, the bundle exited 0 having done nothing.
+    const renamed = join(dir, 'renamed', 'agent.mjs');
+    await mkdir(dirname(renamed), { recursive: true });
+    await copyFile(bundle, renamed);
+    const r = await run(['version'], cleanEnv(), renamed);
+    await rm(dirname(renamed), { recursive: true, force: true });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^secrets-agent \S+ \(node v/);
   });
 
   it('runs `--help`, exits 0 and lists the commands', async () => {

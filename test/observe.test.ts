@@ -14,7 +14,7 @@ import { fromNodeProviderChain, fromTemporaryCredentials, fromTokenFile } from '
 import { Gauge } from 'prom-client';
 import { createLogger } from '../agent/observe/log.ts';
 import { AgentMetrics, AWS_RESULTS, METRIC_TYPES, OUTCOMES, WRITE_RESULTS, type AwsResult } from '../agent/observe/metrics.ts';
-import { awsMetricsPlugin } from '../agent/observe/aws-metrics.ts';
+import { awsMetricsPlugin } from '../agent/source/aws-metrics.ts';
 import { classifyAwsError } from '../agent/source/classify.ts';
 import { startServer, parseListen, type AgentServer, type Health } from '../agent/observe/server.ts';
 import { freePort, startMoto, TEST_ROLE_ARN, type Moto } from './support/moto.ts';

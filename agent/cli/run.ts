@@ -7,8 +7,7 @@
 // would, then check every secret now. SIGUSR1, SIGUSR2: ignored, one log line each.
 import { loadConfig } from '../config/index.ts';
 import { ConfigError, WriteError } from '../errors.ts';
-import type { GlobalOptions } from '../main.ts';
-import { EXIT_FAILED, EXIT_OK, reportConfigError } from '../main.ts';
+import { EXIT_FAILED, EXIT_OK, reportConfigError, type GlobalOptions } from './common.ts';
 import { createNotifier, killRunningCommands } from '../notify/index.ts';
 import { AgentMetrics } from '../observe/metrics.ts';
 import { startServer } from '../observe/server.ts';

@@ -24,7 +24,7 @@ export async function createSource(config: AgentConfig, log: Logger, metrics?: A
   }
   const plugins = [];
   if (metrics) {
-    const { awsMetricsPlugin } = await import('../observe/aws-metrics.ts');
+    const { awsMetricsPlugin } = await import('./aws-metrics.ts');
     plugins.push(awsMetricsPlugin(metrics));
   }
   return new AwsSource(config.secrets, {

@@ -36,8 +36,8 @@ import type {
   MetadataBearer,
   Pluggable,
 } from '@smithy/types';
-import { classifyAwsError } from '../source/classify.ts';
-import type { AgentMetrics } from './metrics.ts';
+import { classifyAwsError } from './classify.ts';
+import type { AgentMetrics } from '../observe/metrics.ts';
 
 export const AWS_METRICS_MIDDLEWARE = 'secretsAgentMetricsMiddleware';
 
