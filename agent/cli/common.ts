@@ -1,7 +1,7 @@
 // What every command shares: the exit codes (the CLI's contract), the global
-// options main() hands each command, and the one way a ConfigError is reported.
+// options main() hands each command, and UsageError. (A ConfigError is reported
+// by errors.ts's reportConfigError: the hot reload uses it too.)
 // Imported by agent/cli/index.ts and each command; imports nothing of theirs.
-import { formatConfigIssue, type ConfigError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 
 /** Exit codes: 0 ok; 1 a secret or file could not be produced; 2 usage or configuration error. */
@@ -20,9 +20,4 @@ export interface GlobalOptions {
 /** A wrong command line: main() prints `error: <message>` and exits 2. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
-}
-
-/** One log record per problem, each a complete human sentence with file:line. */
-export function reportConfigError(err: ConfigError, log: Logger): void {
-  for (const issue of err.issues) log.error({ file: issue.file, line: issue.line, key: issue.path }, formatConfigIssue(issue));
 }

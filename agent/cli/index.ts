@@ -6,10 +6,10 @@
 // (agent/main.ts) installs the process handlers, calls it and exits; tests call
 // it in-process. Each command is loaded only when it runs (a dynamic import).
 import { parseArgs } from 'node:util';
-import { ConfigError, SetupError } from '../errors.ts';
+import { ConfigError, reportConfigError, SetupError } from '../errors.ts';
 import { createLogger, isLogLevel } from '../observe/log.ts';
 import { VERSION } from '../version.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, reportConfigError, UsageError, type GlobalOptions } from './common.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type GlobalOptions } from './common.ts';
 
 const USAGE = `secrets-agent ${VERSION} — AWS Secrets Manager secrets as files in Kubernetes pods
 
