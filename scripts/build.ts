@@ -1,6 +1,6 @@
 // `npm run build`: bundle the agent into one file, dist/secrets-agent.mjs, that
 // runs with plain Node 24 and no node_modules. That file is what the container
-// image runs (see Dockerfile) and what test/bundle.test.ts runs from an empty dir.
+// image runs (see Dockerfile) and what test/artifacts/bundle.test.ts runs from an empty dir.
 //
 //   node scripts/build.ts             build, print the size and the biggest inputs
 //

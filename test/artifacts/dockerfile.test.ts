@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, matchesGlob } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DockerfileParser, type Copy, type Env, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
-import { REPO } from './support/cli.ts';
-import { exampleAgentContainers } from './support/dockerfile.ts';
+import { REPO } from '../support/cli.ts';
+import { exampleAgentContainers } from '../support/dockerfile.ts';
 
 const text = await readFile(join(REPO, 'Dockerfile'), 'utf8');
 const dockerfile = DockerfileParser.parse(text);
@@ -74,15 +74,15 @@ describe('Dockerfile', () => {
     assert.match(finalStage.from.getImageName()!, /^distroless\/nodejs24-debian\d+$/);
   });
 
-  it('builds with exactly the commands CI runs: npm ci (as .ci/run) and npm run build (as test/bundle.test.ts)', async () => {
+  it('builds with exactly the commands CI runs: npm ci (as .ci/run) and npm run build (as test/artifacts/bundle.test.ts)', async () => {
     const runs = keyword(buildStage, 'RUN').map((r) => r.getArgumentsContent());
     assert.deepEqual(runs, ['npm ci --no-audit --no-fund', 'npm run build']);
     const ci = await readFile(join(REPO, '.ci', 'run'), 'utf8');
     assert.match(ci, /^npm ci --no-audit --no-fund$/m, '.ci/run installs with the same command');
     const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
     assert.equal(pkg.scripts.build, 'node scripts/build.ts');
-    const bundleTest = await readFile(join(REPO, 'test', 'bundle.test.ts'), 'utf8');
-    assert.match(bundleTest, /\['run', 'build'\]/, 'test/bundle.test.ts runs npm run build');
+    const bundleTest = await readFile(join(REPO, 'test', 'artifacts', 'bundle.test.ts'), 'utf8');
+    assert.match(bundleTest, /\['run', 'build'\]/, 'test/artifacts/bundle.test.ts runs npm run build');
   });
 
   it('runs the final image as a numeric non-root user', () => {

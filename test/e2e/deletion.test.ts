@@ -8,9 +8,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
-import { readOr, waitUntil } from './support/wait.ts';
+import { serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
 
 function sample(scrape: string, series: string): number | undefined {
   for (const line of scrape.split('\n')) if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1));

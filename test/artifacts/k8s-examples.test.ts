@@ -22,8 +22,8 @@ import { dirname, join, posix } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import ts from 'typescript';
 import { parse, parseAllDocuments } from 'yaml';
-import { REPO, runAgent } from './support/cli.ts';
-import { startMoto } from './support/moto.ts';
+import { REPO, runAgent } from '../support/cli.ts';
+import { startMoto } from '../support/moto.ts';
 
 const EXAMPLES = join(REPO, 'k8s-examples');
 /** Where the image puts the ready-made templates (Dockerfile: COPY templates/*.liquid). */

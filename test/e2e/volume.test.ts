@@ -7,8 +7,8 @@ import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
-import { runAgent, startAgent, type RunningAgent } from './support/cli.ts';
-import { readOr, waitUntil } from './support/wait.ts';
+import { runAgent, startAgent, type RunningAgent } from '../support/cli.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
 
 const GEN_RE = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{9}$/;
 const N_FILES = 60;

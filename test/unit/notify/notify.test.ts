@@ -11,12 +11,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createNotifier, type NotifyResult } from '../agent/notify/index.ts';
-import { createLogger } from '../agent/observe/log.ts';
-import type { NotifyTarget } from '../agent/types.ts';
-import { stopAll } from './support/procs.ts';
+import { createNotifier, type NotifyResult } from '../../../agent/notify/index.ts';
+import { createLogger } from '../../../agent/observe/log.ts';
+import type { NotifyTarget } from '../../../agent/types.ts';
+import { stopAll } from '../../support/procs.ts';
 
-const FIXTURES = join(import.meta.dirname, 'fixtures', 'notify');
+const FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures', 'notify');
 const NODE = process.execPath;
 
 // ---------------------------------------------------------------- helpers

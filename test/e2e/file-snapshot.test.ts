@@ -9,8 +9,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startAgent, type RunningAgent } from './support/cli.ts';
-import { readOr, waitUntil } from './support/wait.ts';
+import { startAgent, type RunningAgent } from '../support/cli.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
 
 /** Rewrites the file atomically (temp file + rename, as kubelet and editors do) every ~30 ms. */
 const WRITER = `

@@ -2,7 +2,7 @@
 // Secrets Manager and STS) and the /metrics, /healthz, /readyz server.
 // Nothing is mocked: real SDK clients, real sockets, real promtool.
 import assert from 'node:assert/strict';
-import { promtool, runPromtool } from './support/promtool.ts';
+import { promtool, runPromtool } from '../../support/promtool.ts';
 import { request, Agent } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,12 +12,12 @@ import { after, before, describe, it } from 'node:test';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { fromNodeProviderChain, fromTemporaryCredentials, fromTokenFile } from '@aws-sdk/credential-providers';
 import { Gauge } from 'prom-client';
-import { createLogger } from '../agent/observe/log.ts';
-import { AgentMetrics, AWS_RESULTS, METRIC_TYPES, OUTCOMES, WRITE_RESULTS, type AwsResult } from '../agent/observe/metrics.ts';
-import { awsMetricsPlugin } from '../agent/source/aws-metrics.ts';
-import { classifyAwsError } from '../agent/source/classify.ts';
-import { startServer, parseListen, type AgentServer, type Health } from '../agent/observe/server.ts';
-import { freePort, startMoto, TEST_ROLE_ARN, type Moto } from './support/moto.ts';
+import { createLogger } from '../../../agent/observe/log.ts';
+import { AgentMetrics, AWS_RESULTS, METRIC_TYPES, OUTCOMES, WRITE_RESULTS, type AwsResult } from '../../../agent/observe/metrics.ts';
+import { awsMetricsPlugin } from '../../../agent/source/aws-metrics.ts';
+import { classifyAwsError } from '../../../agent/source/classify.ts';
+import { startServer, parseListen, type AgentServer, type Health } from '../../../agent/observe/server.ts';
+import { freePort, startMoto, TEST_ROLE_ARN, type Moto } from '../../support/moto.ts';
 
 const CANARY = 'CANARY-observe-51b7e2d9';
 

@@ -16,9 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startAgent, type RunningAgent } from './support/cli.ts';
-import { killAgent, stopAgent, type StopResult } from './support/procs.ts';
-import { waitUntil } from './support/wait.ts';
+import { startAgent, type RunningAgent } from '../support/cli.ts';
+import { killAgent, stopAgent, type StopResult } from '../support/procs.ts';
+import { waitUntil } from '../support/wait.ts';
 
 /** Live processes whose command line mentions `needle`. */
 function processesMentioning(needle: string): string[] {

@@ -11,10 +11,10 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MAIN, REPO, startAgent, type RunningAgent } from './support/cli.ts';
-import { entrypointFlags, exampleAgentContainers } from './support/dockerfile.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
-import { readOr, waitUntil } from './support/wait.ts';
+import { MAIN, REPO, startAgent, type RunningAgent } from '../support/cli.ts';
+import { entrypointFlags, exampleAgentContainers } from '../support/dockerfile.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
 
 let root: string;
 const agents = new Set<RunningAgent>();

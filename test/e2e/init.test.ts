@@ -6,9 +6,9 @@ import { lstat, mkdtemp, readFile, readlink, realpath, rm, stat, writeFile, read
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runAgent, type RunResult } from './support/cli.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
-import { startProxy } from './support/proxy.ts';
+import { runAgent, type RunResult } from '../support/cli.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { startProxy } from '../support/proxy.ts';
 
 const CANARY = 'CANARY-e2e-7f3a9c41';
 

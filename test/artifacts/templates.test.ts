@@ -10,12 +10,12 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { compileFiles, renderFiles, type RenderOutcome } from '../agent/render/render.ts';
-import { mycnfQuote } from '../agent/render/template.ts';
-import { jsonValue, stringValue, testConfig } from './fixtures/render/config.ts';
+import { compileFiles, renderFiles, type RenderOutcome } from '../../agent/render/render.ts';
+import { mycnfQuote } from '../../agent/render/template.ts';
+import { jsonValue, stringValue, testConfig } from '../fixtures/render/config.ts';
 
-const TEMPLATES = join(import.meta.dirname, '..', 'templates');
-const FIXTURES = join(import.meta.dirname, 'fixtures', 'render');
+const TEMPLATES = join(import.meta.dirname, '..', '..', 'templates');
+const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'render');
 
 async function renderTemplate(name: string, payload: unknown): Promise<RenderOutcome> {
   const config = testConfig({ secrets: ['s'], files: [{ path: 'out', secret: 's', templateFile: join(TEMPLATES, name) }] });

@@ -7,14 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { parse, stringify } from 'yaml';
-import { buildJsonSchema, loadConfig, parseConfig, parseDuration } from '../agent/config/index.ts';
-import { ConfigError, type ConfigIssue } from '../agent/errors.ts';
-import type { AgentConfig } from '../agent/types.ts';
-import { FETCH_BAD_PORTS } from '../agent/config/schema.ts';
-import { SCHEMA_FILE, renderJsonSchema } from '../scripts/schema.ts';
-import { runAgent } from './support/cli.ts';
+import { buildJsonSchema, loadConfig, parseConfig, parseDuration } from '../../../agent/config/index.ts';
+import { ConfigError, type ConfigIssue } from '../../../agent/errors.ts';
+import type { AgentConfig } from '../../../agent/types.ts';
+import { FETCH_BAD_PORTS } from '../../../agent/config/schema.ts';
+import { SCHEMA_FILE, renderJsonSchema } from '../../../scripts/schema.ts';
+import { runAgent } from '../../support/cli.ts';
 
-const FIXTURES = join(import.meta.dirname, 'fixtures', 'config');
+const FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures', 'config');
 
 /** Parses `text` as config.yaml and returns the ConfigError's issues (fails if it parses). */
 function issuesOf(text: string): readonly ConfigIssue[] {

@@ -8,9 +8,9 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withReference } from '../scripts/config-reference.ts';
-import { REPO, runAgent } from './support/cli.ts';
-import { stopAll } from './support/procs.ts';
+import { withReference } from '../../scripts/config-reference.ts';
+import { REPO, runAgent } from '../support/cli.ts';
+import { stopAll } from '../support/procs.ts';
 
 const README = join(REPO, 'README.md');
 /** Needs a real cluster or AWS account. */
@@ -79,7 +79,7 @@ describe('README commands', () => {
     const local = commands.filter((c) => !REMOTE.test(c) && !ELSEWHERE.has(bare(c)));
     const readme = await readFile(README, 'utf8');
     const tagged = (info: string) => (readme.match(new RegExp('```' + info + '\\n', 'g')) ?? []).length;
-    // Install blocks carry their kind in the info string; test/k8s-examples.test.ts runs the `sh install` ones.
+    // Install blocks carry their kind in the info string; test/artifacts/k8s-examples.test.ts runs the `sh install` ones.
     process.stdout.write(
       `# README: ${local.length} commands run here, ${remote.length} untagged remote; install blocks: ${tagged('sh install')} run by k8s-examples.test.ts, ${tagged('sh cluster')} cluster, ${tagged('sh docker')} docker\n`,
     );

@@ -4,9 +4,9 @@
 // so the two uses cannot drift apart.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SourceError } from '../agent/errors.ts';
-import type { AwsResult } from '../agent/observe/metrics.ts';
-import { classifyAwsError, errorCode, isTerminal, toSourceError } from '../agent/source/classify.ts';
+import { SourceError } from '../../../agent/errors.ts';
+import type { AwsResult } from '../../../agent/observe/metrics.ts';
+import { classifyAwsError, errorCode, isTerminal, toSourceError } from '../../../agent/source/classify.ts';
 
 const status = (httpStatusCode: number) => ({ $metadata: { httpStatusCode } });
 const named = (name: string, extra: object = {}) => Object.assign(new Error('m'), { name }, extra);

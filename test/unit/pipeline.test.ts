@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import { versionMoved } from '../agent/pipeline.ts';
-import { sameSource, type SecretValue } from '../agent/types.ts';
-import { makeCore, type Core } from './support/fakes.ts';
+import { versionMoved } from '../../agent/pipeline.ts';
+import { sameSource, type SecretValue } from '../../agent/types.ts';
+import { makeCore, type Core } from '../support/fakes.ts';
 
 const FILES = `  - path: a.txt
     template: "a={{ secrets.a.key }}"

@@ -7,8 +7,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { BenchResults } from './bench/run.ts';
-import { REPO } from './support/cli.ts';
+import type { BenchResults } from './run.ts';
+import { REPO } from '../support/cli.ts';
 
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 

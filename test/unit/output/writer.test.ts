@@ -7,9 +7,9 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWriter, type OutputWriter, type WriteResult } from '../agent/output/index.ts';
-import { WriteError } from '../agent/errors.ts';
-import type { RenderedFile } from '../agent/types.ts';
+import { createWriter, type OutputWriter, type WriteResult } from '../../../agent/output/index.ts';
+import { WriteError } from '../../../agent/errors.ts';
+import type { RenderedFile } from '../../../agent/types.ts';
 
 const GEN_RE = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{9}$/;
 
@@ -441,7 +441,7 @@ describe('readers during updates', () => {
     const render = (i: number): RenderedFile[] => [file('a.txt', `crt ${i} ${pad}\n`, 0o444), file('b.txt', `key ${i} ${pad}\n`, 0o444)];
     await writer.write(render(0));
     const stopFile = path.join(await tempDir(), 'stop');
-    const reader = spawn(process.execPath, [path.join(import.meta.dirname, 'support', 'writer-reader.ts'), out, stopFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const reader = spawn(process.execPath, [path.join(import.meta.dirname, '..', '..', 'support', 'writer-reader.ts'), out, stopFile], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const lines = createInterface({ input: reader.stdout })[Symbol.asyncIterator]();
       assert.equal((await lines.next()).value, 'ready');

@@ -3,16 +3,16 @@
 // dashboard's queries are parsed by promtool and may only use metrics the agent
 // exports, and the scrape manifests agree with the agent's port and config.
 import assert from 'node:assert/strict';
-import { promtool, runPromtool } from './support/promtool.ts';
+import { promtool, runPromtool } from '../support/promtool.ts';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { parseConfig } from '../agent/config/index.ts';
-import { AgentMetrics } from '../agent/observe/metrics.ts';
+import { parseConfig } from '../../agent/config/index.ts';
+import { AgentMetrics } from '../../agent/observe/metrics.ts';
 
-const ROOT = join(import.meta.dirname, '..');
+const ROOT = join(import.meta.dirname, '..', '..');
 const MONITORING = join(ROOT, 'k8s-examples', 'monitoring');
 
 interface Rule {

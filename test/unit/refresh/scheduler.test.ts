@@ -4,11 +4,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
-import { SourceError } from '../agent/errors.ts';
-import { createLogger } from '../agent/observe/log.ts';
-import { DueHeap } from '../agent/refresh/heap.ts';
-import { Scheduler, type CheckOutcome } from '../agent/refresh/scheduler.ts';
-import type { SecretMetadata, SecretSpec } from '../agent/types.ts';
+import { SourceError } from '../../../agent/errors.ts';
+import { createLogger } from '../../../agent/observe/log.ts';
+import { DueHeap } from '../../../agent/refresh/heap.ts';
+import { Scheduler, type CheckOutcome } from '../../../agent/refresh/scheduler.ts';
+import type { SecretMetadata, SecretSpec } from '../../../agent/types.ts';
 
 const log = createLogger({ level: 'silent' });
 const meta = (over: Partial<SecretMetadata> = {}): SecretMetadata => ({ arn: 'arn', name: 'n', versionIdForStage: 'v1', rotationEnabled: false, deleted: false, ...over });

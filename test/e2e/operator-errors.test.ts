@@ -9,9 +9,9 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runAgent, type RunResult } from './support/cli.ts';
-import { hasStackTrace } from './support/chaos-harness.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
+import { runAgent, type RunResult } from '../support/cli.ts';
+import { hasStackTrace } from '../support/chaos-harness.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
 
 const CANARY = 'CANARY-operr-4b8e21d6';
 

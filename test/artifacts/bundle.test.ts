@@ -8,12 +8,12 @@ import { copyFile, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { REPO } from './support/cli.ts';
-import { entrypointFlags } from './support/dockerfile.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
-import { startProxy, type Proxy } from './support/proxy.ts';
-import { selfSignedCert } from './support/tls.ts';
-import { stopAll } from './support/procs.ts';
+import { REPO } from '../support/cli.ts';
+import { entrypointFlags } from '../support/dockerfile.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { startProxy, type Proxy } from '../support/proxy.ts';
+import { selfSignedCert } from '../support/tls.ts';
+import { stopAll } from '../support/procs.ts';
 
 const CANARY = 'CANARY-bundle-5d1e';
 

@@ -5,12 +5,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { ConfigError, RenderError } from '../agent/errors.ts';
-import { compileFiles, renderFiles, secretsUsedBy, type RenderOutcome } from '../agent/render/render.ts';
-import { buildContext, fileScope, viewOf } from '../agent/render/context.ts';
-import { createTemplateEngine } from '../agent/render/template.ts';
-import type { AgentConfig, SecretValue } from '../agent/types.ts';
-import { binaryValue, jsonValue, stringValue, testConfig } from './fixtures/render/config.ts';
+import { ConfigError, RenderError } from '../../../agent/errors.ts';
+import { compileFiles, renderFiles, secretsUsedBy, type RenderOutcome } from '../../../agent/render/render.ts';
+import { buildContext, fileScope, viewOf } from '../../../agent/render/context.ts';
+import { createTemplateEngine } from '../../../agent/render/template.ts';
+import type { AgentConfig, SecretValue } from '../../../agent/types.ts';
+import { binaryValue, jsonValue, stringValue, testConfig } from '../../fixtures/render/config.ts';
 
 const engine = createTemplateEngine();
 const filter = (expr: string, scope: Record<string, unknown>): string => engine.parseAndRenderSync(`{{ ${expr} }}`, scope) as string;

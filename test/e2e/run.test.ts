@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
-import { readOr, waitUntil } from './support/wait.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
-import { startProxy, unavailable, type Proxy } from './support/proxy.ts';
-import { stopAll } from './support/procs.ts';
+import { serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { startProxy, unavailable, type Proxy } from '../support/proxy.ts';
+import { stopAll } from '../support/procs.ts';
 
 const CANARY = 'CANARY-run-51d0e2';
 

@@ -2,17 +2,17 @@
 // (test/support/fakes.ts): a fake source whose checks the test holds and
 // releases, and whose secrets it breaks and fixes, and a fake notifier that
 // records calls, so timing is controlled exactly and every call is counted.
-// The real writer writes to a temp dir. The e2e tests (e2e-run, e2e-first-render,
-// e2e-init) drive the same code through the CLI against moto.
+// The real writer writes to a temp dir. The e2e tests (test/e2e/run, first-render,
+// init) drive the same code through the CLI against moto.
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import { initFirstRender } from '../agent/cli/init.ts';
-import { AgentMetrics } from '../agent/observe/metrics.ts';
-import { Runner } from '../agent/refresh/runner.ts';
-import { FakeNotifier, makeCore, type Core } from './support/fakes.ts';
-import { waitUntil } from './support/wait.ts';
+import { initFirstRender } from '../../../agent/cli/init.ts';
+import { AgentMetrics } from '../../../agent/observe/metrics.ts';
+import { Runner } from '../../../agent/refresh/runner.ts';
+import { FakeNotifier, makeCore, type Core } from '../../support/fakes.ts';
+import { waitUntil } from '../../support/wait.ts';
 
 const THREE = `  - path: a.txt
     secret: a

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startAgent, type RunningAgent } from './support/cli.ts';
-import { readOr, waitUntil } from './support/wait.ts';
-import { stopAgent } from './support/procs.ts';
+import { startAgent, type RunningAgent } from '../support/cli.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
+import { stopAgent } from '../support/procs.ts';
 
 const secretsYaml = (n: number) => `a: "a${n}"\nb: "b${n}"\nc: { user: "u", password: "c${n}" }\n`;
 

@@ -7,9 +7,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
-import { readOr, waitUntil } from './support/wait.ts';
+import { serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
 
 /** The value of one series in a scrape (exact name and labels), or undefined. */
 function sample(scrape: string, series: string): number | undefined {

@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { serverUrl, startAgent, type RunningAgent } from './support/cli.ts';
-import { agentEnv, startMoto, type Moto } from './support/moto.ts';
-import { promtool, runPromtool } from './support/promtool.ts';
-import { startProxy, unavailable, type Proxy } from './support/proxy.ts';
-import { stopAgent } from './support/procs.ts';
+import { serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
+import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { promtool, runPromtool } from '../support/promtool.ts';
+import { startProxy, unavailable, type Proxy } from '../support/proxy.ts';
+import { stopAgent } from '../support/procs.ts';
 
 const CANARY = 'CANARY-metrics-9b7e11';
 
