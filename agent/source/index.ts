@@ -1,4 +1,7 @@
 // The secret source the config names: AWS Secrets Manager or a local file.
+// The contract every source keeps is SecretSource (source/source.ts: what each
+// method returns and how it throws); createSource throws SetupError when the
+// source cannot work where the agent runs (no AWS region).
 import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
 import type { AgentConfig } from '../types.ts';
