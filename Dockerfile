@@ -4,11 +4,11 @@
 #
 # No container engine runs where this project is developed, so this file is
 # kept to steps the tests do run: the build stage runs exactly the commands of
-# .ci/run and test/bundle.test.ts (`npm ci --no-audit --no-fund`, `npm run
-# build`); test/dockerfile.test.ts replays the compile-cache stage with the same
+# .ci/run and test/artifacts/bundle.test.ts (`npm ci --no-audit --no-fund`, `npm run
+# build`); test/artifacts/dockerfile.test.ts replays the compile-cache stage with the same
 # node, flags and UIDs and checks the runtime accepts its cache; and
-# test/bundle.test.ts runs the bundle with this ENTRYPOINT's flags from an empty
-# directory, as the runtime stage does. test/dockerfile.test.ts checks the rest
+# test/artifacts/bundle.test.ts runs the bundle with this ENTRYPOINT's flags from an empty
+# directory, as the runtime stage does. test/artifacts/dockerfile.test.ts checks the rest
 # (pins, non-root USER, what is copied, no secrets in ENV/ARG).
 #
 # Base images are pinned by version tag AND digest. The digests are the ones
@@ -31,7 +31,7 @@ RUN npm run build
 # image's own node. Node keys the cache by its exact build, the V8 flags and the
 # UID, so it is made here, FROM the same image digest as the runtime stage, as
 # the same USER, with exactly the node flags and script path the containers use
-# (test/dockerfile.test.ts checks all four and replays this stage):
+# (test/artifacts/dockerfile.test.ts checks all four and replays this stage):
 # - the ENTRYPOINT's, for `run` (the sidecar);
 # - the init containers' (k8s-examples set `command` to the ENTRYPOINT without
 #   --lite-mode: any V8 code-generation flag makes Node recompile its own
@@ -76,7 +76,7 @@ USER 65532:65532
 #   blocked from its start; the agent's own handler (README, Signals) covers
 #   other command lines. A Node flag, not a V8 one: no effect on the compile
 #   cache's key or on how Node loads its built-in modules. Every command line
-#   that runs the agent carries it (test/signals.test.ts runs each one).
+#   that runs the agent carries it (test/e2e/signals.test.ts runs each one).
 # The others, measured by `npm run bench` (README, Performance):
 # --lite-mode: no optimizing compilers. `run` with 10 secrets after 1,000
 #   refresh cycles: RSS 267 -> 75 MB (1,000 secrets: 237 -> 80 MB), flat over the
@@ -85,7 +85,5 @@ USER 65532:65532
 #   every start), which is why the example init containers set `command` to
 #   this line without it. (Node refuses it in NODE_OPTIONS: it must be here.)
 # --max-semi-space-size=1 (MiB): a smaller young generation; alone 267 -> 161 MB.
-# The file name must stay secrets-agent.mjs: the program runs itself only when
-# started under that name.
 ENTRYPOINT ["/nodejs/bin/node", "--disable-sigusr1", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs"]
 CMD ["run"]

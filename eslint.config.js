@@ -8,6 +8,29 @@ import js from '@eslint/js';
 import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
+/** agent/, top layer first: cli -> pipeline/refresh -> the stages -> the foundations. */
+const LAYERS = [
+  ['agent/main.ts'],
+  ['agent/cli'],
+  ['agent/pipeline.ts', 'agent/refresh'],
+  ['agent/source', 'agent/render', 'agent/output', 'agent/notify'],
+  ['agent/observe', 'agent/config', 'agent/errors.ts', 'agent/types.ts', 'agent/signals.ts', 'agent/version.ts'],
+];
+const STAGES = LAYERS[3];
+
+function layerZones() {
+  const zones = [];
+  LAYERS.forEach((layer, i) => {
+    const above = LAYERS.slice(0, i).flat();
+    for (const target of layer) if (above.length > 0) zones.push({ target, from: above, message: `${target} is below ${above.join(', ')} in the layering (agent/main.ts)` });
+  });
+  for (const target of STAGES) {
+    const others = STAGES.filter((s) => s !== target);
+    zones.push({ target, from: others, message: `one stage does not import another (the pipeline composes them): ${target} from ${others.join(', ')}` });
+  }
+  return zones;
+}
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'out/', 'coverage/', 'bench-results/'] },
   js.configs.recommended,
@@ -37,11 +60,11 @@ export default tseslint.config(
       'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js', '.mjs'] })],
     },
     rules: {
-      // 'warn' for now: the one cycle left is agent/main.ts <-> agent/cli/*.ts (main
-      // imports the commands, they import exit codes, GlobalOptions and
-      // reportConfigError back). The entry-point refactor (issue 12, item 2)
-      // removes it and turns this to 'error'.
-      'import-x/no-cycle': ['warn', { ignoreExternal: true }],
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      // The layering (agent/main.ts, README "How it works"): a layer imports only
+      // from the layers below it, and one stage never imports another (the
+      // pipeline composes them). Type-only imports count too.
+      'import-x/no-restricted-paths': ['error', { basePath: import.meta.dirname, zones: layerZones() }],
     },
   },
   {

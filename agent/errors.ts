@@ -1,6 +1,7 @@
 // Every error a user can see. Messages say what failed, where, and how to fix
 // it, and never carry a secret value. Always pass `{ cause }` so the original
 // error survives for debug logs.
+import type { Logger } from './observe/log.ts';
 
 /** One problem in a configuration file. */
 export interface ConfigIssue {
@@ -16,6 +17,11 @@ export interface ConfigIssue {
 export function formatConfigIssue(issue: ConfigIssue): string {
   const where = issue.line === undefined ? issue.file : `${issue.file}:${issue.line}`;
   return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
+}
+
+/** One log record per problem, each a complete human sentence with file:line. */
+export function reportConfigError(err: ConfigError, log: Logger): void {
+  for (const issue of err.issues) log.error({ file: issue.file, line: issue.line, key: issue.path }, formatConfigIssue(issue));
 }
 
 /** Usage or configuration error: exit code 2. Holds every problem found, not only the first. */

@@ -5,9 +5,9 @@
 // container of a pod with `shareProcessNamespace` that can send a signal), and
 // SIGHUP / SIGUSR2 end the process silently with 129 / 140. So:
 //
-// - Imported first by agent/main.ts: when that is the program being run (not a
-//   test importing it), before any other module loads, it refuses node flags or
-//   NODE_OPTIONS that open an inspector (--inspect, --inspect-brk,
+// - guardProcess(): called by the entry (agent/main.ts) before any other module
+//   of the agent loads (tests importing the CLI never call it). It refuses node
+//   flags or NODE_OPTIONS that open an inspector (--inspect, --inspect-brk,
 //   --inspect-wait: exit 2, one JSON line), and listens for SIGUSR1, SIGUSR2 and
 //   SIGHUP. A JS listener for SIGUSR1 replaces Node's inspector activation. The
 //   image and the examples also pass --disable-sigusr1, which covers the
@@ -75,7 +75,7 @@ export function inspectorFlag(flags: readonly string[]): string | undefined {
 }
 
 /** What the entry point runs before anything else: refuse an inspector, guard the signals. */
-function guardProcess(): void {
+export function guardProcess(): void {
   const fromEnv = (process.env['NODE_OPTIONS'] ?? '').split(/\s+/).filter(Boolean);
   const flag = inspectorFlag(process.execArgv) ?? inspectorFlag(fromEnv);
   if (flag !== undefined) {
@@ -86,8 +86,3 @@ function guardProcess(): void {
   }
   for (const s of GUARDED) listen(s);
 }
-
-/** True when this process runs the agent (node agent/main.ts, or the bundle), not a test importing it. */
-export const IS_ENTRY_POINT = /(?:^|[\\/])(?:main\.ts|secrets-agent(?:\.mjs)?)$/.test(process.argv[1] ?? '');
-
-if (IS_ENTRY_POINT) guardProcess();

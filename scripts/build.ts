@@ -1,6 +1,6 @@
 // `npm run build`: bundle the agent into one file, dist/secrets-agent.mjs, that
 // runs with plain Node 24 and no node_modules. That file is what the container
-// image runs (see Dockerfile) and what test/bundle.test.ts runs from an empty dir.
+// image runs (see Dockerfile) and what test/artifacts/bundle.test.ts runs from an empty dir.
 //
 //   node scripts/build.ts             build, print the size and the biggest inputs
 //
@@ -37,7 +37,7 @@ const nodeRequire = createRequire(import.meta.url);
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const ENTRY = join(ROOT, 'agent', 'main.ts');
-/** The bundle's name matters: agent/main.ts runs itself only when argv[1] ends in main.ts, secrets-agent or secrets-agent.mjs. */
+/** The bundle runs under any name (agent/main.ts is the entry, with no check of its own name). */
 export const BUNDLE = join(ROOT, 'dist', 'secrets-agent.mjs');
 
 // Defines `require` for the CJS packages inside the bundle (see above).

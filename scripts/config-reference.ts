@@ -1,6 +1,6 @@
 // The README's configuration reference, generated from the JSON Schema (itself
 // generated from the zod schema), so the docs cannot drift from what the agent
-// accepts. `npm run schema` rewrites it; test/readme.test.ts fails when it is stale.
+// accepts. `npm run schema` rewrites it; test/artifacts/readme.test.ts fails when it is stale.
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { buildJsonSchema } from '../agent/config/index.ts';

@@ -1,6 +1,6 @@
 // Writes schema/config.schema.json from the zod schema (agent/config/schema.ts).
 // Editors use it through `# yaml-language-server: $schema=...`.
-// test/config.test.ts fails when the committed file is out of date: run `npm run schema`.
+// test/unit/config/config.test.ts fails when the committed file is out of date: run `npm run schema`.
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { buildJsonSchema } from '../agent/config/index.ts';

@@ -11,7 +11,7 @@
 // short) they let it finish first. SIGHUP, SIGUSR1, SIGUSR2: ignored, one log line each.
 import { loadConfig, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/index.ts';
 import { CredentialsError, WriteError } from '../errors.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from '../main.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from './common.ts';
 import { Pipeline } from '../pipeline.ts';
 import type { Logger } from '../observe/log.ts';
 import { firstRender, type FirstRenderResult } from '../refresh/first-render.ts';

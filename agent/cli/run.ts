@@ -1,4 +1,5 @@
-// `run`: the sidecar. Wiring only; the loop itself is refresh/runner.ts.
+// `run`: the sidecar. Wiring only; the loop itself is refresh/runner.ts, hot
+// reload (config and template edits, SIGHUP) is refresh/reload.ts.
 //
 // Signals (README, Signals): SIGTERM/SIGINT: cancel pending splays and running
 // notify commands (SIGTERM to their process group, SIGKILL after 2 s), stop
@@ -6,13 +7,13 @@
 // guarantees it even if something hangs). SIGHUP: reload the config as an edit
 // would, then check every secret now. SIGUSR1, SIGUSR2: ignored, one log line each.
 import { loadConfig } from '../config/index.ts';
-import { ConfigError, WriteError } from '../errors.ts';
-import type { GlobalOptions } from '../main.ts';
-import { EXIT_FAILED, EXIT_OK, reportConfigError } from '../main.ts';
+import { WriteError } from '../errors.ts';
+import { EXIT_FAILED, EXIT_OK, type GlobalOptions } from './common.ts';
 import { createNotifier, killRunningCommands } from '../notify/index.ts';
 import { AgentMetrics } from '../observe/metrics.ts';
 import { startServer } from '../observe/server.ts';
 import { Pipeline } from '../pipeline.ts';
+import { startHotReload } from '../refresh/reload.ts';
 import { Runner } from '../refresh/runner.ts';
 import { compileFiles } from '../render/render.ts';
 import { createWriter } from '../output/index.ts';
@@ -25,21 +26,6 @@ import { VERSION } from '../version.ts';
 
 const SHUTDOWN_DEADLINE_MS = 4500;
 const HEARTBEAT_MS = 5000;
-
-/** Keys a live reload cannot change: they need a restart. */
-function restartOnlyChange(a: AgentConfig, b: AgentConfig): string | undefined {
-  if (JSON.stringify(a.source) !== JSON.stringify(b.source)) return 'source';
-  if (a.outputDir !== b.outputDir) return 'outputDir';
-  if (a.layout !== b.layout) return 'layout';
-  // The source is built once: it batches checks or does not.
-  if (a.refresh.batchChecks !== b.refresh.batchChecks) return 'refresh.batchChecks';
-  if (a.server.listen !== b.server.listen) return 'server.listen';
-  return undefined;
-}
-
-function templateFiles(config: AgentConfig): string[] {
-  return config.files.flatMap((f) => (f.kind === 'templateFile' ? [f.templateFile] : []));
-}
 
 export async function run(opts: GlobalOptions): Promise<number> {
   const { log } = opts;
@@ -119,68 +105,9 @@ export async function run(opts: GlobalOptions): Promise<number> {
     : undefined;
   if (server) log.info({ address: `${server.address.host}:${server.address.port}` }, 'serving /metrics, /healthz, /readyz');
 
-  // Hot reload: the config file and every template file. An invalid edit is
-  // logged and rejected; the running config stays in force.
-  const { watch } = await import('chokidar');
-  const watched = () => [opts.configPath, ...templateFiles(runner.pipeline.config)];
-  const watcher = watch(watched(), { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 25 } });
-  let reloadTimer: NodeJS.Timeout | undefined;
-  let reloading: Promise<void> = Promise.resolve();
-  const reload = async (): Promise<void> => {
-    const current = runner.pipeline.config;
-    const before = watched();
-    try {
-      const next = await loadConfig(opts.configPath);
-      const nextCompiled = await compileFiles(next);
-      const fixed = restartOnlyChange(current, next);
-      if (fixed) {
-        metrics.configReloaded('error');
-        log.error({ key: fixed }, `config change rejected: changing ${fixed} needs a restart of the agent; the running config stays in force`);
-        return;
-      }
-      const writeFailed = await runner.reload(makePipeline(next, nextCompiled, runner.pipeline.source), makeNotifier(next));
-      metrics.declareConfig(next);
-      const now = [opts.configPath, ...templateFiles(next)];
-      watcher.unwatch(before.filter((p) => !now.includes(p)));
-      watcher.add(now);
-      if (writeFailed) {
-        metrics.configReloaded('error');
-        log.error({ config: opts.configPath }, 'config reloaded, but writing its files failed (logged above): the previous files stay until the write, retried, succeeds');
-        return;
-      }
-      metrics.configReloaded('success');
-      log.info({ config: opts.configPath }, 'config reloaded');
-    } catch (err) {
-      metrics.configReloaded('error');
-      if (err instanceof ConfigError) {
-        reportConfigError(err, log);
-        log.error('config change rejected; the running config stays in force');
-      } else {
-        log.error({ err: (err as Error).message }, 'config reload failed; the running config stays in force');
-      }
-    }
-  };
-  // Edits close together make one reload; a SIGHUP joins the same debounce and adds a check of every secret.
-  let checkAllAfterReload = false;
-  const scheduleReload = (checkAll = false): void => {
-    checkAllAfterReload ||= checkAll;
-    clearTimeout(reloadTimer);
-    reloadTimer = setTimeout(() => {
-      const all = checkAllAfterReload;
-      checkAllAfterReload = false;
-      reloading = reloading.then(reload).then(() => {
-        if (all && !stopping) runner.checkAllNow();
-      });
-    }, 150);
-    reloadTimer.unref();
-  };
-  watcher.on('all', () => scheduleReload());
-  onHangup = () => {
-    if (stopping) return;
-    log.info({ signal: 'SIGHUP' }, 'SIGHUP received: reloading the config and checking every secret now');
-    scheduleReload(true);
-  };
-  watcher.on('error', (err) => log.warn({ err: String(err) }, 'watching config files failed'));
+  // Hot reload (refresh/reload.ts): the config file and every template file; SIGHUP takes the same path.
+  const hot = await startHotReload({ configPath: opts.configPath, log, metrics, runner, makePipeline, makeNotifier, stopping: () => stopping });
+  onHangup = () => hot.hangup();
 
   const unwatchSource = source.watch?.(() => runner.checkAllNow());
 
@@ -191,8 +118,7 @@ export async function run(opts: GlobalOptions): Promise<number> {
   await Promise.race([stopped, first]);
   if (!stopping) await stopped;
 
-  clearTimeout(reloadTimer);
-  await Promise.allSettled([watcher.close(), unwatchSource?.(), reloading]);
+  await Promise.allSettled([hot.close(), unwatchSource?.()]);
   await runner.stop();
   source.close();
   await server?.close();

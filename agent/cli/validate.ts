@@ -2,8 +2,7 @@
 // loader), then every template compiles and uses only declared secrets (renderer).
 // Every problem is listed, not only the first.
 import { loadConfig } from '../config/index.ts';
-import type { GlobalOptions } from '../main.ts';
-import { EXIT_OK } from '../main.ts';
+import { EXIT_OK, type GlobalOptions } from './common.ts';
 import { compileFiles } from '../render/render.ts';
 
 export async function validate(opts: GlobalOptions): Promise<number> {

@@ -8,7 +8,7 @@
 //   already made up to 3 attempts of a transient error (docs/aws.md, "Retries");
 //   our own cycle-level backoff (p-retry in the scheduler) layers on top.
 // - `classifyAwsError(err)`: the `result` label of secrets_agent_aws_requests_total
-//   (observe/aws-metrics.ts), one of AWS_RESULTS.
+//   (source/aws-metrics.ts), one of AWS_RESULTS.
 // - `toSourceError(err, …)`: the SourceError a source throws, with a hint for the
 //   codes an operator can fix (Secrets Manager's or SSM Parameter Store's).
 // All of them read only the error's name, code, fault and HTTP status, never its

@@ -7,6 +7,10 @@
 // AwsClientSetup (aws-client.ts): same region, deadlines, credential chain and
 // metrics plugin. The SSM client (and its SDK) is loaded on the first
 // parameter spec only, so a Secrets Manager-only agent starts as before.
+//
+// The contract every source keeps is SecretSource (source/source.ts: what each
+// method returns and how it throws); createSource throws SetupError when the
+// source cannot work where the agent runs (no AWS region).
 import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
 import { kindOf, type AgentConfig, type SecretMetadata, type SecretSpec, type SecretValue } from '../types.ts';
@@ -112,7 +116,7 @@ export async function createSource(config: AgentConfig, log: Logger, metrics?: A
   }
   const plugins = [];
   if (metrics) {
-    const { awsMetricsPlugin } = await import('../observe/aws-metrics.ts');
+    const { awsMetricsPlugin } = await import('./aws-metrics.ts');
     plugins.push(awsMetricsPlugin(metrics));
   }
   const setup = createAwsClientSetup(config.secrets, {

@@ -31,7 +31,7 @@ async function bundle(entry: string, outfile: string, candidate: boolean): Promi
   return outfile;
 }
 
-/** The agent with the candidate build settings; the file name keeps main.ts's entry check working. */
+/** The agent with the candidate build settings. */
 export async function buildCandidate(root: string): Promise<string> {
   const dir = join(root, 'candidate');
   await mkdir(dir, { recursive: true });

@@ -1,4 +1,4 @@
-// A child process that runs the agent's own `main()` (agent/main.ts) in-process
+// A child process that runs the agent's own `main()` (agent/cli/index.ts) in-process
 // for many argument lists, one at a time, on request over IPC, so a thousand
 // generated configs cost a thousand calls, not a thousand Node start-ups.
 //
@@ -10,7 +10,7 @@
 // Protocol: parent sends { id, args }; the worker answers { id, code, threw? }
 // after writing `\n@@END <id>@@\n` to stdout and stderr.
 import { writeSync } from 'node:fs';
-import { main } from '../../agent/main.ts';
+import { main } from '../../agent/cli/index.ts';
 
 interface Request {
   id: number;

@@ -1,5 +1,5 @@
 // Generated bad input for the agent (fast-check arbitraries), and a client for
-// the in-process worker (chaos-fuzz-worker.ts) that runs agent/main.ts's main().
+// the in-process worker (chaos-fuzz-worker.ts) that runs agent/cli/index.ts's main().
 //
 // Every generated case is invalid by construction: one or more mutations of a
 // valid configuration, each of which alone makes it invalid (an unknown key, a

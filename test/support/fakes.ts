@@ -1,5 +1,5 @@
-// Fakes for the in-process tests of the core (test/pipeline.test.ts,
-// test/runner.test.ts). They are fakes, not mocks of AWS: the e2e tests drive
+// Fakes for the in-process tests of the core (test/unit/pipeline.test.ts,
+// test/unit/refresh/runner.test.ts). They are fakes, not mocks of AWS: the e2e tests drive
 // the real source against moto and the real notifier against real processes.
 // Here a fake source and a fake notifier let a test control timing exactly
 // (hold a check until the test releases it, fail a secret until the test fixes

@@ -1,0 +1,100 @@
+// The sidecar on the local `file` source (what `npm start` runs): edits of the
+// secrets file are picked up, changes found together make one generation and one
+// notification, and a secret that disappears is reported once, not every interval.
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startAgent, type RunningAgent } from '../support/cli.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
+import { stopAgent } from '../support/procs.ts';
+
+const secretsYaml = (n: number) => `a: "a${n}"\nb: "b${n}"\nc: { user: "u", password: "c${n}" }\n`;
+
+describe('run on the file source', () => {
+  let dir: string;
+  let agent: RunningAgent;
+  const notes = () => join(dir, 'notified');
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sa-file-source-'));
+    await writeFile(join(dir, 'secrets.yaml'), secretsYaml(1));
+    await writeFile(join(dir, 'user.liquid'), 'USER={{ secret.user }}');
+    await writeFile(
+      join(dir, 'config.yaml'),
+      `source: { type: file, path: secrets.yaml }
+outputDir: out
+refresh: { interval: 300ms }
+secrets:
+  a: { id: a }
+  b: { id: b }
+  c: { id: c }
+files:
+  - path: a
+    secret: a
+  - path: b
+    secret: b
+  - path: c.env
+    template: "PASSWORD={{ secrets.c.password | dotenv }}"
+  - path: user
+    templateFile: user.liquid
+    secret: c
+notify:
+  - exec: ["/bin/sh", "-c", "echo \\"$SECRETS_AGENT_CHANGED_FILES\\" >> ${notes()}"]
+server: { listen: "" }
+`,
+    );
+    agent = startAgent(['run', '--config', join(dir, 'config.yaml')]);
+    await agent.waitFor(/first render complete/);
+  });
+
+  after(async () => {
+    await stopAgent(agent);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('when three secrets change in one edit, it writes one generation and notifies once', async () => {
+    const out = join(dir, 'out');
+    const gens = async () => (await readdir(out)).filter((e) => /^\.\.\d/.test(e));
+    assert.equal((await gens()).length, 1);
+    await writeFile(join(dir, 'secrets.yaml'), secretsYaml(2));
+    await waitUntil('the new files', async () => (await readOr(join(out, 'c.env'))) === 'PASSWORD="c2"');
+    await sleep(1000); // several intervals: nothing more may happen
+    const lines = (await readOr(notes())).split('\n').filter(Boolean);
+    assert.deepEqual(lines, ['a b c.env'], 'one notification listing the three changed files');
+    assert.equal(await readOr(join(out, 'user')), 'USER=u', 'unchanged bytes are not listed');
+    assert.equal(await readOr(join(out, 'a')), 'a2');
+    assert.equal((await gens()).length, 1, 'the old generation was removed');
+    const changes = agent.output().stderr.split('\n').filter((l) => l.includes('"msg":"wrote a new generation"'));
+    assert.equal(changes.length, 2, 'the first render and one more generation');
+  });
+
+  it('when a template file is edited, it re-renders live and notifies only for the changed file', async () => {
+    const out = join(dir, 'out');
+    const before = (await readOr(notes())).split('\n').filter(Boolean).length;
+    await writeFile(join(dir, 'user.liquid'), 'LOGIN={{ secret.user }}');
+    await waitUntil('the re-rendered file', async () => (await readOr(join(out, 'user'))) === 'LOGIN=u');
+    await agent.waitFor(/config reloaded/);
+    await waitUntil('the notification', async () => (await readOr(notes())).split('\n').filter(Boolean).length === before + 1);
+    assert.equal((await readOr(notes())).split('\n').filter(Boolean).at(-1), 'user');
+    // A broken template is rejected and the file keeps its bytes.
+    await writeFile(join(dir, 'user.liquid'), 'LOGIN={{ secret.user ');
+    await agent.waitFor(/config change rejected/);
+    assert.equal(await readOr(join(out, 'user')), 'LOGIN=u');
+  });
+
+  it('when a secret disappears, the error is logged once and the other secrets keep refreshing', async () => {
+    const out = join(dir, 'out');
+    await writeFile(join(dir, 'secrets.yaml'), `a: "a3"\nc: { user: "u", password: "c3" }\n`);
+    await waitUntil('a3', async () => (await readOr(join(out, 'a'))) === 'a3');
+    await sleep(1500); // 5 intervals of failing checks for "b"
+    const errors = agent.output().stderr.split('\n').filter((l) => l.includes('"level":"error"') && l.includes('"secret":"b"'));
+    assert.equal(errors.length, 1, `logged once, got:\n${errors.join('\n')}`);
+    assert.equal(await readOr(join(out, 'b')), 'b2', 'b keeps its last good value');
+    await writeFile(join(dir, 'secrets.yaml'), secretsYaml(4));
+    await waitUntil('b4', async () => (await readOr(join(out, 'b'))) === 'b4');
+    await agent.waitFor(/secret is readable again/);
+  });
+});
