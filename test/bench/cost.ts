@@ -3,7 +3,7 @@
 // (rotation), against naive per-secret GetSecretValue polling. And batched
 // checks (refresh.batchChecks): calls per secret per day with and without
 // them at 10 and 100 secrets per pod, from the scheduler's grouping rule
-// (simulated over a day; test/e2e-batch-checks.test.ts measures the rule's
+// (simulated over a day; test/e2e/batch-checks.test.ts measures the rule's
 // outcome at a proxy: 10 secrets due together, one ListSecrets per round).
 import type { InitResult } from './init.ts';
 import type { RotationResult } from './rotation.ts';
