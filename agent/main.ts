@@ -21,6 +21,8 @@ Commands:
   run                      first render, then keep the files fresh and notify the app (sidecar)
   validate                 check the config and templates offline (no network); lists every problem
   render --output-dir DIR  fetch and render once into DIR exactly as init would (debugging, CI)
+  convert eso [--output-dir DIR] FILE...
+                           External Secrets Operator manifests -> an agent config on stdout (docs/eso.md)
   version                  print the version
   help                     this text
 
@@ -67,6 +69,10 @@ function parse(argv: readonly string[]) {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'convert') {
+    const { convert } = await import('./cli/convert.ts');
+    return convert(argv.slice(1));
+  }
   let args;
   try {
     args = parse(argv);
