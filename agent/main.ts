@@ -12,7 +12,7 @@
 // each layer imports only from the layers below it:
 //
 //   cli/                                   commands: wiring, errors -> exit codes
-//   pipeline.ts, refresh/                  fetch -> render -> write; when to check, reload
+//   pipeline.ts, refresh/, eso/            fetch -> render -> write; when to check, reload; ESO conversion
 //   source/  render/  output/  notify/     the stages
 //   observe/  config/  errors.ts  types.ts  signals.ts  version.ts
 import { guardProcess } from './signals.ts';

@@ -22,7 +22,7 @@
 import type { SourceError } from './errors.ts';
 import type { Logger } from './observe/log.ts';
 import type { AgentMetrics } from './observe/metrics.ts';
-import { renderFiles, type CompiledFiles } from './render/render.ts';
+import { assembleFiles, renderFiles, type CompiledFiles } from './render/render.ts';
 import type { OutputWriter, WriteResult } from './output/index.ts';
 import type { FetchResult, SecretSource } from './source/source.ts';
 import type { AgentConfig, RenderedFile, SecretSpec, SecretValue } from './types.ts';
@@ -43,8 +43,8 @@ export class Pipeline {
   readonly #metrics: AgentMetrics | undefined;
   /** Last known good value of each secret (by local name). */
   readonly values = new Map<string, SecretValue>();
-  /** Last rendered bytes of each file that rendered at least once (by path). */
-  readonly #lastGood = new Map<string, RenderedFile>();
+  /** Last rendered files of each entry of `files` that rendered at least once (by its path). */
+  readonly #lastGood = new Map<string, readonly RenderedFile[]>();
 
   constructor(init: {
     config: AgentConfig;
@@ -112,18 +112,18 @@ export class Pipeline {
     // meanwhile must not end up in this generation beside values it did not come with.
     const outcome = await renderFiles(this.config, this.compiled, new Map(this.values));
     const failed = new Set(outcome.errors.map((e) => e.file));
-    for (const f of outcome.files) this.#metrics?.fileRendered(f.path, 'success');
+    for (const path of outcome.groups.keys()) this.#metrics?.fileRendered(path, 'success');
     for (const e of outcome.errors) this.#metrics?.fileRendered(e.file, 'error');
     if (mode === 'strict' && outcome.errors.length > 0) return { renderErrors: outcome.errors };
-    const rendered = new Map(outcome.files.map((f) => [f.path, f]));
-    const files: RenderedFile[] = [];
+    // Per entry of `files` (an eachKey entry is one group of files): fresh, else last good.
+    const groups = new Map<string, readonly RenderedFile[]>();
     for (const spec of this.config.files) {
-      const fresh = failed.has(spec.path) ? undefined : rendered.get(spec.path);
-      const file = fresh ?? this.#lastGood.get(spec.path);
-      if (file) files.push(file);
+      const fresh = failed.has(spec.path) ? undefined : outcome.groups.get(spec.path);
+      const group = fresh ?? this.#lastGood.get(spec.path);
+      if (group) groups.set(spec.path, group);
     }
-    const write = await this.writer.write(files);
-    for (const f of outcome.files) this.#lastGood.set(f.path, f);
+    const write = await this.writer.write(assembleFiles(this.config, groups));
+    for (const [path, group] of outcome.groups) this.#lastGood.set(path, group);
     if (write.changed.length > 0) {
       this.#metrics?.generationWritten(new Date());
     } else {

@@ -28,6 +28,13 @@ export interface SecretSpec {
   readonly label?: string;
   /** Per-secret override of refresh.intervalMs. */
   readonly refreshIntervalMs?: number;
+  // --- fetch once (refreshInterval: never) ---
+  /**
+   * `refreshInterval: never`: fetched at start (and on a config reload that
+   * changes it), never re-checked (External Secrets Operator's refreshInterval 0).
+   */
+  readonly fetchOnce?: true;
+  // --- end fetch once ---
 }
 
 /** A spec's backend (specs made before parameters existed say nothing: Secrets Manager). */
@@ -56,6 +63,15 @@ export interface FileSpecBase {
   readonly gid?: number;
 }
 /**
+ * How the bytes of a `secret` or `eachKey` file are decoded before they are
+ * written (External Secrets Operator's decodingStrategy, same rules):
+ * `base64` (standard alphabet, padded; CR and LF ignored), `base64url` (URL
+ * alphabet, padded), `auto` (base64, else base64url, else as they are),
+ * `none` (as they are; the default).
+ */
+export type Decoding = 'none' | 'base64' | 'base64url' | 'auto';
+
+/**
  * One output file; exactly one of the three content sources.
  * A template may name a `secret`: it is then also available as `secret` (parsed),
  * `raw_secret` and `meta_secret` in the template context, so ready-made templates
@@ -64,7 +80,15 @@ export interface FileSpecBase {
 export type FileSpec =
   | (FileSpecBase & { readonly kind: 'template'; readonly template: string; readonly secret?: string })
   | (FileSpecBase & { readonly kind: 'templateFile'; /** absolute */ readonly templateFile: string; readonly secret?: string })
-  | (FileSpecBase & { readonly kind: 'secret'; readonly secret: string; readonly key?: string });
+  | (FileSpecBase & { readonly kind: 'secret'; readonly secret: string; readonly key?: string; readonly decode?: Decoding })
+  /**
+   * `dir:` + `eachKey: true`: one file `<path>/<key>` per top-level key of the
+   * secret's JSON object (of the value at `key`, when given), following keys
+   * as they are added or removed. `path` is the directory ("." = outputDir itself).
+   * Files under `path` that another entry writes explicitly win over a key of
+   * the same name; between two eachKey entries, the later one wins.
+   */
+  | (FileSpecBase & { readonly kind: 'eachKey'; readonly secret: string; readonly key?: string; readonly decode?: Decoding });
 
 interface NotifyBase {
   /** Label used in logs and metrics; unique. Derived from the target when not configured. */

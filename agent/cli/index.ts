@@ -20,6 +20,8 @@ Commands:
   run                      first render, then keep the files fresh and notify the app (sidecar)
   validate                 check the config and templates offline (no network); lists every problem
   render --output-dir DIR  fetch and render once into DIR exactly as init would (debugging, CI)
+  convert eso [--output-dir DIR] FILE...
+                           External Secrets Operator manifests -> an agent config on stdout (docs/eso.md)
   version                  print the version
   help                     this text
 
@@ -55,6 +57,11 @@ function parse(argv: readonly string[]) {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  // `convert` has its own arguments (a subcommand and files): cli/convert.ts parses them.
+  if (argv[0] === 'convert') {
+    const { convert } = await import('./convert.ts');
+    return convert(argv.slice(1));
+  }
   let args;
   try {
     args = parse(argv);

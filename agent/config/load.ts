@@ -14,7 +14,7 @@ import { formatKeyPath, parseKeyPath, type KeySegment } from './keypath.ts';
 import { SourceLines } from './locate.ts';
 import { didYouMean, show } from './messages.ts';
 import { crossCheck } from './rules.ts';
-import { configShape, modeNumberMessage, normalizeSignal, type ConfigOutput } from './schema.ts';
+import { configShape, modeNumberMessage, normalizeSignal, REFRESH_NEVER, type ConfigOutput } from './schema.ts';
 
 /**
  * Reads and validates the configuration file at `file` (YAML or JSON).
@@ -238,7 +238,7 @@ function toAgentConfig(c: ConfigOutput, file: string, baseDir: string, lines: So
 
 /** The rules have checked that exactly one of id, parameter and parameterPath is set, with only its own keys. */
 function toSecret(name: string, s: ConfigOutput['secrets'][string]): SecretSpec {
-  const interval = s.refreshInterval === undefined ? {} : { refreshIntervalMs: ms(s.refreshInterval) };
+  const interval = refreshOf(s.refreshInterval);
   if (s.parameter !== undefined) {
     return {
       name,
@@ -258,6 +258,13 @@ function toSecret(name: string, s: ConfigOutput['secrets'][string]): SecretSpec 
   };
 }
 
+// --- refreshInterval: never (fetch once) ---
+function refreshOf(interval: string | undefined): Pick<SecretSpec, 'refreshIntervalMs' | 'fetchOnce'> {
+  if (interval === undefined) return {};
+  return interval === REFRESH_NEVER ? { fetchOnce: true } : { refreshIntervalMs: ms(interval) };
+}
+// --- end refreshInterval: never ---
+
 function toSource(s: ConfigOutput['source'], resolve: (p: string) => string): SourceConfig {
   if (s?.type === 'file') return { type: 'file', path: resolve(s.path ?? '') };
   return {
@@ -269,7 +276,7 @@ function toSource(s: ConfigOutput['source'], resolve: (p: string) => string): So
 
 function toFile(f: ConfigOutput['files'][number], resolve: (p: string) => string): FileSpec {
   const base = {
-    path: f.path,
+    path: f.path ?? f.dir ?? '',
     mode: Number.parseInt(f.mode, 8),
     ...(f.uid === undefined ? {} : { uid: f.uid }),
     ...(f.gid === undefined ? {} : { gid: f.gid }),
@@ -277,7 +284,10 @@ function toFile(f: ConfigOutput['files'][number], resolve: (p: string) => string
   const secret = f.secret === undefined ? {} : { secret: f.secret };
   if (f.template !== undefined) return { ...base, kind: 'template', template: f.template, ...secret };
   if (f.templateFile !== undefined) return { ...base, kind: 'templateFile', templateFile: resolve(f.templateFile), ...secret };
-  return { ...base, kind: 'secret', secret: f.secret ?? '', ...(f.key === undefined ? {} : { key: f.key }) };
+  const key = f.key === undefined ? {} : { key: f.key };
+  const decode = f.decode === undefined ? {} : { decode: f.decode };
+  if (f.eachKey === true) return { ...base, kind: 'eachKey', secret: f.secret ?? '', ...key, ...decode };
+  return { ...base, kind: 'secret', secret: f.secret ?? '', ...key, ...decode };
 }
 
 function toNotify(list: ConfigOutput['notify'], resolve: (p: string) => string): NotifyTarget[] {

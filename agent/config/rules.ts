@@ -94,7 +94,7 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
 
   // files: one content source, key only for raw secrets, known secrets, distinct paths.
   const files = config['files'];
-  const paths: { readonly path: string; readonly index: number }[] = [];
+  const paths: { readonly path: string; readonly index: number; readonly dir?: true }[] = [];
   const outputDir = str(config['outputDir']);
   const outputDirBytes = outputDir === undefined || outputDir === '' ? undefined : Buffer.byteLength(resolve(baseDir, outputDir));
   if (Array.isArray(files)) {
@@ -105,6 +105,21 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
       const secret = has(f, 'secret');
       if (template && templateFile) add(['files', i, 'templateFile'], 'template and templateFile are mutually exclusive; keep one');
       if (!template && !templateFile && !secret) add(['files', i], 'needs content: one of template, templateFile or secret');
+      // --- eachKey files and decode ---
+      const dir = has(f, 'dir');
+      if (dir && has(f, 'path')) add(['files', i, 'dir'], 'path and dir are mutually exclusive; use path for one file, dir with eachKey: true for one file per key');
+      else if (!dir && !has(f, 'path')) add(['files', i], 'needs path (the file to write), or dir with eachKey: true (one file per key of a secret)');
+      if (dir && !has(f, 'eachKey')) add(['files', i, 'dir'], 'needs eachKey: true (one file per top-level key of the secret)');
+      if (has(f, 'eachKey') && !dir) add(['files', i, 'eachKey'], 'needs dir (the directory for the keys; "." for outputDir itself) instead of path');
+      if (dir || has(f, 'eachKey')) {
+        if (!secret) add(['files', i], 'eachKey needs secret (whose keys become the files)');
+        if (template || templateFile) add(['files', i, template ? 'template' : 'templateFile'], 'not allowed with eachKey (each key is written raw)');
+      }
+      if (has(f, 'decode')) {
+        if (!secret) add(['files', i, 'decode'], 'only valid with secret (decode applies to the secret\'s bytes)');
+        else if (template || templateFile) add(['files', i, 'decode'], 'not allowed with a template; use {{ secret.FIELD | base64_decode }} in the template instead');
+      }
+      // --- end eachKey files and decode ---
       if (has(f, 'key')) {
         if (!secret) add(['files', i, 'key'], 'only valid with secret (key picks one JSON field of that secret)');
         else if (template || templateFile) add(['files', i, 'key'], 'not allowed with a template; use {{ secret.FIELD }} in the template instead');
@@ -114,9 +129,25 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
         const hint = declared.length === 0 ? ' (no secrets are declared)' : didYouMean(ref, declared);
         add(['files', i, 'secret'], `${show(ref)} is not declared under secrets${hint}`);
       }
+      // --- eachKey files and decode ---
+      // An eachKey dir is a directory: files may go inside it (they win over a
+      // key of the same name), and several eachKey entries may share it.
+      const eachKeyDir = str(f['dir']);
+      if (eachKeyDir !== undefined && str(f['path']) === undefined) {
+        const clash = eachKeyDir === '.' ? undefined : paths.find((o) => !o.dir && (o.path === eachKeyDir || eachKeyDir.startsWith(`${o.path}/`)));
+        if (clash) add(['files', i, 'dir'], `${show(eachKeyDir)} would be a directory, but files[${clash.index}] (${show(clash.path)}) is a file there`);
+        paths.push({ path: eachKeyDir, index: i, dir: true });
+        return;
+      }
+      // --- end eachKey files and decode ---
       const path = str(f['path']);
       if (path === undefined) return;
-      const clash = paths.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
+      const dirClash = paths.find((o) => o.dir && (o.path === path || o.path.startsWith(`${path}/`)));
+      if (dirClash) {
+        add(['files', i, 'path'], `${show(path)} is a file, but files[${dirClash.index}] writes one file per key into a directory there (dir: ${show(dirClash.path)})`);
+        return;
+      }
+      const clash = paths.find((o) => !o.dir && (o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`)));
       if (clash?.path === path) add(['files', i, 'path'], `${show(path)} is already the path of files[${clash.index}]`);
       else if (clash && path.startsWith(`${clash.path}/`)) add(['files', i, 'path'], `${show(path)} would be inside ${show(clash.path)}, which is a file (files[${clash.index}])`);
       else if (clash) add(['files', i, 'path'], `${show(path)} is a file, but files[${clash.index}] (${show(clash.path)}) needs it to be a directory`);

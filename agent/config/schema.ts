@@ -244,6 +244,36 @@ function checked(what: string, reason: (v: string) => string | undefined, json: 
     .meta(json);
 }
 
+// --- refreshInterval: never (fetch once) -----------------------------------------
+
+/** A secret's refreshInterval: a duration, or "never" (fetched once, never re-checked). */
+function refreshIntervalSchema(): z.ZodType<string> {
+  const message = (iss: RawIssue): string => {
+    if (typeof iss.input !== 'string') return notADuration(iss);
+    const v = parseDuration(iss.input);
+    if (v === undefined) return `${show(iss.input)} is not a duration (use e.g. "30s", "5m", "1h") or "never"`;
+    if (v < 10) return `${show(iss.input)} is too short (at least 10ms; "never" fetches once and never re-checks)`;
+    return `${show(iss.input)} is too long (at most ${MAX_DURATION_TEXT})`;
+  };
+  const valid = (v: string): boolean => {
+    if (v === REFRESH_NEVER) return true;
+    const ms = parseDuration(v);
+    return ms !== undefined && ms >= 10 && ms <= MAX_DURATION_MS;
+  };
+  return z
+    .string({ error: message })
+    .refine(valid, { error: message })
+    .meta({ anyOf: [{ const: REFRESH_NEVER }, { pattern: DURATION_PATTERN }] })
+    .describe(
+      'Check this secret at this interval instead of refresh.interval. A duration like "30s", "5m", "1h"; "never": fetched once at start, never re-checked (ESO\'s refreshInterval: 0).',
+    );
+}
+
+/** `refreshInterval: never`. */
+export const REFRESH_NEVER = 'never';
+
+// --- end refreshInterval: never -----------------------------------------------------
+
 const secretSchema = z
   .strictObject(
     {
@@ -279,7 +309,9 @@ const secretSchema = z
         })
         .optional()
         .describe('With id: pin one version: fetched once, never refreshed. Excludes versionStage.'),
-      refreshInterval: duration(10, '10ms', 'Check this secret at this interval instead of refresh.interval.').optional(),
+      // --- refreshInterval: never (fetch once) ---
+      refreshInterval: refreshIntervalSchema().optional(),
+      // --- end refreshInterval: never ---
     },
     { error: typeError('a mapping with id, parameter or parameterPath (e.g. db: {id: prod/app/db})') },
   )
@@ -303,14 +335,35 @@ const fileSchema = z
           abort: true,
         })
         .refine((p) => unsafePathReason(p) === undefined, { error: (iss) => unsafePathReason(String(iss.input)) })
-        .describe('Output file, relative to outputDir. Subdirectories are allowed ("certs/tls.crt"); no "..", no leading "/" or ".".'),
+        .describe('Output file, relative to outputDir. Subdirectories are allowed ("certs/tls.crt"); no "..", no leading "/" or ".".')
+        .optional(),
+      // --- eachKey files and decode ---
+      dir: z
+        .string({ error: typeError('a string', ' (relative to outputDir, e.g. dir: api, or dir: . for outputDir itself)') })
+        .refine((p) => p === '.' || unsafePathReason(p) === undefined, { error: (iss) => unsafePathReason(String(iss.input)) })
+        .meta({ pattern: `^(?:\\.|${FILE_PATH_PATTERN.slice(1, -1)})$` })
+        .optional()
+        .describe('With eachKey: the directory the keys are written to, relative to outputDir ("." = outputDir itself). Instead of path.'),
+      eachKey: z
+        .literal(true, { error: (iss) => (iss.input === undefined ? 'required key is missing' : `must be true (with dir and secret), not ${show(iss.input)}`) })
+        .optional()
+        .describe('With dir and secret: one file <dir>/<key> per top-level key of the secret\'s JSON object (of the value at key, when given); keys added or removed in the secret add or remove files. A key that is not a safe file name is a render error naming the key.'),
+      decode: z
+        .enum(['none', 'base64', 'base64url', 'auto'], {
+          error: (iss) => `${show(iss.input)} is not a decoding (use "none", "base64", "base64url" or "auto")`,
+        })
+        .optional()
+        .describe('With secret and no template: decode the bytes before writing them. "base64" (standard, padded), "base64url" (URL alphabet, padded), "auto" (base64, else base64url, else as they are: ESO\'s Auto), "none" (default). For eachKey: each key\'s value.'),
+      // --- end eachKey files and decode ---
       template: z
         .string({ error: typeError('a string') })
         .optional()
         .describe('Inline Liquid template. Context: secrets.<name>, raw.<name>, meta.<name>.'),
       templateFile: text('Liquid template file, relative to the config file.').optional(),
       secret: text('Local secret name: the file content (without template), or the template\'s main secret (`secret`, `raw_secret`, `meta_secret`).').optional(),
-      key: text('With `secret` and no template: write one top-level JSON field of the secret, raw.').optional(),
+      key: text(
+        'With `secret` and no template: write one field of the JSON secret, raw: the top-level key of that name, else the dotted path ("db.user"; a number indexes an array; "\\." is a literal dot), as ESO\'s property. Strings unquoted, objects and arrays as stored, null as nothing.',
+      ).optional(),
       mode: z
         .string({ error: modeMessage })
         .regex(new RegExp(MODE_PATTERN), { error: modeMessage })
@@ -334,7 +387,17 @@ const fileSchema = z
   .meta({
     anyOf: [{ required: ['template'] }, { required: ['templateFile'] }, { required: ['secret'] }],
     not: { required: ['template', 'templateFile'] },
-    dependentSchemas: { key: { required: ['secret'], properties: { template: false, templateFile: false } } },
+    // --- eachKey files and decode ---
+    oneOf: [{ required: ['path'] }, { required: ['dir'] }],
+    dependentRequired: { dir: ['eachKey', 'secret'], eachKey: ['dir'] },
+    // --- end eachKey files and decode ---
+    dependentSchemas: {
+      key: { required: ['secret'], properties: { template: false, templateFile: false } },
+      // --- eachKey files and decode ---
+      decode: { required: ['secret'], properties: { template: false, templateFile: false } },
+      dir: { properties: { template: false, templateFile: false } },
+      // --- end eachKey files and decode ---
+    },
   });
 
 const notifySchema = z

@@ -116,7 +116,8 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
   const runAll = async (changed: readonly string[], context: { outputDir: string; generation?: string } | undefined): Promise<void> => {
     const ctx: RunContext = { changed, outputDir: context?.outputDir, generation: context?.generation, signal: cancelled };
     for (const target of targets) {
-      if (target.files !== undefined && !target.files.some((f) => changed.includes(f))) {
+      // A path under `files` may be an eachKey directory: any change under it counts.
+      if (target.files !== undefined && !target.files.some((f) => f === '.' || changed.some((c) => c === f || c.startsWith(`${f}/`)))) {
         log.debug({ target: target.name }, 'notify target not due: none of its files changed');
         continue;
       }

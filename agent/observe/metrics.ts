@@ -89,7 +89,7 @@ export interface AgentMetricsOptions {
 /** What `declareConfig` needs from the configuration (structurally a subset of AgentConfig). */
 export interface DeclaredConfig {
   readonly refresh: { readonly intervalMs: number };
-  readonly secrets: readonly { readonly name: string; readonly versionId?: string; readonly refreshIntervalMs?: number }[];
+  readonly secrets: readonly { readonly name: string; readonly versionId?: string; readonly refreshIntervalMs?: number; readonly fetchOnce?: true }[];
   readonly files: readonly { readonly path: string }[];
   readonly notify: readonly { readonly name: string }[];
 }
@@ -293,7 +293,7 @@ export class AgentMetrics {
   declareConfig(config: DeclaredConfig): void {
     const secrets = config.secrets.map((s) => ({
       name: s.name,
-      intervalMs: s.versionId !== undefined ? 0 : (s.refreshIntervalMs ?? config.refresh.intervalMs),
+      intervalMs: s.versionId !== undefined || s.fetchOnce ? 0 : (s.refreshIntervalMs ?? config.refresh.intervalMs),
     }));
     const keep = new Set(secrets.map((s) => s.name));
     for (const name of [...this.#secrets]) if (!keep.has(name)) this.forgetSecret(name);

@@ -12,7 +12,8 @@
 //   date (at +1 s, +2 s, +4 s … , at most ROTATION_PROBES of them) until the new
 //   version appears, so a scheduled rotation reaches the pod within seconds
 //   even with a 1 h interval.
-// - Pinned versionIds are never scheduled: their value cannot change.
+// - Pinned versionIds are never scheduled: their value cannot change; nor are
+//   secrets with refreshInterval: never (fetched once).
 // - Grouped checks (when the source can answer several in one request, see
 //   SchedulerOptions.checkMany): the checks that fall due together, within the
 //   group window of the earliest, are handed over as one group. Each secret
@@ -136,7 +137,7 @@ export class Scheduler {
   setSecrets(specs: readonly SecretSpec[]): void {
     const keep = new Set<string>();
     for (const spec of specs) {
-      if (spec.versionId) continue; // pinned: never refreshed
+      if (spec.versionId || spec.fetchOnce) continue; // pinned, or refreshInterval: never: never re-checked
       keep.add(spec.name);
       const old = this.#states.get(spec.name);
       if (old && sameSource(old.spec, spec) && this.intervalOf(old.spec) === this.intervalOf(spec)) {

@@ -3,13 +3,21 @@
 // of secret values into one RenderedFile per configured file. One bad file
 // never stops the others, and no message ever carries a secret value: errors
 // name files, lines, variables, secrets and keys.
+//
+// An `eachKey` entry renders to one file per key of its secret (value.ts has
+// the rules for what each file holds); assembleFiles() puts the entries
+// together: an explicit file wins over a key of the same path, and between
+// two eachKey entries the later wins (ESO: data over dataFrom, later dataFrom
+// over earlier).
 import { readFile } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LiquidError, type Template } from 'liquidjs';
 import { ConfigError, RenderError, type ConfigIssue } from '../errors.ts';
-import type { AgentConfig, FileSpec, RenderedFile, SecretValue } from '../types.ts';
+import type { AgentConfig, Decoding, FileSpec, RenderedFile, SecretValue } from '../types.ts';
 import { buildContext, fileScope, MAX_JSON_DEPTH, viewOf, type SecretView, type TemplateContext } from './context.ts';
 import { createTemplateEngine, FilterError, isJsonObject } from './template.ts';
+import { decodeBytes, extractString, gjsonString, lookup, parseJson, type JsonNode } from './value.ts';
+import { unsafePathReason } from '../config/schema.ts';
 
 // Created on first use: a config whose files are all raw secrets never pays for
 // the Liquid engine (~15 ms of every such init, measured by `npm run bench`).
@@ -62,8 +70,10 @@ export interface CompiledFiles {
 }
 
 export interface RenderOutcome {
-  /** The files that rendered, in `config.files` order. */
+  /** The files that rendered, put together by assembleFiles(). */
   files: RenderedFile[];
+  /** What each entry of `config.files` that rendered gave, by its path (one file; an eachKey entry: one per key). */
+  groups: Map<string, RenderedFile[]>;
   /** One per file that did not. */
   errors: RenderError[];
 }
@@ -97,7 +107,7 @@ export async function compileFiles(config: AgentConfig): Promise<CompiledFiles> 
     if (spec.secret !== undefined && !declaredSet.has(spec.secret)) {
       issues.push({ ...at('secret'), message: `secret ${JSON.stringify(spec.secret)} is not declared under secrets:` });
     }
-    if (spec.kind === 'secret') {
+    if (spec.kind === 'secret' || spec.kind === 'eachKey') {
       files.push({ index, spec, secrets: new Set([spec.secret]) });
       continue;
     }
@@ -199,12 +209,20 @@ export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, 
     config.secrets.map((s) => s.name),
     values,
   );
-  const outcome: RenderOutcome = { files: [], errors: [] };
+  const outcome: RenderOutcome = { files: [], groups: new Map(), errors: [] };
   for (const [n, file] of compiled.files.entries()) {
     // Rendering is synchronous; let timers and the health server breathe.
     if (n > 0 && n % 100 === 0) await nextTurn();
+    const { spec } = file;
+    const out = (path: string, content: Buffer): RenderedFile => ({ path, content, mode: spec.mode, uid: spec.uid, gid: spec.gid });
     try {
-      outcome.files.push({ path: file.spec.path, content: renderOne(file, context, values), mode: file.spec.mode, uid: file.spec.uid, gid: file.spec.gid });
+      if (spec.kind === 'eachKey') {
+        missingSecrets(file, context);
+        const dir = spec.path === '.' ? '' : `${spec.path}/`;
+        outcome.groups.set(spec.path, eachKeyFiles(spec.path, spec.secret, spec.key, spec.decode, values.get(spec.secret)!).map(([k, v]) => out(`${dir}${k}`, v)));
+      } else {
+        outcome.groups.set(spec.path, [out(spec.path, renderOne(file, context, values))]);
+      }
     } catch (err) {
       outcome.errors.push(
         err instanceof RenderError
@@ -214,7 +232,35 @@ export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, 
       );
     }
   }
+  outcome.files = assembleFiles(config, outcome.groups);
   return outcome;
+}
+
+/**
+ * One payload from what each entry of `config.files` gave (by its path):
+ * every explicit file, then the keys of the eachKey entries, the later entry
+ * first; a key whose path is taken (or is a directory of a taken path, or
+ * inside a taken file) is left out. In `config.files` order otherwise.
+ */
+export function assembleFiles(config: Pick<AgentConfig, 'files'>, groups: ReadonlyMap<string, readonly RenderedFile[]>): RenderedFile[] {
+  const taken = new Set<string>();
+  const dirs = new Set<string>();
+  const keep = new Map<number, RenderedFile[]>();
+  const claim = (f: RenderedFile): boolean => {
+    const parts = f.path.split('/');
+    const ancestors = parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+    if (taken.has(f.path) || dirs.has(f.path) || ancestors.some((a) => taken.has(a))) return false;
+    taken.add(f.path);
+    for (const a of ancestors) dirs.add(a);
+    return true;
+  };
+  const order = config.files.map((spec, i) => ({ spec, i }));
+  const explicit = order.filter((e) => e.spec.kind !== 'eachKey');
+  const eachKey = order.filter((e) => e.spec.kind === 'eachKey').reverse();
+  for (const { spec, i } of [...explicit, ...eachKey]) {
+    keep.set(i, (groups.get(spec.path) ?? []).filter(claim));
+  }
+  return order.flatMap(({ i }) => keep.get(i) ?? []);
 }
 
 /** File path -> local names of the secrets it reads; for deciding what a change affects. */
@@ -222,15 +268,19 @@ export function secretsUsedBy(compiled: CompiledFiles): ReadonlyMap<string, Read
   return new Map(compiled.files.map((f) => [f.spec.path, f.secrets]));
 }
 
-function renderOne(file: CompiledFile, context: TemplateContext, values: ReadonlyMap<string, SecretValue>): Buffer {
-  const { spec } = file;
+function missingSecrets(file: CompiledFile, context: TemplateContext): void {
   const missing = [...file.secrets].filter((name) => !context.views.has(name));
   if (missing.length > 0) {
     const names = missing.map((n) => JSON.stringify(n)).join(', ');
-    throw new RenderError(spec.path, `${missing.length === 1 ? 'secret' : 'secrets'} ${names} ${missing.length === 1 ? 'has' : 'have'} no value (could not be fetched)`);
+    throw new RenderError(file.spec.path, `${missing.length === 1 ? 'secret' : 'secrets'} ${names} ${missing.length === 1 ? 'has' : 'have'} no value (could not be fetched)`);
   }
+}
 
-  if (spec.kind === 'secret') return secretBytes(spec.path, spec.secret, spec.key, values.get(spec.secret)!);
+function renderOne(file: CompiledFile, context: TemplateContext, values: ReadonlyMap<string, SecretValue>): Buffer {
+  const { spec } = file;
+  missingSecrets(file, context);
+  if (spec.kind === 'eachKey') throw new Error('eachKey entries are rendered by eachKeyFiles');
+  if (spec.kind === 'secret') return secretBytes(spec.path, spec.secret, spec.key, spec.decode, values.get(spec.secret)!);
 
   const template = file.template!;
   try {
@@ -255,23 +305,80 @@ function fail(path: string, message: string, cause: unknown): never {
   throw new RenderError(path, message, cause === undefined ? undefined : { cause });
 }
 
-/** A `kind: 'secret'` file: the value's bytes, or one top-level field of its JSON. */
-function secretBytes(path: string, name: string, key: string | undefined, value: SecretValue): Buffer {
-  const view = viewOf(value);
-  if (key === undefined) {
-    if (view.binary) return Buffer.from(value.secretBinary!);
-    return Buffer.from(value.secretString ?? '', 'utf8');
+/** The value's bytes: SecretString as UTF-8, SecretBinary as it is. */
+function valueBytes(value: SecretValue): Buffer {
+  if (value.secretString === undefined && value.secretBinary) return Buffer.from(value.secretBinary);
+  return Buffer.from(value.secretString ?? '', 'utf8');
+}
+
+/**
+ * The JSON text of a value and its parsed tree, for `key` and eachKey; a
+ * SecretBinary's bytes are read as that text (as ESO does). Fails naming the
+ * secret and saying what it is instead.
+ */
+function jsonOf(path: string, name: string, value: SecretValue, wanted: string): { text: string; root: JsonNode } {
+  const binary = value.secretString === undefined && value.secretBinary !== undefined;
+  const text = binary ? Buffer.from(value.secretBinary).toString('utf8') : (value.secretString ?? '');
+  const root = parseJson(text);
+  if (root === undefined) {
+    const view = viewOf(value);
+    const what = binary ? 'binary (SecretBinary) and its bytes are not JSON' : view.tooDeep ? notObject(view) : /^[\t\n\r ]*\{/.test(text) ? notObject(view) : 'not JSON';
+    return fail(path, `secret ${JSON.stringify(name)} is ${what}, so ${wanted} cannot be read`, undefined);
   }
+  return { text, root };
+}
+
+function decoded(path: string, bytes: Buffer, decode: Decoding | undefined, what: string): Buffer {
+  const out = decodeBytes(bytes, decode);
+  return typeof out === 'string' ? fail(path, `${what} ${out}`, undefined) : out;
+}
+
+/** A `kind: 'secret'` file: the value's bytes, or the value at `key` (value.ts), then decoded. */
+function secretBytes(path: string, name: string, key: string | undefined, decode: Decoding | undefined, value: SecretValue): Buffer {
+  if (key === undefined) return decoded(path, valueBytes(value), decode, `secret ${JSON.stringify(name)}`);
   const wanted = `key ${JSON.stringify(key)}`;
-  if (view.binary) return fail(path, `secret ${JSON.stringify(name)} is binary (SecretBinary), so ${wanted} cannot be read: remove key:`, undefined);
-  if (!isJsonObject(view.value)) {
-    return fail(path, `secret ${JSON.stringify(name)} is ${notObject(view)}, so ${wanted} cannot be read`, undefined);
+  const { text, root } = jsonOf(path, name, value, wanted);
+  if (root.type !== 'object' && root.type !== 'array') return fail(path, `secret ${JSON.stringify(name)} is not a JSON object, so ${wanted} cannot be read`, undefined);
+  const node = lookup(root, key);
+  if (node === undefined) {
+    const top = key.includes('.') ? ` (neither a top-level key of that name nor the path ${keyPathText(key)})` : '';
+    return fail(path, `secret ${JSON.stringify(name)} has no ${key.includes('.') ? '' : 'top-level '}${wanted}${top}`, undefined);
   }
-  if (!Object.hasOwn(view.value, key)) {
-    return fail(path, `secret ${JSON.stringify(name)} has no top-level ${wanted}`, undefined);
+  return decoded(path, Buffer.from(gjsonString(text, node), 'utf8'), decode, `${wanted} of secret ${JSON.stringify(name)}`);
+}
+
+function keyPathText(key: string): string {
+  return key.split('.').map((s) => JSON.stringify(s)).join(' > ');
+}
+
+/**
+ * An eachKey entry: [key, bytes] for every top-level key of the JSON object
+ * (at `key`, when given), decoded. Every key must be a safe file name; one
+ * that is not fails the entry, naming the key (never a value).
+ */
+function eachKeyFiles(path: string, name: string, key: string | undefined, decode: Decoding | undefined, value: SecretValue): [string, Buffer][] {
+  const wanted = key === undefined ? 'its keys' : `the keys at key ${JSON.stringify(key)}`;
+  const { text, root } = jsonOf(path, name, value, wanted);
+  const node = key === undefined ? root : lookup(root, key);
+  if (node === undefined) return fail(path, `secret ${JSON.stringify(name)} has no key ${JSON.stringify(key)}`, undefined);
+  // Go's json.Unmarshal of null into a map: no keys.
+  if (node.type === 'null') return [];
+  if (node.type !== 'object') {
+    return fail(path, `secret ${JSON.stringify(name)}${key === undefined ? '' : ` at key ${JSON.stringify(key)}`} is not a JSON object, so ${wanted} cannot be written as files`, undefined);
   }
-  const field = view.value[key];
-  return Buffer.from(typeof field === 'string' ? field : JSON.stringify(field), 'utf8');
+  // Repeated keys: the last wins (Go's encoding/json).
+  const byKey = new Map<string, JsonNode>();
+  for (const [k, v] of node.entries) byKey.set(k, v);
+  const bad = [...byKey.keys()].filter((k) => k.includes('/') || unsafePathReason(k) !== undefined);
+  if (bad.length > 0) {
+    const shown = bad.slice(0, 5).map((k) => (k.length > 64 ? `${JSON.stringify(k.slice(0, 64))}...` : JSON.stringify(k))).join(', ');
+    return fail(
+      path,
+      `secret ${JSON.stringify(name)} has ${bad.length === 1 ? 'a key' : 'keys'} that cannot be ${bad.length === 1 ? 'a file name' : 'file names'}: ${shown}${bad.length > 5 ? ` and ${bad.length - 5} more` : ''} (use letters, digits, ".", "_" and "-", not starting with "."); rename the key in the secret or write it with an explicit file (key:)`,
+      undefined,
+    );
+  }
+  return [...byKey].map(([k, v]) => [k, decoded(path, Buffer.from(extractString(text, v), 'utf8'), decode, `key ${JSON.stringify(k)} of secret ${JSON.stringify(name)}`)]);
 }
 
 function notObject(view: SecretView): string {

@@ -344,12 +344,12 @@ describe('kind: secret files', () => {
     assert.deepEqual(outcome.files[1]!.content, Buffer.from(bytes));
   });
 
-  it('with key, writes that top-level field: strings raw, everything else as JSON', async () => {
+  it('with key, writes that top-level field as ESO does (gjson String()): strings raw, JSON as stored, null as nothing', async () => {
     const payload = { private_key: '-----BEGIN KEY-----\nabc\n', port: 5432, on: true, obj: { a: 1 }, nul: null };
     const keys = ['private_key', 'port', 'on', 'obj', 'nul'];
     const config = testConfig({ secrets: ['tls'], files: keys.map((key) => ({ path: key, secret: 'tls', key })) });
     const outcome = await render(config, { tls: jsonValue('tls', payload) });
-    assert.deepEqual(outcome.files.map((f) => f.content.toString()), ['-----BEGIN KEY-----\nabc\n', '5432', 'true', '{"a":1}', 'null']);
+    assert.deepEqual(outcome.files.map((f) => f.content.toString()), ['-----BEGIN KEY-----\nabc\n', '5432', 'true', '{"a":1}', '']);
   });
 
   it('with key, a missing key, a payload that is not a JSON object or a binary secret is an error naming the secret and key', async () => {
@@ -366,7 +366,7 @@ describe('kind: secret files', () => {
     assert.deepEqual(outcome.errors.map((e) => e.message), [
       'file "missing": secret "j" has no top-level key "nope"',
       'file "text": secret "t" is not valid JSON (it starts with "{" but does not parse), so key "k" cannot be read',
-      'file "binary": secret "b" is binary (SecretBinary), so key "k" cannot be read: remove key:',
+      'file "binary": secret "b" is binary (SecretBinary) and its bytes are not JSON, so key "k" cannot be read',
       'file "proto": secret "j" has no top-level key "toString"',
     ]);
   });
