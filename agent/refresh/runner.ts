@@ -208,8 +208,8 @@ export class Runner {
       return failures;
     }
     const missing = specs.filter((s) => !pipeline.values.has(s.name));
-    // Pinned versions cannot change: held once, never re-checked.
-    const held = specs.filter((s) => pipeline.values.has(s.name) && !s.versionId);
+    // Pinned versions cannot change and `refreshInterval: never` secrets must not: held once, never re-checked.
+    const held = specs.filter((s) => pipeline.values.has(s.name) && !s.versionId && !s.fetchOnce);
     for (const [name, e] of await pipeline.load(missing, signal)) failures.set(name, e);
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -325,6 +325,8 @@ export class Runner {
       const value = snap.results.get(spec.name);
       if (value === undefined || value instanceof Error) continue;
       const current = pipeline.values.get(spec.name);
+      // A pinned version or a `refreshInterval: never` secret keeps the value it was first given.
+      if (current && (spec.versionId || spec.fetchOnce)) continue;
       if (!pipeline.accept(spec.name, value)) continue;
       this.#metrics.secretFetched(spec.name, 'success');
       if (current) this.#log.info({ secret: spec.name, from: current.versionId, to: value.versionId }, 'new secret version');

@@ -98,3 +98,40 @@ server: { listen: "" }
     await agent.waitFor(/secret is readable again/);
   });
 });
+
+describe('run on the file source: refreshInterval: never', () => {
+  let dir: string;
+  let agent: RunningAgent | undefined;
+
+  after(async () => {
+    if (agent) await stopAgent(agent);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('when the file changes, a secret with refreshInterval: never keeps the value it started with while the others follow', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sa-file-never-'));
+    await writeFile(join(dir, 'secrets.yaml'), 'once: "o1"\nlive: "l1"\n');
+    await writeFile(
+      join(dir, 'config.yaml'),
+      `source: { type: file, path: secrets.yaml }
+outputDir: out
+refresh: { interval: 200ms }
+secrets:
+  once: { id: once, refreshInterval: never }
+  live: { id: live }
+files:
+  - path: both
+    template: "{{ secrets.once }} {{ secrets.live }}"
+server: { listen: "" }
+`,
+    );
+    agent = startAgent(['run', '--config', join(dir, 'config.yaml')]);
+    await agent.waitFor(/first render complete/);
+    const file = join(dir, 'out', 'both');
+    assert.equal(await readOr(file), 'o1 l1');
+    await writeFile(join(dir, 'secrets.yaml'), 'once: "o2"\nlive: "l2"\n');
+    await waitUntil('the live secret followed the edit', async () => (await readOr(file)) === 'o1 l2');
+    await sleep(600); // three more intervals: the fetched-once value must still hold
+    assert.equal(await readOr(file), 'o1 l2');
+  });
+});
