@@ -52,6 +52,22 @@ describe('README commands', () => {
     if (original !== undefined) await writeFile(secretsFile, original);
   });
 
+  it('each row of the Exit codes table names tests that exist, and the table covers 0, 1 and 2', async () => {
+    const readme = await readFile(README, 'utf8');
+    const section = /### Exit codes\n([\s\S]*?)\n### /.exec(readme)?.[1];
+    assert.ok(section, 'README has an "### Exit codes" section');
+    const rows = section.split('\n').filter((l) => /^\| [0-9] \|/.test(l));
+    assert.deepEqual(rows.map((r) => r.split('|')[1]?.trim()), ['0', '1', '2']);
+    for (const row of rows) {
+      const refs = [...row.matchAll(/`(test\/[^`]+\.test\.ts)`: ((?:"[^"]+"(?:; |$| \|))+)/g)];
+      assert.ok(refs.length > 0, `exit code row names no test: ${row}`);
+      for (const [, file, names] of refs) {
+        const source = await readFile(join(REPO, file!), 'utf8');
+        for (const [, name] of names!.matchAll(/"([^"]+)"/g)) assert.ok(source.includes(name!), `${file} has no test named like "${name}"`);
+      }
+    }
+  });
+
   it('the configuration reference is the one generated from the schema (npm run schema)', async () => {
     const readme = await readFile(README, 'utf8');
     assert.equal(readme, withReference(readme), 'README.md configuration reference is stale: run `npm run schema`');
