@@ -76,7 +76,13 @@ export async function run(opts: GlobalOptions): Promise<number> {
   // Held until exit: outputDir cannot change without a restart.
   const pipeline = makePipeline(config, compiled, source);
   try {
-    await pipeline.writer.lock();
+    // SIGTERM while waiting for another agent's lock: stop now (nothing was written), not at the hard deadline.
+    const locked = await Promise.race([pipeline.writer.lock().then(() => true), stopped.then(() => false)]);
+    if (!locked) {
+      source.close();
+      log.info('stopped before taking the volume lock; nothing written');
+      return EXIT_OK;
+    }
   } catch (err) {
     source.close();
     if (!(err instanceof WriteError)) throw err;

@@ -99,6 +99,24 @@ describe('volume lock: one agent writes an outputDir at a time', { concurrency: 
     await assertOneGeneration(p.out, files);
   });
 
+  it('when a second run waiting for the lock gets SIGTERM, it stops at once with exit 0, having written nothing', async () => {
+    const files = manyFiles();
+    const p = await project(files);
+    const holder = start(['run', '--config', p.config]);
+    await holder.waitFor(/first render complete/);
+    const second = start(['run', '--config', p.config]);
+    await second.waitFor(/another agent holds the volume lock; waiting for it/);
+    second.child.kill('SIGTERM');
+    const res = await second.exited;
+    const { stderr } = second.output();
+    assert.equal(res.code, 0, stderr);
+    assert.ok(!/shutdown deadline reached/.test(stderr), `it stopped on its own, not at the hard deadline:\n${stderr}`);
+    assert.ok(jsonLines(stderr).some((l) => l.msg === 'stopped before taking the volume lock; nothing written'), stderr);
+    holder.child.kill('SIGTERM');
+    await holder.exited;
+    await assertOneGeneration(p.out, files);
+  });
+
   it('when init runs and exits before run starts (native sidecar order), run takes the lock at once', async () => {
     const files = manyFiles();
     const p = await project(files);
