@@ -322,7 +322,8 @@ function jsonOf(path: string, name: string, value: SecretValue, wanted: string):
   const root = parseJson(text);
   if (root === undefined) {
     const view = viewOf(value);
-    const what = binary ? 'binary (SecretBinary) and its bytes are not JSON' : view.tooDeep ? notObject(view) : /^[\t\n\r ]*\{/.test(text) ? notObject(view) : 'not JSON';
+    // An array too deep for the parser is still JSON, only not an object: say so rather than "not JSON".
+    const what = binary ? 'binary (SecretBinary) and its bytes are not JSON' : view.tooDeep || /^[\t\n\r ]*[{[]/.test(text) ? notObject(view) : 'not JSON';
     return fail(path, `secret ${JSON.stringify(name)} is ${what}, so ${wanted} cannot be read`, undefined);
   }
   return { text, root };

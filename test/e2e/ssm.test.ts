@@ -168,7 +168,7 @@ db=sm-${CANARY}
     ];
     const saved = { ...process.env };
     Object.assign(process.env, { AWS_ENDPOINT_URL: proxy.url, AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'x', AWS_REGION: 'us-east-1' });
-    const config = { source: { type: 'aws', region: 'us-east-1' }, secrets: specs } as unknown as AgentConfig;
+    const config = { source: { type: 'aws', region: 'us-east-1' }, refresh: {}, secrets: specs } as unknown as AgentConfig;
     const source = await createSource(config, createLogger({ level: 'error', format: 'json' }));
     try {
       const since = proxy.requests.length;
