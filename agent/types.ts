@@ -104,7 +104,13 @@ export type NotifyTarget =
   | (NotifyBase & { readonly kind: 'http'; readonly url: string; readonly timeoutMs: number });
 
 export type SourceConfig =
-  | { readonly type: 'aws'; readonly region?: string; readonly assumeRoleArn?: string }
+  | {
+      readonly type: 'aws';
+      readonly region?: string;
+      /** A second region read when the primary fails transiently (source/index.ts, failover). */
+      readonly failoverRegion?: string;
+      readonly assumeRoleArn?: string;
+    }
   | { readonly type: 'file'; /** absolute (resolved against the config file's directory) */ readonly path: string };
 
 /** The validated configuration, with defaults applied, durations in ms and paths resolved. */
@@ -154,6 +160,8 @@ export interface SecretValue {
   readonly secretBinary?: Uint8Array;
   /** SSM parameters only. */
   readonly parameter?: ParameterInfo;
+  /** The aws source: the AWS region that served this value (the failover region after a failover). */
+  readonly region?: string;
 }
 
 /** What SSM says about a parameter (or, for a parameterPath, about each parameter under it). */

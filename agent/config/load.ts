@@ -270,6 +270,7 @@ function toSource(s: ConfigOutput['source'], resolve: (p: string) => string): So
   return {
     type: 'aws',
     ...(s?.region === undefined ? {} : { region: s.region }),
+    ...(s?.failoverRegion === undefined ? {} : { failoverRegion: s.failoverRegion }),
     ...(s?.assumeRoleArn === undefined ? {} : { assumeRoleArn: s.assumeRoleArn }),
   };
 }

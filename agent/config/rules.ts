@@ -52,10 +52,14 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
   if (isObj(source)) {
     const type = source['type'] ?? 'aws';
     if (type === 'file') {
-      for (const k of ['region', 'assumeRoleArn']) if (has(source, k)) add(['source', k], 'only valid with type: aws; remove it');
+      for (const k of ['region', 'failoverRegion', 'assumeRoleArn']) if (has(source, k)) add(['source', k], 'only valid with type: aws; remove it');
       if (!has(source, 'path')) add(['source'], 'type: file needs path (the local secrets file, e.g. path: ./dev-secrets.yaml)');
     } else if (type === 'aws' && has(source, 'path')) {
       add(['source', 'path'], 'only valid with type: file; add type: file or remove path');
+    }
+    const failover = str(source['failoverRegion']);
+    if (type === 'aws' && failover !== undefined && failover === str(source['region'])) {
+      add(['source', 'failoverRegion'], `${show(failover)} is source.region itself; name a second region holding replicas of the secrets, or remove failoverRegion`);
     }
   }
 

@@ -162,6 +162,13 @@ const sourceSchema = z
         .regex(new RegExp(REGION_PATTERN), { error: (iss) => `${show(iss.input)} is not an AWS region (e.g. "us-east-1")` })
         .optional()
         .describe('AWS region (type aws). Default: AWS_REGION / AWS_DEFAULT_REGION.'),
+      failoverRegion: z
+        .string({ error: typeError('a string') })
+        .regex(new RegExp(REGION_PATTERN), { error: (iss) => `${show(iss.input)} is not an AWS region (e.g. "us-west-2")` })
+        .optional()
+        .describe(
+          'Second region (type aws): a request that fails in the primary region with a server error, timeout or network error (after the SDK retries) is sent here (a replica secret of the same name; an ARN with its region replaced; SSM parameters by name). Terminal errors (AccessDenied, not found) never fail over. Must differ from region. Restart-only.',
+        ),
       assumeRoleArn: z
         .string({ error: typeError('a string') })
         .regex(new RegExp(ROLE_ARN_PATTERN), {
@@ -175,7 +182,7 @@ const sourceSchema = z
   )
   .meta({
     if: { properties: { type: { const: 'file' } }, required: ['type'] },
-    then: { required: ['path'], properties: { region: false, assumeRoleArn: false } },
+    then: { required: ['path'], properties: { region: false, failoverRegion: false, assumeRoleArn: false } },
     else: { properties: { path: false } },
   })
   .describe('Secret source. Default: {type: aws}.');

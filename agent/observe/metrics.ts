@@ -60,6 +60,7 @@ export const METRIC_TYPES = {
   secrets_agent_secret_version_created_timestamp_seconds: 'gauge',
   secrets_agent_secret_refresh_interval_seconds: 'gauge',
   secrets_agent_secret_deletion_scheduled: 'gauge',
+  secrets_agent_failover_total: 'counter',
   secrets_agent_file_renders_total: 'counter',
   secrets_agent_files_writes_total: 'counter',
   secrets_agent_files_generation_timestamp_seconds: 'gauge',
@@ -122,6 +123,7 @@ export class AgentMetrics {
   readonly #fetches: Counter<'secret' | 'result'>;
   readonly #lastSuccess: Gauge<'secret'>;
   readonly #versionChanges: Counter<'secret'>;
+  readonly #failovers: Counter<'secret'>;
   readonly #versionCreated: Gauge<'secret'>;
   readonly #refreshInterval: Gauge<'secret'>;
   readonly #deletionScheduled: Gauge<'secret'>;
@@ -194,6 +196,12 @@ export class AgentMetrics {
     this.#deletionScheduled = new Gauge({
       name: 'secrets_agent_secret_deletion_scheduled',
       help: '1 while Secrets Manager reports the secret scheduled for deletion (DescribeSecret DeletedDate): the agent serves its last value, and the secret is gone for good after the recovery window unless restored; else 0.',
+      labelNames: ['secret'],
+      registers,
+    });
+    this.#failovers = new Counter({
+      name: 'secrets_agent_failover_total',
+      help: 'Reads of a secret (checks and fetches) answered by source.failoverRegion because the primary region had an outage (server error, timeout, network).',
       labelNames: ['secret'],
       registers,
     });
@@ -343,6 +351,7 @@ export class AgentMetrics {
     }
     for (const gauge of [this.#lastSuccess, this.#versionCreated, this.#refreshInterval, this.#deletionScheduled]) gauge.remove({ secret: name });
     this.#versionChanges.remove({ secret: name });
+    this.#failovers.remove({ secret: name });
   }
 
   /** Removes every series of an output file (it was removed from the configuration). */
@@ -400,6 +409,12 @@ export class AgentMetrics {
   secretDeletionScheduled(secret: string, scheduled: boolean): void {
     this.#ensureSecret(secret);
     this.#deletionScheduled.set({ secret }, scheduled ? 1 : 0);
+  }
+
+  /** One read (check or fetch) of a secret was answered by the failover region (the primary had an outage). */
+  secretFailedOver(secret: string): void {
+    this.#ensureSecret(secret);
+    this.#failovers.inc({ secret });
   }
 
   /** One render of an output file (path relative to outputDir). */
@@ -477,6 +492,7 @@ export class AgentMetrics {
       this.#fetches.inc({ secret: name, result }, 0);
     }
     this.#versionChanges.inc({ secret: name }, 0);
+    this.#failovers.inc({ secret: name }, 0);
     this.#deletionScheduled.set({ secret: name }, 0);
   }
 

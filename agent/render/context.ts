@@ -9,6 +9,9 @@
 // (`secrets.app['db/password']`), each entry read as one parameter; its `raw`
 // is the JSON object of the entries' raw values, its `meta.parameters` the
 // entries' meta.
+//
+// `meta.region`: the AWS region that served the value (the aws source only;
+// source.failoverRegion after a failover).
 import type { SecretValue } from '../types.ts';
 import { isJsonObject } from './template.ts';
 
@@ -28,6 +31,8 @@ export interface SecretMetaView {
   readonly lastModifiedDate?: string | null;
   /** SSM: the labels known to point at this version (the configured label). */
   readonly labels?: readonly string[];
+  /** The aws source: the AWS region that served this value (source.failoverRegion after a failover). */
+  readonly region?: string;
   /** SSM parameterPath: each parameter's meta, keyed by its name relative to the path. */
   readonly parameters?: Readonly<Record<string, SecretMetaView>>;
 }
@@ -108,6 +113,7 @@ function metaOf(value: SecretValue, parameters?: Readonly<Record<string, SecretM
     name: value.name,
     createdDate: value.createdDate ? value.createdDate.toISOString() : null,
     stages: Object.freeze([...value.versionStages]),
+    ...(value.region ? { region: value.region } : {}),
     ...(p
       ? {
           version: parameters ? value.versionId : Number(value.versionId),

@@ -51,6 +51,12 @@ export interface AwsClientSetup {
   };
   /** Add the plugins (metrics) to a service client built from `config`. */
   use(client: { middlewareStack: { use(p: never): void } }): void;
+  /**
+   * The same setup for another region (source.failoverRegion): same request
+   * handler, plugins and identity, whose cached credentials it shares (no STS
+   * call while they are valid); a refresh it triggers goes to STS in `region`.
+   */
+  forRegion(region: string): AwsClientSetup;
 }
 
 /** Region: config, then the environment, then the region of an ARN id (a secret's or a parameter's). */
@@ -216,37 +222,84 @@ export function createAwsClientSetup(specs: readonly SecretSpec[], options: AwsC
     httpsAgent: new HttpsAgent(keepAlive),
   });
   const plugins = [...(options.plugins ?? [])];
-  const stsConfig = { region, requestHandler };
   const pod = podIdentityEnv(process.env);
-  let provider: AwsCredentialIdentityProvider = pod
-    ? podIdentityProvider(pod.fullUri, pod.tokenFile)
-    : fromNodeProviderChain({
-        clientConfig: stsConfig,
-        clientPlugins: plugins,
-        // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
-        timeout: 2000,
-        maxRetries: 2,
-      });
-  if (options.assumeRoleArn) {
-    provider = fromTemporaryCredentials({
-      params: { RoleArn: options.assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
-      masterCredentials: provider,
-      clientConfig: stsConfig,
+  const podProvider = pod ? podIdentityProvider(pod.fullUri, pod.tokenFile) : undefined;
+  // One identity for every region: the pod's (web identity, Pod Identity, the default chain), then the
+  // assumed role. Each layer caches its credentials once for all regions; a refresh goes to STS in the
+  // region of the client that needs it (docs/aws.md, "STS endpoint").
+  const base = sharedAcrossRegions((r) =>
+    podProvider ??
+    fromNodeProviderChain({
+      clientConfig: { region: r, requestHandler },
       clientPlugins: plugins,
-    });
-  }
-  return {
-    region,
-    assumeRoleArn: options.assumeRoleArn,
+      // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
+      timeout: 2000,
+      maxRetries: 2,
+    }),
+  );
+  const { assumeRoleArn } = options;
+  const identity = assumeRoleArn
+    ? sharedAcrossRegions((r) =>
+        fromTemporaryCredentials({
+          params: { RoleArn: assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
+          masterCredentials: base(r),
+          clientConfig: { region: r, requestHandler },
+          clientPlugins: plugins,
+        }),
+      )
+    : base;
+  const setupFor = (r: string): AwsClientSetup => ({
+    region: r,
+    assumeRoleArn,
     config: {
-      region,
+      region: r,
       requestHandler,
       maxAttempts: 3,
-      credentials: withDeadline(provider, options.credentialsTimeoutMs ?? 15_000, options.onCredentials, options.onCredentialsError),
+      credentials: withDeadline(identity(r), options.credentialsTimeoutMs ?? 15_000, options.onCredentials, options.onCredentialsError),
     },
     use(client) {
       for (const p of plugins) client.middlewareStack.use(p as never);
     },
+    forRegion: setupFor,
+  });
+  return setupFor(region);
+}
+
+/** Credentials this close to expiry are refreshed (the SDK's own margin: 5 minutes). */
+const REFRESH_MARGIN_MS = 5 * 60_000;
+
+/**
+ * One credential cache for all regions in front of a provider per region: a
+ * region's provider is asked only when the cache holds nothing valid (or a
+ * refresh is forced), and what it answers serves every region. A resolution
+ * in flight is shared per region only, so a region whose STS hangs never holds
+ * up another region's.
+ */
+function sharedAcrossRegions(make: (region: string) => AwsCredentialIdentityProvider): (region: string) => AwsCredentialIdentityProvider {
+  let cached: AwsCredentialIdentity | undefined;
+  const providers = new Map<string, AwsCredentialIdentityProvider>();
+  const pending = new Map<string, Promise<AwsCredentialIdentity>>();
+  const valid = (c: AwsCredentialIdentity | undefined): c is AwsCredentialIdentity =>
+    c !== undefined && (c.expiration === undefined || c.expiration.getTime() - Date.now() > REFRESH_MARGIN_MS);
+  return (region) => {
+    let provider = providers.get(region);
+    if (!provider) {
+      provider = make(region);
+      providers.set(region, provider);
+    }
+    const resolve = provider;
+    return async (props) => {
+      const force = (props as { forceRefresh?: boolean } | undefined)?.forceRefresh === true;
+      if (!force && valid(cached)) return cached;
+      let p = pending.get(region);
+      if (!p) {
+        p = resolve(props).then((c) => (cached = c));
+        pending.set(region, p);
+        const clear = (): void => void pending.delete(region);
+        p.then(clear, clear);
+      }
+      return p;
+    };
   };
 }
 

@@ -511,6 +511,27 @@ const cases: { name: string; text: string; line: number; path: string; message: 
     path: 'source.assumeRoleArn',
     message: /is not an IAM role ARN/,
   },
+  {
+    name: 'failoverRegion that is not a region',
+    text: `${BASE}source: {failoverRegion: "us-west"}\n`,
+    line: 8,
+    path: 'source.failoverRegion',
+    message: '"us-west" is not an AWS region (e.g. "us-west-2")',
+  },
+  {
+    name: 'failoverRegion equal to region',
+    text: `${BASE}source:\n  region: us-east-1\n  failoverRegion: us-east-1\n`,
+    line: 10,
+    path: 'source.failoverRegion',
+    message: /^"us-east-1" is source\.region itself; name a second region/,
+  },
+  {
+    name: 'file source with a failoverRegion',
+    text: `${BASE}source:\n  type: file\n  path: dev.yaml\n  failoverRegion: us-west-2\n`,
+    line: 11,
+    path: 'source.failoverRegion',
+    message: /only valid with type: aws/,
+  },
   { name: 'a number where a string belongs', text: BASE.replace('prod/app/db', '12345'), line: 4, path: 'secrets.db.id', message: 'must be a string; quote it: "12345"' },
   { name: 'YAML syntax error', text: `${BASE}notify: [\n`, line: 8, path: '', message: /^YAML syntax error: / },
   { name: 'duplicate YAML key', text: `${BASE}outputDir: /x\n`, line: 8, path: '', message: /duplicate key "outputDir"/ },
@@ -895,7 +916,7 @@ describe('config: JSON Schema', () => {
       'bad signal name', 'notify files naming an unknown file', 'duplicate notify names', 'bad listen address',
       'YAML syntax error', 'duplicate YAML key', 'empty file', 'mode the owner cannot read', 'setuid mode',
       'notify URL on a port fetch refuses', 'file path over PATH_MAX', 'outputDir name over 255 bytes',
-      'parameter name with 16 levels', 'parameter with the file source',
+      'parameter name with 16 levels', 'parameter with the file source', 'failoverRegion equal to region',
     ]);
     const missed: string[] = [];
     for (const c of cases) {
