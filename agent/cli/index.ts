@@ -22,6 +22,8 @@ Commands:
   render --output-dir DIR  fetch and render once into DIR exactly as init would (debugging, CI)
   convert eso [--output-dir DIR] FILE...
                            External Secrets Operator manifests -> an agent config on stdout (docs/eso.md)
+  inject (--config FILE | --from-eso FILE...) [--image IMAGE] FILE...
+                           workload manifests -> the same with the agent added, on stdout (docs/inject.md)
   version                  print the version
   help                     this text
 
@@ -61,6 +63,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'convert') {
     const { convert } = await import('./convert.ts');
     return convert(argv.slice(1));
+  }
+  // `inject` too (manifests and its own flags): cli/inject.ts.
+  if (argv[0] === 'inject') {
+    const { inject } = await import('./inject.ts');
+    return inject(argv.slice(1));
   }
   let args;
   try {

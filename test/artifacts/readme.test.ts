@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withReference } from '../../scripts/config-reference.ts';
@@ -39,6 +40,44 @@ function shellBlocks(markdown: string): string[] {
   return lines;
 }
 
+/**
+ * The output of the README's `convert eso` and `inject` commands is what they
+ * promise: a config that passes validate, and manifests whose ConfigMap holds
+ * such a config and whose pod runs the agent, with the app reading the same
+ * path from the agent's volume. Returns 1 when `cmd` was one of them.
+ */
+async function checkEsoOutput(cmd: string, stdout: string): Promise<number> {
+  const validateText = async (text: string): Promise<void> => {
+    const path = join(REPO, `.readme-eso-${process.pid}.yaml`);
+    await writeFile(path, text);
+    try {
+      const v = await runAgent(['validate', '--config', path]);
+      assert.equal(v.code, 0, `${cmd}: the config does not validate:\n${v.stderr}`);
+    } finally {
+      await rm(path, { force: true });
+    }
+  };
+  if (/^node agent\/main\.ts convert eso /.test(cmd)) {
+    await validateText(stdout);
+    return 1;
+  }
+  const inject = /^node agent\/main\.ts inject .* > (\S+)$/.exec(cmd);
+  if (!inject) return 0;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const docs = parseAllDocuments(await readFile(join(REPO, inject[1]!), 'utf8')).map((d) => d.toJS() as Record<string, any>);
+  const [cm, deployment] = docs;
+  assert.equal(cm?.kind, 'ConfigMap', cmd);
+  assert.equal(deployment?.kind, 'Deployment', cmd);
+  // Its templateFile paths are the image's (../templates/): at the repo root they resolve to templates/ as well.
+  await validateText(cm.data['config.yaml'] as string);
+  const spec = deployment.spec.template.spec;
+  assert.equal(spec.initContainers[0].name, 'secrets-agent');
+  assert.equal(spec.initContainers[0].restartPolicy, 'Always');
+  assert.deepEqual(spec.containers[0].volumeMounts, [{ name: 'secrets-agent-files', mountPath: '/etc/app-secrets', readOnly: true }]);
+  assert.equal(spec.volumes.some((v: Record<string, unknown>) => 'secret' in v), false);
+  return 1;
+}
+
 /** The command without a trailing `# comment`. */
 const bare = (cmd: string) => cmd.replace(/\s+#.*$/, '').trim();
 
@@ -50,6 +89,7 @@ describe('README commands', () => {
   after(async () => {
     await stopAll(children);
     if (original !== undefined) await writeFile(secretsFile, original);
+    await rm(join(REPO, '.tmp', 'eso'), { recursive: true, force: true });
   });
 
   it('each row of the Exit codes table names tests that exist, and the table covers 0, 1 and 2', async () => {
@@ -125,10 +165,14 @@ describe('README commands', () => {
       assert.match(appLog, /dev-password-changed-by-readme-test/);
     }
 
+    let esoChecked = 0;
     for (const cmd of local) {
       if (LONG.has(bare(cmd))) continue;
       const r = spawnSync('bash', ['-c', cmd], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
       assert.equal(r.status, 0, `README command failed: ${cmd}\n${r.stdout}\n${r.stderr}`);
+      esoChecked += await checkEsoOutput(bare(cmd), r.stdout);
     }
+    // "Coming from External Secrets Operator": both the convert and the inject command ran and printed valid output.
+    assert.equal(esoChecked, 2, 'the README converts and injects the examples/eso manifests');
   });
 });

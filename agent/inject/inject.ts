@@ -1,0 +1,333 @@
+// `inject`: Kubernetes workload manifests (Deployment, StatefulSet, DaemonSet,
+// ReplicaSet, Job, CronJob, Pod; multi-document YAML) -> the same manifests
+// with the agent added, offline (as `istioctl kube-inject` / `linkerd inject`).
+// Pure: text in, text and diagnostics out; the CLI (cli/inject.ts) reads the
+// files, builds the agent config (a file, or `convert eso`) and prints.
+//
+// What each pod spec gets (docs/inject.md):
+// - the volume `secrets-agent-files` (emptyDir, medium Memory, sizeLimit);
+// - the agent as the first init container: a native sidecar (`run`,
+//   restartPolicy: Always, startupProbe on /readyz) or, for Jobs and CronJobs,
+//   a plain init container (`init`), in the shape of k8s-examples/;
+// - the config as a ConfigMap named by its content hash, mounted into the agent;
+// - the volume mounted read-only in every app container (at outputDir, unless
+//   the container already mounts it);
+// - with ESO targets: a `secret` volume of a target becomes the agent's volume
+//   at the same mountPath (targetMount() says with which subPath); env from a
+//   target's Secret cannot come from files and is listed (`unconverted`).
+// Idempotent: the agent's container, volumes and ConfigMap are replaced by fresh
+// ones, so injecting an injected manifest prints it unchanged. Everything else
+// is kept as it was, key order included (the yaml Document API; comments may go).
+import { createHash } from 'node:crypto';
+import { Document, isMap, isSeq, LineCounter, parseAllDocuments, YAMLMap, YAMLSeq, type Node } from 'yaml';
+import type { Diagnostic } from '../eso/convert.ts';
+
+export type { Diagnostic } from '../eso/convert.ts';
+
+export interface ManifestInput {
+  /** As the user named it ("-" for stdin). */
+  readonly file: string;
+  readonly text: string;
+}
+
+/** One Secret that ESO wrote (an ExternalSecret's target). */
+export interface EsoTarget {
+  readonly name: string;
+  /** The ExternalSecret's namespace; undefined matches any. */
+  readonly namespace?: string;
+}
+
+export interface InjectOptions {
+  readonly image: string;
+  /** The ConfigMap's data: `config.yaml` and the templates it names. */
+  readonly configData: Readonly<Record<string, string>>;
+  /** The config's outputDir: where the agent mounts its volume. */
+  readonly outputDir: string;
+  /** The config's server.listen port ("" or undefined: no server). */
+  readonly port?: number;
+  /** The ESO targets whose references are rewritten (with --from-eso). */
+  readonly targets?: readonly EsoTarget[];
+}
+
+export interface Injection {
+  /** The manifests (undefined when a fatal diagnostic was found). */
+  readonly output?: string;
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+export const AGENT_CONTAINER = 'secrets-agent';
+export const FILES_VOLUME = 'secrets-agent-files';
+export const CONFIG_VOLUME = 'secrets-agent-config';
+export const CONFIG_MOUNT = '/etc/secrets-agent/config';
+export const CONFIG_KEY = 'config.yaml';
+/** Marks the ConfigMaps inject makes: they are regenerated, never kept. */
+const MANAGED_BY = 'secrets-agent-inject';
+
+/** Where each kind keeps its pod spec, and whether it runs to completion. */
+const WORKLOADS: Record<string, { path: readonly string[]; batch: boolean }> = {
+  Pod: { path: ['spec'], batch: false },
+  Deployment: { path: ['spec', 'template', 'spec'], batch: false },
+  StatefulSet: { path: ['spec', 'template', 'spec'], batch: false },
+  DaemonSet: { path: ['spec', 'template', 'spec'], batch: false },
+  ReplicaSet: { path: ['spec', 'template', 'spec'], batch: false },
+  Job: { path: ['spec', 'template', 'spec'], batch: true },
+  CronJob: { path: ['spec', 'jobTemplate', 'spec', 'template', 'spec'], batch: true },
+};
+
+/**
+ * How an app container mounts the agent's volume in place of the Secret of an
+ * ESO target: one target is the whole volume (its keys are the files of
+ * outputDir); with several, each target is a subdirectory of outputDir,
+ * mounted with `subPath: <target>` at the path the app used.
+ */
+export function targetMount(target: string, targets: readonly EsoTarget[]): { subPath?: string } {
+  return new Set(targets.map((t) => t.name)).size > 1 ? { subPath: target } : {};
+}
+
+/** `secrets-agent-config-` + 10 characters of the data's hash (as kustomize's generators name them). */
+export function configMapName(data: Readonly<Record<string, string>>): string {
+  const canonical = JSON.stringify(Object.keys(data).sort().map((k) => [k, data[k]]));
+  return `secrets-agent-config-${createHash('sha256').update(canonical).digest('hex').slice(0, 10)}`;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** The agent's container, in the shape of k8s-examples/native-sidecar.yaml (run) or job.yaml (init). */
+function agentContainer(opts: InjectOptions, batch: boolean): Obj {
+  const mounts = [
+    { name: FILES_VOLUME, mountPath: opts.outputDir },
+    { name: CONFIG_VOLUME, mountPath: CONFIG_MOUNT, readOnly: true },
+  ];
+  const resources = { requests: { cpu: '20m', memory: '140Mi' }, limits: { memory: '256Mi' } };
+  const securityContext = { runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+  const config = `${CONFIG_MOUNT}/${CONFIG_KEY}`;
+  if (batch) {
+    return {
+      name: AGENT_CONTAINER,
+      image: opts.image,
+      // The ENTRYPOINT without --lite-mode: starts faster (Dockerfile).
+      command: ['/nodejs/bin/node', '--disable-sigusr1', '--max-semi-space-size=1', '/app/secrets-agent.mjs'],
+      args: ['init', '--config', config, '--timeout', '1m'],
+      resources,
+      securityContext,
+      volumeMounts: mounts,
+    };
+  }
+  const probe = (path: string, more: Obj): Obj => ({ httpGet: { path, port: 'metrics' }, ...more });
+  return {
+    name: AGENT_CONTAINER,
+    image: opts.image,
+    // The image's ENTRYPOINT (Dockerfile), so the container runs the same with any image tag.
+    command: ['/nodejs/bin/node', '--disable-sigusr1', '--lite-mode', '--max-semi-space-size=1', '/app/secrets-agent.mjs'],
+    args: ['run', '--config', config],
+    restartPolicy: 'Always',
+    ports: [{ name: 'metrics', containerPort: opts.port ?? 9102, protocol: 'TCP' }],
+    startupProbe: probe('/readyz', { periodSeconds: 1, failureThreshold: 120 }),
+    readinessProbe: probe('/readyz', { periodSeconds: 10 }),
+    livenessProbe: probe('/healthz', { periodSeconds: 10, failureThreshold: 3 }),
+    resources,
+    securityContext,
+    volumeMounts: mounts,
+  };
+}
+
+export function inject(inputs: readonly ManifestInput[], opts: InjectOptions): Injection {
+  const diagnostics: Diagnostic[] = [];
+  const targets = opts.targets ?? [];
+  const cmName = configMapName(opts.configData);
+
+  interface Parsed { file: string; doc: Document; lines: LineCounter }
+  const docs: Parsed[] = [];
+  const lineAt = (p: Parsed, path: readonly (string | number)[]): number | undefined => {
+    for (let at = path; ; at = at.slice(0, -1)) {
+      const node = p.doc.getIn(at, true) as Node | undefined;
+      if (node?.range) return p.lines.linePos(node.range[0]).line;
+      if (at.length === 0) return undefined;
+    }
+  };
+  const say = (severity: Diagnostic['severity'], p: Parsed | { file: string }, path: readonly (string | number)[] | number | undefined, message: string): void => {
+    const line = typeof path === 'number' ? path : path === undefined || !('doc' in p) ? undefined : lineAt(p, path);
+    diagnostics.push({ severity, file: p.file, ...(line === undefined ? {} : { line }), message });
+  };
+
+  for (const input of inputs) {
+    const lines = new LineCounter();
+    for (const doc of parseAllDocuments(input.text, { lineCounter: lines, prettyErrors: false }) as Document.Parsed[]) {
+      const err = doc.errors[0];
+      if (err) {
+        say('fatal', { file: input.file }, lines.linePos(err.pos[0]).line, `YAML syntax error: ${err.message.split('\n')[0]}; fix the manifest`);
+        continue;
+      }
+      if (doc.contents === null) continue;
+      docs.push({ file: input.file, doc, lines });
+    }
+  }
+  if (diagnostics.some((d) => d.severity === 'fatal')) return { diagnostics };
+
+  const kindOf = (p: Parsed): string | undefined => str(p.doc.get('kind'));
+  const ours = (p: Parsed): boolean => kindOf(p) === 'ConfigMap' && p.doc.getIn(['metadata', 'labels', 'app.kubernetes.io/managed-by']) === MANAGED_BY;
+  const workloads = docs.filter((p) => WORKLOADS[kindOf(p) ?? ''] !== undefined);
+  if (workloads.length === 0) {
+    const first = docs.find((p) => !ours(p)) ?? docs[0];
+    const kind = first ? (kindOf(first) ?? 'a document without kind') : undefined;
+    say('fatal', first ?? { file: inputs[0]?.file ?? '-' }, first ? ['kind'] : undefined, `${kind ? `${kind} is not a workload, and there is no workload in the input` : 'the input is empty'}: nothing to inject into; give the Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob or Pod manifests`);
+    return { diagnostics };
+  }
+
+  const namespaces = new Set<string | undefined>();
+  for (const p of workloads) {
+    const { path, batch } = WORKLOADS[kindOf(p)!]!;
+    const spec = p.doc.getIn(path, true);
+    if (!isMap(spec)) {
+      say('fatal', p, path.slice(0, -1), `${kindOf(p)} has no pod spec at ${path.join('.')}; fix the manifest`);
+      continue;
+    }
+    if (!batch && opts.port === undefined) {
+      say('fatal', p, ['kind'], `the agent runs as a native sidecar in a ${kindOf(p)}, and its startupProbe needs /readyz, but the config's server.listen is ""; set server.listen (e.g. "0.0.0.0:9102")`);
+      continue;
+    }
+    const namespace = str(p.doc.getIn(['metadata', 'namespace']));
+    namespaces.add(namespace);
+    injectPod(p, [...path], batch, namespace);
+  }
+  if (diagnostics.some((d) => d.severity === 'fatal')) return { diagnostics };
+
+  function injectPod(p: Parsed, path: string[], batch: boolean, namespace: string | undefined): void {
+    const { doc } = p;
+    const spec = doc.getIn(path, true) as YAMLMap;
+    const seqAt = (key: string): YAMLSeq => seqIn(spec, key);
+    const targetOf = (secretName: string | undefined): string | undefined =>
+      secretName === undefined ? undefined : targets.find((t) => t.name === secretName && (t.namespace === undefined || namespace === undefined || t.namespace === namespace))?.name;
+
+    // Volumes: the ESO targets' secret volumes go; the agent's two are (re)made.
+    const volumes = seqAt('volumes');
+    const replaced = new Map<string, string>(); // volume name -> target
+    const kept: unknown[] = [];
+    volumes.items.forEach((item, i) => {
+      const v = isMap(item) ? (item.toJSON() as Obj) : {};
+      const name = str(v['name']);
+      if (name === FILES_VOLUME || name === CONFIG_VOLUME) return;
+      const secret = isObj(v['secret']) ? v['secret'] : undefined;
+      const target = targetOf(str(secret?.['secretName']));
+      if (name && target) {
+        replaced.set(name, target);
+        if (secret?.['items'] !== undefined) {
+          say('unconverted', p, [...path, 'volumes', i, 'secret', 'items'], `volume "${name}" selects or renames keys of the Secret "${target}" with items: the agent writes every key under its own name, so the app now reads <mountPath>/<key>; rename the files in the agent config (files[].path) or point the app at the keys' names`);
+        }
+        return;
+      }
+      const projected = isObj(v['projected']) && Array.isArray(v['projected']['sources']) ? v['projected']['sources'] : [];
+      projected.forEach((s, j) => {
+        const t = isObj(s) && isObj(s['secret']) ? targetOf(str(s['secret']['name'])) : undefined;
+        if (t) say('unconverted', p, [...path, 'volumes', i, 'projected', 'sources', j], `projected volume "${name ?? ''}" takes the Secret "${t}", which ESO wrote and the agent replaces: a projected volume cannot take an emptyDir; mount the agent's volume (${FILES_VOLUME}) at a path of its own instead`);
+      });
+      kept.push(item);
+    });
+    volumes.items = kept;
+    volumes.items.push(
+      doc.createNode({ name: FILES_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }),
+      doc.createNode({ name: CONFIG_VOLUME, configMap: { name: cmName } }),
+    );
+
+    // Containers: the app's mounts of a replaced volume point at the agent's; env from a target is listed.
+    const fixContainer = (c: unknown, where: (string | number)[], app: boolean): void => {
+      if (!isMap(c)) return;
+      const cname = str(c.get('name')) ?? '';
+      const mounts = c.get('volumeMounts', true);
+      let mountsAgent = false;
+      if (isSeq(mounts)) {
+        for (const m of mounts.items) {
+          if (!isMap(m)) continue;
+          const name = str(m.get('name'));
+          const target = name === undefined ? undefined : replaced.get(name);
+          if (target !== undefined) {
+            m.set('name', FILES_VOLUME);
+            m.set('readOnly', true);
+            const { subPath } = targetMount(target, targets);
+            if (subPath === undefined) m.delete('subPath');
+            else m.set('subPath', subPath);
+          }
+          if (str(m.get('name')) === FILES_VOLUME) mountsAgent = true;
+        }
+      }
+      const taken = isSeq(mounts) ? mounts.items.find((m) => isMap(m) && m.get('mountPath') === opts.outputDir) : undefined;
+      if (app && !mountsAgent && taken) {
+        say('unconverted', p, [...where, 'volumeMounts'], `container "${cname}" already mounts the volume "${str((taken as YAMLMap).get('name')) ?? ''}" at ${opts.outputDir}, the config's outputDir, so the agent's volume is not mounted there; remove that mount (or set outputDir to another path)`);
+      } else if (app && !mountsAgent) {
+        seqIn(c, 'volumeMounts').items.push(doc.createNode({ name: FILES_VOLUME, mountPath: opts.outputDir, readOnly: true }));
+      }
+      const seen = c.get('volumeMounts', true);
+      const dir = (isSeq(seen) ? seen.items.map((m) => (isMap(m) && m.get('name') === FILES_VOLUME && !m.has('subPath') ? str(m.get('mountPath')) : undefined)).find(Boolean) : undefined) ?? opts.outputDir;
+      const fix = `files cannot become environment variables: write the keys as one dotenv file (files: [{path: ${cname}.env, templateFile: ../templates/dotenv.liquid, secret: ...}]) and start the app through an entrypoint that loads it: command: ["sh", "-c", "set -a; . ${dir}/${cname}.env; exec \\"$0\\" \\"$@\\"", <the app's command>] (docs/inject.md)`;
+      const envFrom = c.get('envFrom', true);
+      if (isSeq(envFrom)) {
+        envFrom.items.forEach((e, k) => {
+          const t = isMap(e) ? targetOf(str(e.getIn(['secretRef', 'name']))) : undefined;
+          if (t) say('unconverted', p, [...where, 'envFrom', k, 'secretRef'], `container "${cname}" takes envFrom the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
+        });
+      }
+      const env = c.get('env', true);
+      if (isSeq(env)) {
+        env.items.forEach((e, k) => {
+          const t = isMap(e) ? targetOf(str(e.getIn(['valueFrom', 'secretKeyRef', 'name']))) : undefined;
+          if (t) say('unconverted', p, [...where, 'env', k, 'valueFrom', 'secretKeyRef'], `container "${cname}" takes env ${str((e as YAMLMap).get('name')) ?? ''} from the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
+        });
+      }
+    };
+
+    // initContainers: the agent first (it must run before everything that reads its files).
+    const inits = seqAt('initContainers');
+    inits.items = inits.items.filter((c) => !(isMap(c) && c.get('name') === AGENT_CONTAINER));
+    inits.items.forEach((c, i) => fixContainer(c, [...path, 'initContainers', i + 1], false));
+    inits.items.unshift(doc.createNode(agentContainer(opts, batch)));
+    const containers = spec.get('containers', true);
+    if (isSeq(containers)) containers.items.forEach((c, i) => fixContainer(c, [...path, 'containers', i], true));
+  }
+
+  // The ConfigMaps first (one per namespace of the workloads), then every input document but our old ConfigMaps.
+  const out: string[] = [];
+  for (const namespace of namespaces) {
+    const cm = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: cmName,
+        ...(namespace === undefined ? {} : { namespace }),
+        labels: { 'app.kubernetes.io/name': 'secrets-agent', 'app.kubernetes.io/managed-by': MANAGED_BY },
+      },
+      data: opts.configData,
+    };
+    out.push(new Document(cm).toString({ lineWidth: 0 }));
+  }
+  for (const p of docs) if (!ours(p)) out.push(p.doc.toString({ lineWidth: 0 }).replace(/^---\n/, ''));
+  return { output: out.join('---\n'), diagnostics };
+}
+
+/** The sequence at `key` of `map`, made (empty) when missing. */
+function seqIn(map: YAMLMap, key: string): YAMLSeq {
+  const node: unknown = map.get(key, true);
+  if (isSeq(node)) return node;
+  const seq = new YAMLSeq();
+  map.set(key, seq);
+  return seq;
+}
+
+/** The Secrets ESO writes for these ExternalSecrets (spec.target.name, else metadata.name). */
+export function esoTargets(texts: readonly string[]): EsoTarget[] {
+  const found: EsoTarget[] = [];
+  for (const text of texts) {
+    for (const doc of parseAllDocuments(text) as Document.Parsed[]) {
+      if (doc.errors.length > 0) continue;
+      const v: unknown = doc.toJS();
+      if (!isObj(v) || v['kind'] !== 'ExternalSecret') continue;
+      const meta = isObj(v['metadata']) ? v['metadata'] : {};
+      const spec = isObj(v['spec']) ? v['spec'] : {};
+      const name = str(isObj(spec['target']) ? spec['target']['name'] : undefined) ?? str(meta['name']);
+      const namespace = str(meta['namespace']);
+      if (name) found.push({ name, ...(namespace === undefined ? {} : { namespace }) });
+    }
+  }
+  return found;
+}
