@@ -334,7 +334,8 @@ export class Scheduler {
     const now = this.#now();
     for (const s of states) {
       s.running = true;
-      s.attemptAt = now;
+      // The shared attempt counts from the round's time, not from a timer that fired late.
+      s.attemptAt = Math.min(now, s.nextDue ?? now);
     }
     const signal = this.#abort.signal;
     const answers = this.#limit(() => this.#o.checkMany!(states.map((s) => s.spec), signal));
