@@ -24,8 +24,11 @@
 // when the source can describe several specs at once (SecretSource.describeMany:
 // ListSecrets with refresh.batchChecks, GetParameters for SSM): the scheduler
 // hands them over as one group, the runner describes them in one go and fetches
-// only the ones whose version moved. Retries, terminal-error logs, rotation
-// probes and metrics stay per secret (refresh/scheduler.ts).
+// only the ones whose version moved. Where that saves requests (SSM always,
+// Secrets Manager with batchChecks) the scheduler checks such secrets in rounds
+// per interval, one jittered draw per round, so they keep falling due together.
+// Retries, terminal-error logs, rotation probes and metrics stay per secret
+// (refresh/scheduler.ts).
 //
 // A secret scheduled for deletion (DescribeSecret's DeletedDate) keeps serving
 // its last value; it is logged once per deletion date and exposed as
@@ -37,7 +40,7 @@ import type { AgentMetrics } from '../observe/metrics.ts';
 import type { Notifier } from '../notify/index.ts';
 import { versionMoved, type Pipeline } from '../pipeline.ts';
 import type { SourceSnapshot } from '../source/source.ts';
-import { sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
+import { kindOf, sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
 import { firstRender } from './first-render.ts';
 import { Scheduler, type CheckOutcome } from './scheduler.ts';
 
@@ -100,6 +103,13 @@ export class Runner {
       groupWindowMs: () => {
         const source = this.#pipeline.source;
         return source.describeMany && !source.readSnapshot ? this.#coalesceMs : undefined;
+      },
+      // Where a grouped check saves requests (the scheduler then checks in rounds):
+      // SSM parameters always (GetParameters, 10 names), Secrets Manager only with
+      // batchChecks (ListSecrets); otherwise describeMany is one DescribeSecret each.
+      batches: (spec) => {
+        const { source, config } = this.#pipeline;
+        return source.kind === 'aws' && !source.readSnapshot && (kindOf(spec) !== 'secret' || config.refresh.batchChecks === true);
       },
       onCheckResult: (spec, err) => this.#metrics.secretChecked(spec.name, err ? 'error' : 'success'),
     });

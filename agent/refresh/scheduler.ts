@@ -1,6 +1,7 @@
 // The refresh scheduler: when each secret is checked next.
 //
-// - Every secret has its own schedule: interval ± jitter (per-secret override).
+// - Every secret has its own schedule: interval ± jitter (per-secret override),
+//   except where checks share requests (rounds, below).
 // - A check that fails transiently is retried with p-retry: exponential backoff
 //   with jitter, starting no faster than the SDK's own retries (which already
 //   made 3 attempts) and never slower than the interval, so the agent recovers
@@ -16,11 +17,25 @@
 //   secrets with refreshInterval: never (fetched once).
 // - Grouped checks (when the source can answer several in one request, see
 //   SchedulerOptions.checkMany): the checks that fall due together, within the
-//   group window of the earliest, are handed over as one group. Each secret
-//   keeps its own due time, jitter, backoff and terminal-error log: only the
-//   first attempt is shared; a member whose part of the group failed
-//   transiently is retried on its own, with `check`, so one bad secret never
-//   holds the others back.
+//   group window of the earliest, are handed over as one group. Only the first
+//   attempt is shared: a member whose part of the group failed transiently is
+//   retried on its own, with `check`, so one bad secret never holds the others
+//   back; backoff, terminal-error logs and rotation probes stay per secret.
+// - Rounds (SchedulerOptions.batches says which specs share requests): a
+//   per-secret jitter would make a pod's checks drift apart until they rarely
+//   fall due together, so the secrets that batch and share an interval are
+//   checked in rounds instead: one jittered draw per round, interval ± jitter
+//   after the previous round, and every secret of the round is due at that
+//   same time. Each pod draws its own, which is what spreads a fleet. A secret
+//   that is not in the round (new or changed by a reload, back from retries,
+//   after a rotation probe, after checkAllNow) joins the first round of its
+//   interval that is no earlier than its own jitter allows
+//   (start of its last check + interval × (1 − jitter), less the group
+//   window): joining never adds a check, and the wait before it is at most
+//   about two intervals, once. Rotation probes, retries and the rotationAware
+//   first look stay per secret (a first look is shared by the secrets of one
+//   setSecrets call). Specs that do not batch keep the per-secret jitter: with
+//   nothing to share, it spreads one pod's calls over time instead of a burst.
 // At most `concurrency` checks (a group counts as one) run at once (p-limit).
 // All timers are unref'd; stop() aborts checks in flight and drops the queued
 // ones, and a check aborted that way counts as neither success nor error.
@@ -59,6 +74,13 @@ export interface SchedulerOptions extends RefreshSettings {
    * (the source or the window may change with a config reload).
    */
   readonly groupWindowMs?: () => number | undefined;
+  /**
+   * Does this spec's check share a request with others (a batching backend)?
+   * Such specs are checked in rounds per interval (see the header); others keep
+   * their own jittered schedule. Asked whenever a spec is scheduled; only
+   * while checkMany and a group window are there. @default none batch
+   */
+  readonly batches?: (spec: SecretSpec) => boolean;
   /** Called after every check attempt (for metrics). */
   readonly onCheckResult?: (spec: SecretSpec, error: SourceError | undefined) => void;
   /** Max checks in flight at once. @default 8 */
@@ -88,6 +110,17 @@ interface SecretState {
   running: boolean;
   /** When this secret is next checked. */
   nextDue?: number;
+  /** The round (its time) this secret is due in; undefined when due on its own. */
+  round?: number;
+  /** When its last check attempt was issued (a round's earliest next time counts from it). */
+  attemptAt?: number;
+}
+
+/** The rounds of one interval: the last one run, the next, and the one after it once someone waits for it. */
+interface Rounds {
+  prev?: number;
+  next: number;
+  after?: number;
 }
 
 export class Scheduler {
@@ -102,6 +135,8 @@ export class Scheduler {
   readonly #limit: LimitFunction;
   #stopped = false;
   readonly #running = new Set<Promise<void>>();
+  /** Batching secrets' rounds, by interval. */
+  readonly #rounds = new Map<number, Rounds>();
 
   constructor(options: SchedulerOptions) {
     this.#o = options;
@@ -115,7 +150,13 @@ export class Scheduler {
     const before = this.#refresh.intervalMs;
     this.#refresh = { intervalMs: refresh.intervalMs, jitter: refresh.jitter, rotationAware: refresh.rotationAware };
     if (before !== refresh.intervalMs) {
-      for (const s of this.#states.values()) if (!s.spec.refreshIntervalMs) this.#schedule(s, this.#now() + this.#jittered(refresh.intervalMs));
+      const now = this.#now();
+      for (const s of this.#states.values()) {
+        if (s.spec.refreshIntervalMs) continue;
+        delete s.round;
+        s.attemptAt = now;
+        this.#schedule(s, this.#regularDue(s, now), s.round);
+      }
       this.#arm();
     }
   }
@@ -136,6 +177,8 @@ export class Scheduler {
    */
   setSecrets(specs: readonly SecretSpec[]): void {
     const keep = new Set<string>();
+    // rotationAware: the first look of the batching secrets added now, one draw for all of them.
+    const firstLook = Math.random() * FIRST_LOOK_MS;
     for (const spec of specs) {
       if (spec.versionId || spec.fetchOnce) continue; // pinned, or refreshInterval: never: never re-checked
       keep.add(spec.name);
@@ -148,8 +191,9 @@ export class Scheduler {
       state.spec = spec;
       delete state.rotation;
       delete state.lastTerminal;
+      delete state.round;
       this.#states.set(spec.name, state);
-      this.#schedule(state, this.#now() + this.#firstDelay(spec));
+      this.#scheduleFirst(state, firstLook);
     }
     for (const name of [...this.#states.keys()]) {
       if (!keep.has(name)) {
@@ -163,19 +207,66 @@ export class Scheduler {
 
   /**
    * The first check of a new secret. Its value was just fetched, so normally one
-   * interval away; but with rotationAware and a long interval the agent would not
-   * learn a NextRotationDate before it passes, so one early metadata check
-   * (spread over up to FIRST_LOOK_MS, no value fetched) learns it.
+   * interval away (for a batching secret: the round it joins); but with
+   * rotationAware and a long interval the agent would not learn a
+   * NextRotationDate before it passes, so one early metadata check (spread over
+   * up to FIRST_LOOK_MS, no value fetched; shared by the batching secrets added
+   * together) learns it.
    */
-  #firstDelay(spec: SecretSpec): number {
-    const regular = this.#jittered(this.intervalOf(spec));
-    if (!this.#refresh.rotationAware) return regular;
-    return Math.min(regular, Math.random() * FIRST_LOOK_MS);
+  #scheduleFirst(state: SecretState, firstLook: number): void {
+    const now = this.#now();
+    state.attemptAt = now;
+    const regular = this.#regularDue(state, now);
+    if (!this.#refresh.rotationAware) return this.#schedule(state, regular, state.round);
+    const look = now + (this.#batches(state.spec) ? firstLook : Math.random() * FIRST_LOOK_MS);
+    if (look < regular) this.#schedule(state, look);
+    else this.#schedule(state, regular, state.round);
+  }
+
+  #batches(spec: SecretSpec): boolean {
+    return this.#o.checkMany !== undefined && this.#o.batches?.(spec) === true && this.#o.groupWindowMs?.() !== undefined;
+  }
+
+  /**
+   * The next regular check of a secret whose check (attempt issued at
+   * state.attemptAt) just ended, or that was just added: one jittered interval
+   * away, or for a batching secret the round it is in or joins (the header's
+   * rule). Sets state.round to that round (undefined when on its own).
+   */
+  #regularDue(state: SecretState, now: number): number {
+    const interval = this.intervalOf(state.spec);
+    const member = state.round;
+    delete state.round;
+    if (!this.#batches(state.spec)) return now + this.#jittered(interval);
+    let r = this.#rounds.get(interval);
+    // A member of the round it ran in moves the rounds on (the first member to end draws the next one).
+    if (r && member !== undefined && (member === r.next || member === r.after)) {
+      r.next = member === r.next && r.after !== undefined ? r.after : member + this.#jittered(interval);
+      r.prev = member;
+      delete r.after;
+    }
+    if (r && r.next <= now && r.after !== undefined && r.after > now) {
+      r.prev = r.next;
+      r.next = r.after;
+      delete r.after;
+    }
+    const start = Math.min(state.attemptAt ?? now, now);
+    if (!r || r.next <= now) {
+      // No round ahead: this secret starts the next one. prev keeps the passed round known to its members still running.
+      let next = start + this.#jittered(interval);
+      if (next <= now) next = now + this.#jittered(interval);
+      r = { ...(r ? { prev: r.next } : {}), next };
+      this.#rounds.set(interval, r);
+    }
+    const earliest = start + interval * (1 - this.#refresh.jitter) - (this.#o.groupWindowMs?.() ?? 0);
+    if (r.next < earliest) r.after ??= r.next + this.#jittered(interval);
+    state.round = r.next >= earliest ? r.next : (r.after ?? r.next);
+    return state.round;
   }
 
   /** Check every secret now (the file source changed, or a test asks). */
   checkAllNow(): void {
-    for (const s of this.#states.values()) this.#schedule(s, this.#now());
+    for (const s of this.#states.values()) this.#schedule(s, this.#now()); // out of their rounds: they rejoin after
     this.#arm();
   }
 
@@ -184,9 +275,12 @@ export class Scheduler {
     return this.#states.get(name)?.nextDue;
   }
 
-  #schedule(state: SecretState, due: number): void {
+  /** `round`: the round the secret is due in (when `due` is that round's time). */
+  #schedule(state: SecretState, due: number, round?: number): void {
     state.token++;
     state.nextDue = due;
+    if (round === due) state.round = round;
+    else delete state.round;
     this.#heap.push(due, { name: state.spec.name, token: state.token });
   }
 
@@ -238,7 +332,12 @@ export class Scheduler {
 
   /** One checkMany for the group; each member then goes on (retries, schedule) as if checked alone. */
   #startGroup(states: readonly SecretState[]): void {
-    for (const s of states) s.running = true;
+    const now = this.#now();
+    for (const s of states) {
+      s.running = true;
+      // The shared attempt counts from the round's time, not from a timer that fired late.
+      s.attemptAt = Math.min(now, s.nextDue ?? now);
+    }
     const signal = this.#abort.signal;
     const answers = this.#limit(() => this.#o.checkMany!(states.map((s) => s.spec), signal));
     for (const s of states) {
@@ -276,6 +375,7 @@ export class Scheduler {
             shared = undefined;
             return answer;
           }
+          state.attemptAt = this.#now();
           return this.#limit(() => this.#o.check(spec, signal));
         },
         {
@@ -322,13 +422,14 @@ export class Scheduler {
         delete state.lastTerminal;
       }
     }
-    this.#schedule(state, this.#nextDue(state, outcome));
+    const due = this.#nextDue(state, outcome);
+    this.#schedule(state, due, state.round);
     this.#arm();
   }
 
   #nextDue(state: SecretState, outcome: CheckOutcome | undefined): number {
     const now = this.#now();
-    const regular = now + this.#jittered(this.intervalOf(state.spec));
+    const regular = this.#regularDue(state, now);
     if (!this.#refresh.rotationAware || !outcome) return regular;
     const { metadata, changed } = outcome;
     if (changed) delete state.rotation;

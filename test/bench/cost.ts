@@ -1,10 +1,13 @@
 // Case 5 (arithmetic part): AWS calls and dollars per secret per day, from the
 // calls measured per check (scale), per rotation and the propagation latency
 // (rotation), against naive per-secret GetSecretValue polling. And batched
-// checks (refresh.batchChecks): calls per secret per day with and without
-// them at 10 and 100 secrets per pod, from the scheduler's grouping rule
-// (simulated over a day; test/e2e/batch-checks.test.ts measures the rule's
-// outcome at a proxy: 10 secrets due together, one ListSecrets per round).
+// checks (refresh.batchChecks, SSM): calls per secret per day with and
+// without them at 10 and 100 secrets per pod at the defaults (5m, jitter 0.2),
+// from the scheduler's rule simulated over a day: rounds (one jittered draw
+// per round for the secrets that batch, refresh/scheduler.ts) and, for
+// comparison, the per-secret jitter batching had before rounds
+// (test/unit/refresh/scheduler.test.ts checks the rule on a fake clock,
+// test/e2e/check-rounds.test.ts its outcome at a proxy).
 import type { InitResult } from './init.ts';
 import type { RotationResult } from './rotation.ts';
 import type { ScaleResult } from './scale.ts';
@@ -42,6 +45,8 @@ export interface CostResult {
 export interface BatchingRow {
   secretsPerPod: number;
   jitter: number;
+  /** 'rounds': the scheduler's rule; 'per-secret jitter': each secret drawn on its own (before rounds). */
+  schedule: 'rounds' | 'per-secret jitter';
   /** One DescribeSecret per check. */
   withoutPerSecretPerDay: number;
   /** ListSecrets per group of checks due together (10 names a call), DescribeSecret for a check due alone. */
@@ -56,30 +61,34 @@ export interface BatchingRow {
 const LIST_FILTER_VALUES = 10;
 
 /**
- * One simulated day of the scheduler's rule (refresh/scheduler.ts): every
- * secret next due one jittered interval after its check; when the earliest is
- * due, every check due within the window of it goes along (a group);
- * rotationAware off, checks take no time. Returns check calls per secret per day.
+ * One simulated day of the scheduler (refresh/scheduler.ts): when the earliest
+ * check is due, every check due within the window of it goes along (a group).
+ * `rounds`: every member of a group is next due at the same time, one jittered
+ * interval later (one draw per round, the rule for secrets that batch);
+ * otherwise every secret draws its own jittered interval. rotationAware off,
+ * checks take no time. Returns check calls per secret per day.
  */
-export function simulateBatching(secrets: number, jitter: number, intervalS = DEFAULT_INTERVAL_S, seed = 1): { withCalls: number; withoutCalls: number; meanGroup: number } {
+export function simulateBatching(secrets: number, jitter: number, intervalS = DEFAULT_INTERVAL_S, seed = 1, inRounds = true): { withCalls: number; withoutCalls: number; meanGroup: number } {
   let x = seed;
   const random = (): number => ((x = (x * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
   const jittered = (): number => Math.max(0.001, intervalS * (1 - jitter + random() * 2 * jitter));
   const windowS = Math.min(0.5, intervalS / 4);
-  const due = Array.from({ length: secrets }, jittered);
+  const first = jittered();
+  const due = Array.from({ length: secrets }, () => (inRounds ? first : jittered()));
   let withCalls = 0;
   let checks = 0;
-  let rounds = 0;
+  let groups = 0;
   for (;;) {
     const t = Math.min(...due);
     if (t > 86_400) break;
     const group = due.flatMap((d, i) => (d <= t + windowS ? [i] : []));
     withCalls += group.length > 1 ? Math.ceil(group.length / LIST_FILTER_VALUES) : 1;
     checks += group.length;
-    rounds++;
-    for (const i of group) due[i] = t + jittered();
+    groups++;
+    const next = t + jittered();
+    for (const i of group) due[i] = inRounds ? next : t + jittered();
   }
-  return { withCalls: withCalls / secrets, withoutCalls: checks / secrets, meanGroup: checks / rounds };
+  return { withCalls: withCalls / secrets, withoutCalls: checks / secrets, meanGroup: checks / groups };
 }
 
 const dollars = (perSecretPerDay: number): number => round(perSecretPerDay * SECRETS_PER_POD * PODS * 30 * DOLLARS_PER_CALL, 2);
@@ -131,11 +140,13 @@ export function costCase(init: InitResult | undefined, scale: ScaleResult | unde
   const perPodMonth = (perSecretPerDay: number, n: number): number => round(perSecretPerDay * n * PODS * 30 * DOLLARS_PER_CALL, 2);
   const batching: BatchingRow[] = [];
   for (const n of [10, 100]) {
-    for (const jitter of [0, 0.2]) {
-      const sim = simulateBatching(n, jitter);
+    for (const rounds of [true, false]) {
+      const jitter = 0.2; // the default
+      const sim = simulateBatching(n, jitter, DEFAULT_INTERVAL_S, 1, rounds);
       batching.push({
         secretsPerPod: n,
         jitter,
+        schedule: rounds ? 'rounds' : 'per-secret jitter',
         withoutPerSecretPerDay: round(sim.withoutCalls, 1),
         withPerSecretPerDay: round(sim.withCalls, 1),
         meanGroup: round(sim.meanGroup, 2),
@@ -153,7 +164,7 @@ export function costCase(init: InitResult | undefined, scale: ScaleResult | unde
     notes: [
       `$0.05 per 10,000 calls; ${PODS} pods x ${SECRETS_PER_POD} secrets x 30 days; one rotation per secret per 30 days.`,
       'Calls per check measured at the proxy over a full cycle of the largest scale run; a naive poller fetches the value on every poll.',
-      `Batched checks: one simulated day of the scheduler's grouping rule at the ${DEFAULT_INTERVAL_S / 60}m default (window min(500 ms, interval / 4), rotationAware off, GetSecretValue on rotation not counted); dollars for ${PODS} pods with that many secrets each. With jitter the checks of a pod drift apart and rarely share a request.`,
+      `Batched checks: one simulated day of the scheduler at the defaults (${DEFAULT_INTERVAL_S / 60}m, jitter 0.2, window min(500 ms, interval / 4); rotationAware off, GetSecretValue on rotation not counted); "without": one DescribeSecret per check; "with": ListSecrets (or GetParameters) per 10 checks of a group, DescribeSecret for a check due alone; dollars for ${PODS} pods with that many secrets each. "rounds" is the scheduler's rule (one jittered draw per round for the secrets that batch); "per-secret jitter" is batching before rounds, where a pod's checks drift apart and rarely share a request.`,
     ],
   };
 }

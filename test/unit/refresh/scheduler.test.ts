@@ -1,7 +1,7 @@
 // The refresh scheduler on its own: the `check` function is a stand-in (it is
 // the unit's input, not a mock of AWS — the e2e tests drive the real one).
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { SourceError } from '../../../agent/errors.ts';
@@ -281,4 +281,171 @@ describe('Scheduler: grouped checks', () => {
     assert.equal(started, 1, 'the second group was queued');
     assert.deepEqual(errors, []);
   });
+});
+
+describe('Scheduler: rounds (batching secrets at the default jitter), on a fake clock', () => {
+  const INTERVAL = 300_000;
+  const WINDOW = 500;
+  const specs = (n: number, prefix = 's'): SecretSpec[] => Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, id: `${prefix}${i}` }));
+  const ok = (): CheckOutcome => ({ metadata: meta(), changed: false });
+
+  /** Advance the fake clock in steps, letting the checks' promise chains settle after each. */
+  async function advance(ms: number, step = 1000): Promise<void> {
+    for (let t = 0; t < ms; t += step) {
+      mock.timers.tick(step);
+      for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** A scheduler recording every group (with its time) and every single check; `answer` decides each secret's result. */
+  function recorder(options: { batches?: boolean; rotationAware?: boolean; answer?: (name: string, alone: boolean) => CheckOutcome | SourceError; lines?: string[] }) {
+    const groups: { at: number; names: string[] }[] = [];
+    const singles: { at: number; name: string }[] = [];
+    const answer = options.answer ?? (() => ok());
+    const settle = (r: CheckOutcome | SourceError): Promise<CheckOutcome> => (r instanceof Error ? Promise.reject(r) : Promise.resolve(r));
+    const lines = options.lines ?? [];
+    const s = new Scheduler({
+      log: { ...log, error: (_f: object, msg: string) => lines.push(msg), warn: () => undefined, info: () => undefined } as unknown as typeof log,
+      intervalMs: INTERVAL,
+      jitter: 0.2,
+      rotationAware: options.rotationAware ?? false,
+      check: (spec) => {
+        singles.push({ at: Date.now(), name: spec.name });
+        return settle(answer(spec.name, true));
+      },
+      checkMany: (group) => {
+        groups.push({ at: Date.now(), names: group.map((g) => g.name).sort() });
+        return Promise.resolve(new Map(group.map((g) => [g.name, answer(g.name, false)])));
+      },
+      groupWindowMs: () => WINDOW,
+      ...(options.batches === false ? {} : { batches: () => true }),
+    });
+    return { s, groups, singles, lines };
+  }
+
+  /** Run `body` with Date and setTimeout faked; always restores them. */
+  async function faked(body: () => Promise<void>): Promise<void> {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_700_000_000_000 });
+    try {
+      await body();
+    } finally {
+      mock.timers.reset();
+    }
+  }
+
+  it('10 secrets with one interval at jitter 0.2 are checked in one group per round over 100 rounds; the rounds stay jittered', () =>
+    faked(async () => {
+      const { s, groups, singles } = recorder({});
+      s.setSecrets(specs(10));
+      await advance(100 * INTERVAL * 1.2, 2000);
+      await s.stop();
+      assert.ok(groups.length >= 100, `at least 100 rounds in 100 × 1.2 intervals: ${groups.length}`);
+      const all = specs(10).map((x) => x.name).sort();
+      for (const g of groups) assert.deepEqual(g.names, all, `every round is the whole pod: ${JSON.stringify(g.names)}`);
+      assert.deepEqual(singles, [], 'no check on its own');
+      const gaps = groups.slice(1).map((g, i) => g.at - (groups[i]?.at ?? 0));
+      assert.ok(gaps.every((g) => g >= INTERVAL * 0.8 - 2000 && g <= INTERVAL * 1.2 + 2000), `each round interval ± 20 %: ${gaps.join(',')}`);
+      assert.ok(new Set(gaps).size > 20, 'the jitter is still drawn (per round)');
+    }));
+
+  it('without batches (a backend that does not batch), the per-secret jitter stays: the same pod drifts apart', () =>
+    faked(async () => {
+      const { s, groups, singles } = recorder({ batches: false });
+      s.setSecrets(specs(10));
+      await advance(100 * INTERVAL * 1.2, 2000);
+      await s.stop();
+      const requests = groups.length + singles.length;
+      assert.ok(requests > 500, `mostly one request per check (${groups.length} groups, ${singles.length} single)`);
+    }));
+
+  it('a member failing transiently is retried on its own with backoff, then rejoins the round; the others never leave it', () =>
+    faked(async () => {
+      let failing = true;
+      const { s, groups, singles } = recorder({
+        answer: (name) => (name === 's3' && failing ? transient(name) : ok()),
+      });
+      s.setSecrets(specs(10));
+      await advance(INTERVAL * 1.2 + 5000);
+      assert.equal(groups.length, 1);
+      // Retries of s3 alone, with backoff (about 1 s, 2 s, 4 s …), never the others.
+      await advance(20_000);
+      const retries = singles.filter((c) => c.name === 's3');
+      assert.ok(retries.length >= 3, `retried on its own: ${retries.length}`);
+      assert.ok(singles.every((c) => c.name === 's3'));
+      const gaps = retries.slice(1).map((c, i) => c.at - (retries[i]?.at ?? 0));
+      assert.ok((gaps.at(-1) ?? 0) > (gaps[0] ?? 0), `backoff grows: ${gaps.join(',')}`);
+      failing = false;
+      await advance(INTERVAL * 6);
+      await s.stop();
+      const all = specs(10).map((x) => x.name).sort();
+      const others = all.filter((n) => n !== 's3');
+      for (const g of groups) for (const n of others) assert.ok(g.names.includes(n), `${n} stays in every round`);
+      // Back within two rounds: the last rounds are the whole pod again.
+      assert.deepEqual(groups.at(-1)?.names, all);
+      assert.deepEqual(groups.at(-2)?.names, all);
+      const s3Alone = singles.filter((c) => c.name === 's3').length;
+      assert.equal(s3Alone, retries.length + 1, 'after its recovering retry, s3 is only checked in rounds');
+    }));
+
+  it('a terminal error of a member is logged once, and the member stays in the round (checked at the normal interval)', () =>
+    faked(async () => {
+      const lines: string[] = [];
+      const denied = new SourceError({ secret: 's5', secretId: 's5', code: 'AccessDeniedException', transient: false, message: 'denied s5' });
+      const { s, groups, singles } = recorder({ lines, answer: (name) => (name === 's5' ? denied : ok()) });
+      s.setSecrets(specs(10));
+      await advance(INTERVAL * 10);
+      await s.stop();
+      assert.ok(groups.length >= 8);
+      for (const g of groups) assert.equal(g.names.length, 10);
+      assert.deepEqual(singles, []);
+      assert.equal(lines.filter((l) => l.includes('denied s5')).length, 1, `logged once: ${JSON.stringify(lines)}`);
+    }));
+
+  it('rotationAware: the first look is one group; rotation probes stay per secret; after the rotation the secret rejoins the round', () =>
+    faked(async () => {
+      const rotationAt = Date.now() + 100_000;
+      let rotated = false;
+      const { s, groups, singles } = recorder({
+        rotationAware: true,
+        answer: (name) => {
+          if (name !== 'r') return ok();
+          if (Date.now() >= rotationAt + 3000) rotated = true;
+          return { metadata: meta({ rotationEnabled: true, nextRotationDate: new Date(rotationAt) }), changed: rotated && Date.now() >= rotationAt + 3000 };
+        },
+      });
+      s.setSecrets([...specs(9), { name: 'r', id: 'r' }]);
+      await advance(3000, 100);
+      assert.equal(groups.length, 1, 'the first look of all ten is one group');
+      assert.equal(groups[0]?.names.length, 10);
+      await advance(120_000, 100);
+      const probes = singles.filter((c) => c.name === 'r');
+      assert.ok(probes.length >= 2, `probes after NextRotationDate, on their own: ${probes.map((c) => c.at - rotationAt).join(',')}`);
+      assert.ok((probes[0]?.at ?? 0) >= rotationAt && (probes[0]?.at ?? 0) <= rotationAt + 1500, 'the first probe just after the date');
+      assert.ok(rotated);
+      assert.ok(singles.every((c) => c.name === 'r'));
+      await advance(INTERVAL * 6);
+      await s.stop();
+      const all = [...specs(9).map((x) => x.name), 'r'].sort();
+      assert.deepEqual(groups.at(-1)?.names, all, 'r is back in the round');
+      assert.deepEqual(groups.at(-2)?.names, all);
+    }));
+
+  it('a secret added by a reload joins a round no earlier than its own interval allows', () =>
+    faked(async () => {
+      const { s, groups, singles } = recorder({});
+      s.setSecrets(specs(10));
+      await advance(INTERVAL * 1.5);
+      const added = Date.now();
+      s.setSecrets([...specs(10), { name: 'new', id: 'new' }]);
+      const due = s.nextDue('new') ?? 0;
+      assert.ok(due - added >= INTERVAL * 0.8 - WINDOW, `not earlier than interval × (1 − jitter): ${due - added}`);
+      assert.ok(due - added <= 2 * INTERVAL * 1.2, 'and within two intervals');
+      await advance(INTERVAL * 5);
+      await s.stop();
+      assert.deepEqual(singles, []);
+      const firstWithNew = groups.find((g) => g.names.includes('new'));
+      const late = (firstWithNew?.at ?? 0) - due;
+      assert.ok(late >= 0 && late < 1000, `its first check is a round of the others (${late} ms after its due time, the clock's step)`);
+      for (const g of groups.filter((g) => g.at >= due)) assert.equal(g.names.length, 11);
+    }));
 });
