@@ -113,7 +113,7 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
   const targetOf = (p: string, dir: boolean): string | undefined => targets.find((t) => p.startsWith(`${t}/`) || (dir && p === t));
   const needTarget = (p: string, at: readonly KeySegment[], dir: boolean): void => {
     if (targets.length === 0 || targetOf(p, dir) !== undefined) return;
-    const list = targets.map((t) => show(t)).join(', ');
+    const list = [...new Set(targets)].map((t) => show(t)).join(', ');
     if (!dir && targets.includes(p)) add(at, `${show(p)} is a target (a directory); put the file inside it, e.g. ${show(`${p}/${p.split('/').pop()!}`)}`);
     else add(at, `${show(p)} is under none of the targets (${list}): with targets, every ${dir ? 'dir' : 'path'} starts with one (e.g. ${show(`${targets[0]!}/${dir && p === '.' ? '' : p}`.replace(/\/$/, ''))})`);
   };
