@@ -2,7 +2,8 @@
 //
 //   source --fetch--> values (last known good, per secret)
 //          --render-> files  (last known good, per file)
-//          --write--> one atomic generation
+//          --write--> one atomic generation (with targets: one per target,
+//                     written in order; output/targets.ts)
 //
 // "Did anything change?" is decided at three levels, each in one place:
 //   1. a secret's version moved: versionMoved() below, applied by
@@ -125,7 +126,10 @@ export class Pipeline {
     const write = await this.writer.write(assembleFiles(this.config, groups));
     for (const [path, group] of outcome.groups) this.#lastGood.set(path, group);
     if (write.changed.length > 0) {
-      this.#metrics?.generationWritten(new Date());
+      const now = new Date();
+      this.#metrics?.generationWritten(now);
+      // With targets: each target that changed has its own generation.
+      for (const t of write.targets ?? []) if (t.changed.length > 0) this.#metrics?.targetWritten(t.target, now);
     } else {
       this.#metrics?.filesWritten('unchanged');
       this.#log.debug('rendered files unchanged; nothing written');

@@ -55,7 +55,7 @@ export function sameSource(a: SecretSpec, b: SecretSpec): boolean {
 }
 
 export interface FileSpecBase {
-  /** Relative to outputDir, already validated as safe. */
+  /** Relative to outputDir, already validated as safe; with targets, it starts with its target ("db-creds/DB_PASSWORD"). */
   readonly path: string;
   /** Numeric mode, default 0o400. */
   readonly mode: number;
@@ -121,6 +121,12 @@ export interface AgentConfig {
   /** Absolute. */
   readonly outputDir: string;
   readonly layout: 'generations' | 'files';
+  /**
+   * `targets:`: subdirectories of outputDir, each written as its own root
+   * (output/targets.ts), in this order; every file's path starts with one.
+   * Absent or empty: outputDir is the one root.
+   */
+  readonly targets?: readonly string[];
   readonly refresh: {
     readonly intervalMs: number;
     readonly jitter: number;

@@ -95,7 +95,7 @@ export async function init(opts: GlobalOptions, flags: { timeout?: string | unde
     throw err;
   }
   log.info(source.describeIdentity(), 'identity');
-  const writer = createWriter({ outputDir: config.outputDir, layout: config.layout, log });
+  const writer = createWriter({ outputDir: config.outputDir, layout: config.layout, targets: config.targets, log });
   const pipeline = new Pipeline({ config, compiled, source, writer, log });
 
   const deadline = AbortSignal.timeout(timeoutMs);

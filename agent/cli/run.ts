@@ -67,7 +67,7 @@ export async function run(opts: GlobalOptions): Promise<number> {
   log.info(source.describeIdentity(), 'identity');
 
   const makePipeline = (c: AgentConfig, compiledFiles: typeof compiled, src: SecretSource) =>
-    new Pipeline({ config: c, compiled: compiledFiles, source: src, writer: createWriter({ outputDir: c.outputDir, layout: c.layout, log }), log, metrics });
+    new Pipeline({ config: c, compiled: compiledFiles, source: src, writer: createWriter({ outputDir: c.outputDir, layout: c.layout, targets: c.targets, log }), log, metrics });
   // `skipped` (cut short by shutdown or reload) is not an outcome worth counting.
   const makeNotifier = (c: AgentConfig) =>
     createNotifier(c.notify, { log, signal: shutdown.signal, onResult: (target, result) => result !== 'skipped' && metrics.notified(target, result === 'success' ? 'success' : 'error') });

@@ -223,6 +223,7 @@ function toAgentConfig(c: ConfigOutput, file: string, baseDir: string, lines: So
     source: toSource(c.source, resolve),
     outputDir: resolve(c.outputDir),
     layout: c.layout,
+    ...(c.targets === undefined ? {} : { targets: c.targets }),
     refresh: { intervalMs: ms(c.refresh.interval), jitter: c.refresh.jitter, rotationAware: c.refresh.rotationAware, ...(c.refresh.batchChecks ? { batchChecks: true } : {}) },
     secrets: Object.entries(c.secrets).map(([name, s]) => toSecret(name, s)),
     files: c.files.map((f) => toFile(f, resolve)),

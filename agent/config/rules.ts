@@ -96,6 +96,33 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
     }
   }
 
+  // --- targets ---
+  // targets: distinct, none inside another (each is a writer root of its own).
+  const targetList = config['targets'];
+  const targets: string[] = [];
+  if (Array.isArray(targetList)) {
+    targetList.forEach((t: unknown, i) => {
+      if (typeof t !== 'string') return;
+      const j = targets.findIndex((o) => o === t || t.startsWith(`${o}/`) || o.startsWith(`${t}/`));
+      const other = targetList.indexOf(targets[j]);
+      if (j >= 0 && targets[j] === t) add(['targets', i], `${show(t)} is already targets[${other}]; list each target once`);
+      else if (j >= 0) {
+        const [outer, inner] = t.startsWith(`${targets[j]}/`) ? [targets[j]!, t] : [t, targets[j]!];
+        add(['targets', i], `${show(inner)} is inside the target ${show(outer)} (targets[${other}]): each target is a root of its own and cannot hold another; make them siblings`);
+      }
+      targets.push(t);
+    });
+  }
+  /** The target a path is under (a dir may be the target itself), or undefined. */
+  const targetOf = (p: string, dir: boolean): string | undefined => targets.find((t) => p.startsWith(`${t}/`) || (dir && p === t));
+  const needTarget = (p: string, at: readonly KeySegment[], dir: boolean): void => {
+    if (targets.length === 0 || targetOf(p, dir) !== undefined) return;
+    const list = [...new Set(targets)].map((t) => show(t)).join(', ');
+    if (!dir && targets.includes(p)) add(at, `${show(p)} is a target (a directory); put the file inside it, e.g. ${show(`${p}/${p.split('/').pop()!}`)}`);
+    else add(at, `${show(p)} is under none of the targets (${list}): with targets, every ${dir ? 'dir' : 'path'} starts with one (e.g. ${show(`${targets[0]!}/${dir && p === '.' ? '' : p}`.replace(/\/$/, ''))})`);
+  };
+  // --- end targets ---
+
   // files: one content source, key only for raw secrets, known secrets, distinct paths.
   const files = config['files'];
   const paths: { readonly path: string; readonly index: number; readonly dir?: true }[] = [];
@@ -140,12 +167,14 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
       if (eachKeyDir !== undefined && str(f['path']) === undefined) {
         const clash = eachKeyDir === '.' ? undefined : paths.find((o) => !o.dir && (o.path === eachKeyDir || eachKeyDir.startsWith(`${o.path}/`)));
         if (clash) add(['files', i, 'dir'], `${show(eachKeyDir)} would be a directory, but files[${clash.index}] (${show(clash.path)}) is a file there`);
+        needTarget(eachKeyDir, ['files', i, 'dir'], true);
         paths.push({ path: eachKeyDir, index: i, dir: true });
         return;
       }
       // --- end eachKey files and decode ---
       const path = str(f['path']);
       if (path === undefined) return;
+      needTarget(path, ['files', i, 'path'], false);
       const dirClash = paths.find((o) => o.dir && (o.path === path || o.path.startsWith(`${path}/`)));
       if (dirClash) {
         add(['files', i, 'path'], `${show(path)} is a file, but files[${dirClash.index}] writes one file per key into a directory there (dir: ${show(dirClash.path)})`);

@@ -464,6 +464,25 @@ export const configShape = z
         .enum(['generations', 'files'], { error: (iss) => `${show(iss.input)} is not a layout (use "generations" or "files")` })
         .default('generations')
         .describe('"generations" (default): Kubernetes-style ..data link swap, all files at once. "files": plain files, each replaced by rename (for subPath mounts).'),
+      // --- targets ---
+      targets: z
+        .array(
+          z
+            .string({ error: typeError('a string', ' (a directory relative to outputDir, e.g. db-creds)') })
+            .regex(new RegExp(FILE_PATH_PATTERN), {
+              error: (iss) => (typeof iss.input === 'string' ? unsafePathReason(iss.input) : undefined) ?? `${show(iss.input)} is not a safe relative path`,
+              abort: true,
+            })
+            .refine((p) => unsafePathReason(p) === undefined, { error: (iss) => unsafePathReason(String(iss.input)) }),
+          { error: typeError('a list of directories relative to outputDir (e.g. targets: [db-creds, api-keys])') },
+        )
+        .min(1, { error: 'must list at least one target (leave targets out to write outputDir as one root)' })
+        .optional()
+        .describe(
+          'Subdirectories of outputDir that are each written as a root of their own (own ..data generation or ..manifest, own ..lock), so the volume can be mounted once per target with subPath: <target>. ' +
+            'Every file path (and eachKey dir) then starts with a target ("db-creds/DB_PASSWORD"); targets are written in this order, notify runs once after all. Default: none (outputDir is the one root). Changing it needs a restart.',
+        ),
+      // --- end targets ---
       refresh: z
         .strictObject(
           {

@@ -190,7 +190,7 @@ export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: stri
       'note',
       externalSecrets[1]!,
       ['spec', 'target'],
-      `the ExternalSecrets have ${targets.size} targets (${[...targets.keys()].join(', ')}): one agent writes one output directory, so each target's keys go in a directory of its own, <outputDir>/<target>/<key>. An app that mounted the Secret "T" at /path now reads /path/... from <mountPath>/T/: mount the agent's volume at one path and point the app there; do not mount <target> with subPath (a subPath mount never sees a rotation)`,
+      `the ExternalSecrets have ${targets.size} targets (${[...targets.keys()].join(', ')}): each is written as a root of its own, <outputDir>/<target>/<key> (targets: in the config, each with its own atomic generation). For each target, mount the agent's volume at the path the app mounted that Secret with subPath: <target> (e.g. subPath: ${[...targets.keys()][0]!}): a subPath of a target directory sees every rotation (a subPath of one file never does)`,
     );
   }
 
@@ -389,6 +389,8 @@ export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: stri
   const config: Obj = {
     source,
     outputDir: opts.outputDir ?? '/etc/app-secrets',
+    // Several targets: one writer root each (output/targets.ts), in the order the ExternalSecrets came.
+    ...(several ? { targets: [...targets.keys()] } : {}),
     ...(Object.keys(refresh).length > 0 ? { refresh } : {}),
     secrets: Object.fromEntries(secrets),
     files,

@@ -64,6 +64,7 @@ export const METRIC_TYPES = {
   secrets_agent_file_renders_total: 'counter',
   secrets_agent_files_writes_total: 'counter',
   secrets_agent_files_generation_timestamp_seconds: 'gauge',
+  secrets_agent_files_target_generation_timestamp_seconds: 'gauge',
   secrets_agent_notify_total: 'counter',
   secrets_agent_notify_failing: 'gauge',
   secrets_agent_aws_requests_total: 'counter',
@@ -93,6 +94,8 @@ export interface DeclaredConfig {
   readonly secrets: readonly { readonly name: string; readonly versionId?: string; readonly refreshIntervalMs?: number; readonly fetchOnce?: true }[];
   readonly files: readonly { readonly path: string }[];
   readonly notify: readonly { readonly name: string }[];
+  /** `targets:` (subdirectories of outputDir written as roots of their own); absent or empty: none. */
+  readonly targets?: readonly string[];
 }
 
 /** One secret to declare: its local name and its check interval in ms (0 = pinned `versionId`, never refreshed). */
@@ -130,6 +133,7 @@ export class AgentMetrics {
   readonly #renders: Counter<'file' | 'result'>;
   readonly #writes: Counter<'result'>;
   readonly #generation: Gauge;
+  readonly #targetGeneration: Gauge<'output_target'>;
   readonly #notify: Counter<'target' | 'result'>;
   readonly #notifyFailing: Gauge<'target'>;
   readonly #awsRequests: Counter<'operation' | 'result'>;
@@ -142,6 +146,7 @@ export class AgentMetrics {
   readonly #secrets = new Set<string>();
   readonly #files = new Set<string>();
   readonly #targets = new Set<string>();
+  readonly #outputTargets = new Set<string>();
 
   constructor(options: AgentMetricsOptions) {
     this.registry = new Registry();
@@ -220,6 +225,12 @@ export class AgentMetrics {
     this.#generation = new Gauge({
       name: 'secrets_agent_files_generation_timestamp_seconds',
       help: 'Unix time the files currently on the volume were written; 0 before the first write.',
+      registers,
+    });
+    this.#targetGeneration = new Gauge({
+      name: 'secrets_agent_files_target_generation_timestamp_seconds',
+      help: 'With targets: Unix time the files now in a target (a subdirectory of outputDir written as its own root) were written, by target; 0 before its first write.',
+      labelNames: ['output_target'],
       registers,
     });
     this.#notify = new Counter({
@@ -310,6 +321,18 @@ export class AgentMetrics {
     const files = new Set(config.files.map((f) => f.path));
     for (const path of [...this.#files]) if (!files.has(path)) this.forgetFile(path);
     this.declareFiles([...files]);
+
+    const outputTargets = new Set(config.targets ?? []);
+    for (const name of [...this.#outputTargets]) {
+      if (outputTargets.has(name)) continue;
+      this.#outputTargets.delete(name);
+      this.#targetGeneration.remove({ output_target: name });
+    }
+    for (const name of outputTargets) {
+      if (this.#outputTargets.has(name)) continue;
+      this.#outputTargets.add(name);
+      this.#targetGeneration.set({ output_target: name }, 0);
+    }
 
     const targets = new Set(config.notify.map((t) => t.name));
     for (const name of [...this.#targets]) if (!targets.has(name)) this.forgetNotifyTarget(name);
@@ -428,6 +451,13 @@ export class AgentMetrics {
     this.#writes.inc({ result: 'success' });
     const s = seconds(date);
     if (s !== undefined) this.#generation.set(s);
+  }
+
+  /** With targets: the files of one target (`output_target`) were written at `date` (it changed; generationWritten counts the write). */
+  targetWritten(target: string, date: Date = new Date()): void {
+    this.#outputTargets.add(target);
+    const s = seconds(date);
+    if (s !== undefined) this.#targetGeneration.set({ output_target: target }, s);
   }
 
   /**

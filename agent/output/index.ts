@@ -10,6 +10,7 @@
 //   dir.ts          the directory-descriptor file system (O_NOFOLLOW, no symlink followed)
 //   errors.ts       the one shape of every error message
 //   lock.ts         the volume lock (`..lock`)
+//   targets.ts      several targets: each a subdirectory that is its own root
 //
 // The generations layout is Kubernetes' own (pkg/volume/util/atomic_writer.go):
 // every render goes into a fresh hidden directory and one rename of the
@@ -34,6 +35,7 @@ import type { Logger } from '../observe/log.ts';
 import type { RenderedFile } from '../types.ts';
 import { FilesWriter } from './files.ts';
 import { GenerationsWriter } from './generations.ts';
+import { TargetsWriter } from './targets.ts';
 
 export interface WriteResult {
   /**
@@ -51,7 +53,18 @@ export interface WriteResult {
    * a file's name is rewritten and reported like any changed file.
    */
   readonly changed: readonly string[];
-  /** Name of the generation dir now in use (generations layout), e.g. "..2026_11_28_06_00_00.123456789". */
+  /** Name of the generation dir now in use (generations layout), e.g. "..2026_11_28_06_00_00.123456789". Unset with targets (each has its own: `targets`). */
+  readonly generation?: string;
+  /** With targets (config `targets:`): what each target's own write did, in the order written. `changed` above is the union. */
+  readonly targets?: readonly TargetWrite[];
+}
+
+/** One target's part of a write (TargetsWriter, targets.ts). */
+export interface TargetWrite {
+  readonly target: string;
+  /** `target/path` of what changed in this target (relative to outputDir, as in WriteResult.changed). */
+  readonly changed: readonly string[];
+  /** The target's live generation (generations layout). */
   readonly generation?: string;
 }
 
@@ -69,11 +82,18 @@ export interface WriterOptions {
   outputDir: string;
   /** `generations`: atomic `..data` switch. `files`: plain files, one rename per file (for `subPath` mounts). */
   layout: 'generations' | 'files';
+  /**
+   * Subdirectories of outputDir (config `targets:`, validated: safe, distinct,
+   * none inside another), each its own root with its own layout state and
+   * lock (targets.ts). Empty or absent: outputDir is the one root.
+   */
+  targets?: readonly string[];
   log?: Logger;
 }
 
 /**
- * Creates the writer for one output directory.
+ * Creates the writer for one output directory (with `targets`: for each of
+ * its target subdirectories, written in that order; targets.ts).
  *
  * Contract (both layouts):
  * - Names whose first character pair is `..` are reserved for the writer: file
@@ -89,5 +109,6 @@ export interface WriterOptions {
  */
 export function createWriter(options: WriterOptions): OutputWriter {
   const outputDir = path.resolve(options.outputDir);
+  if (options.targets !== undefined && options.targets.length > 0) return new TargetsWriter(outputDir, options.layout, options.targets, options.log);
   return options.layout === 'files' ? new FilesWriter(outputDir, options.log) : new GenerationsWriter(outputDir, options.log);
 }

@@ -7,7 +7,7 @@
 // - An invalid edit (schema, cross-references, a template that does not
 //   compile) is rejected: each problem is logged with file:line, the running
 //   config stays in force, `secrets_agent_config_reloads_total{result="error"}`.
-// - Restart-only keys (source, outputDir, layout, refresh.batchChecks, server.listen): a change to
+// - Restart-only keys (source, outputDir, layout, targets, refresh.batchChecks, server.listen): a change to
 //   any of them rejects the whole edit, naming the key; nothing of it applies.
 // - A valid edit swaps in the new pipeline and notifier (Runner.reload): the
 //   files are rendered with the new config and written; the app is notified
@@ -55,6 +55,8 @@ export function restartOnlyChange(a: AgentConfig, b: AgentConfig): string | unde
   if (JSON.stringify(a.source) !== JSON.stringify(b.source)) return 'source';
   if (a.outputDir !== b.outputDir) return 'outputDir';
   if (a.layout !== b.layout) return 'layout';
+  // Each target is a writer root of its own: which roots exist is fixed for the process.
+  if ((a.targets ?? []).join('\0') !== (b.targets ?? []).join('\0')) return 'targets';
   // The source is built once: it batches checks or does not.
   if (a.refresh.batchChecks !== b.refresh.batchChecks) return 'refresh.batchChecks';
   if (a.server.listen !== b.server.listen) return 'server.listen';
