@@ -21,3 +21,9 @@ export interface GlobalOptions {
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
+
+/**
+ * The first line of a config the agent generates (convert eso, inject): where its JSON Schema is.
+ * The project has no published URL for it, so the line names the file rather than invent one.
+ */
+export const SCHEMA_COMMENT = '# JSON Schema: schema/config.schema.json in the secrets-agent source (point an editor at it: # yaml-language-server: $schema=PATH)';

@@ -6,11 +6,11 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import { SCHEMA_COMMENT } from './common.ts';
 import { convertEso, type EsoInput } from '../eso/convert.ts';
 
 const USAGE = 'usage: secrets-agent convert eso [--output-dir DIR] FILE...   ("-" reads stdin)';
 /** Where editors find the schema of the printed config. */
-const SCHEMA_URL = 'https://raw.githubusercontent.com/secrets-agent/secrets-agent/main/schema/config.schema.json';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -47,6 +47,6 @@ export async function convert(argv: readonly string[]): Promise<number> {
     process.stderr.write(`${d.file}${d.line === undefined ? '' : `:${d.line}`}: ${label}: ${d.message}\n`);
   }
   if (!config) return 2;
-  process.stdout.write(`# yaml-language-server: $schema=${SCHEMA_URL}\n# Converted by secrets-agent convert eso from: ${files.join(' ')}\n${stringify(config, { lineWidth: 0 })}`);
+  process.stdout.write(`${SCHEMA_COMMENT}\n# Converted by secrets-agent convert eso from: ${files.join(' ')}\n${stringify(config, { lineWidth: 0 })}`);
   return diagnostics.some((d) => d.severity === 'unconverted') ? 1 : 0;
 }

@@ -14,6 +14,7 @@ import { parse, stringify } from 'yaml';
 import { convertEso, type Diagnostic, type EsoInput } from '../eso/convert.ts';
 import { CONFIG_KEY, esoTargets, inject as injectManifests, type EsoTarget, type ManifestInput } from '../inject/inject.ts';
 import { VERSION } from '../version.ts';
+import { SCHEMA_COMMENT } from './common.ts';
 
 const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE...) [--image IMAGE] FILE...   ("-" reads stdin)';
 const DEFAULT_IMAGE = `ghcr.io/example/secrets-agent:${VERSION}`;
@@ -21,7 +22,6 @@ const DEFAULT_IMAGE = `ghcr.io/example/secrets-agent:${VERSION}`;
 const ESO_OUTPUT_DIR = '/run/secrets/app';
 /** With --from-eso: every file readable by the app's user, as ESO's Secret volumes are (defaultMode 0644), but read-only. */
 const ESO_FILE_MODE = '0444';
-const SCHEMA_URL = 'https://raw.githubusercontent.com/secrets-agent/secrets-agent/main/schema/config.schema.json';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -123,7 +123,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
       }
       config = { ...conversion.config, server: { listen: '0.0.0.0:9102' } };
       config['files'] = (config['files'] as Obj[]).map((f) => ('mode' in f ? f : { ...f, mode: ESO_FILE_MODE }));
-      data = { [CONFIG_KEY]: `# yaml-language-server: $schema=${SCHEMA_URL}\n# Converted by secrets-agent inject --from-eso from: ${eso.map((f) => basename(f)).join(' ')}\n${stringify(config, { lineWidth: 0 })}` };
+      data = { [CONFIG_KEY]: `${SCHEMA_COMMENT}\n# Converted by secrets-agent inject --from-eso from: ${eso.map((f) => basename(f)).join(' ')}\n${stringify(config, { lineWidth: 0 })}` };
       targets = esoTargets(inputs.map((i) => i.text));
     }
     const manifests: ManifestInput[] = [];
