@@ -125,7 +125,7 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
 
   // files: one content source, key only for raw secrets, known secrets, distinct paths.
   const files = config['files'];
-  const paths: { readonly path: string; readonly index: number; readonly dir?: true }[] = [];
+  const paths = new PathIndex();
   const outputDir = str(config['outputDir']);
   const outputDirBytes = outputDir === undefined || outputDir === '' ? undefined : Buffer.byteLength(resolve(baseDir, outputDir));
   if (Array.isArray(files)) {
@@ -165,22 +165,22 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
       // key of the same name), and several eachKey entries may share it.
       const eachKeyDir = str(f['dir']);
       if (eachKeyDir !== undefined && str(f['path']) === undefined) {
-        const clash = eachKeyDir === '.' ? undefined : paths.find((o) => !o.dir && (o.path === eachKeyDir || eachKeyDir.startsWith(`${o.path}/`)));
+        const clash = eachKeyDir === '.' ? undefined : paths.fileAtOrAbove(eachKeyDir);
         if (clash) add(['files', i, 'dir'], `${show(eachKeyDir)} would be a directory, but files[${clash.index}] (${show(clash.path)}) is a file there`);
         needTarget(eachKeyDir, ['files', i, 'dir'], true);
-        paths.push({ path: eachKeyDir, index: i, dir: true });
+        paths.addDir(eachKeyDir, i);
         return;
       }
       // --- end eachKey files and decode ---
       const path = str(f['path']);
       if (path === undefined) return;
       needTarget(path, ['files', i, 'path'], false);
-      const dirClash = paths.find((o) => o.dir && (o.path === path || o.path.startsWith(`${path}/`)));
+      const dirClash = paths.dirAtOrBelow(path);
       if (dirClash) {
         add(['files', i, 'path'], `${show(path)} is a file, but files[${dirClash.index}] writes one file per key into a directory there (dir: ${show(dirClash.path)})`);
         return;
       }
-      const clash = paths.find((o) => !o.dir && (o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`)));
+      const clash = paths.fileClash(path);
       if (clash?.path === path) add(['files', i, 'path'], `${show(path)} is already the path of files[${clash.index}]`);
       else if (clash && path.startsWith(`${clash.path}/`)) add(['files', i, 'path'], `${show(path)} would be inside ${show(clash.path)}, which is a file (files[${clash.index}])`);
       else if (clash) add(['files', i, 'path'], `${show(path)} is a file, but files[${clash.index}] (${show(clash.path)}) needs it to be a directory`);
@@ -192,7 +192,7 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
           `${show(path)} is too long: with outputDir its full path is ${bytes} bytes, over Linux's limit of ${PATH_MAX} (PATH_MAX), so it could not be opened; shorten the path or outputDir`,
         );
       }
-      paths.push({ path, index: i });
+      paths.addFile(path, i);
     });
   }
 
@@ -200,7 +200,8 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
   const notify = config['notify'];
   if (Array.isArray(notify)) {
     const names = new Map<string, number>();
-    const filePaths = Array.isArray(files) ? paths.map((p) => p.path) : undefined;
+    const filePaths = Array.isArray(files) ? paths.all() : undefined;
+    const filePathSet = new Set(filePaths);
     notify.forEach((n: unknown, i) => {
       if (!isObj(n)) return;
       // In document order, so "mutually exclusive" points at the second one written.
@@ -218,7 +219,7 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
       const targets = n['files'];
       if (Array.isArray(targets) && filePaths !== undefined) {
         targets.forEach((t: unknown, j) => {
-          if (typeof t === 'string' && !filePaths.includes(t)) {
+          if (typeof t === 'string' && !filePathSet.has(t)) {
             add(['notify', i, 'files', j], `${show(t)} is not the path of any entry under files${didYouMean(t, filePaths)}`);
           }
         });
@@ -232,4 +233,74 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
     });
   }
   return issues;
+}
+
+/** `a/b/c` -> `a`, `a/b`. */
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) out.push(path.slice(0, i));
+  return out;
+}
+
+interface Placed {
+  readonly path: string;
+  readonly index: number;
+}
+
+/**
+ * The paths seen so far, indexed so that each question about a new path costs
+ * its number of segments, not the number of files (validate of 50,000 files
+ * stays linear): files by path, eachKey dirs by path, and every directory some
+ * file or eachKey dir needs (its ancestors), each with the first entry that
+ * needs it.
+ */
+class PathIndex {
+  readonly #files = new Map<string, Placed>();
+  readonly #dirs = new Map<string, Placed>();
+  /** A directory -> the first file below it. */
+  readonly #aboveFiles = new Map<string, Placed>();
+  /** A directory -> the first eachKey dir below it. */
+  readonly #aboveDirs = new Map<string, Placed>();
+  /** Every path added, files and dirs, in the order added. */
+  readonly #all: string[] = [];
+
+  all(): string[] {
+    return [...this.#all];
+  }
+
+  addFile(path: string, index: number): void {
+    const p = { path, index };
+    this.#all.push(path);
+    if (!this.#files.has(path)) this.#files.set(path, p);
+    for (const a of ancestors(path)) if (!this.#aboveFiles.has(a)) this.#aboveFiles.set(a, p);
+  }
+
+  addDir(path: string, index: number): void {
+    const p = { path, index };
+    this.#all.push(path);
+    if (!this.#dirs.has(path)) this.#dirs.set(path, p);
+    for (const a of ancestors(path)) if (!this.#aboveDirs.has(a)) this.#aboveDirs.set(a, p);
+  }
+
+  /** A file at `path` or at one of its ancestors (so `path` cannot be a directory). */
+  fileAtOrAbove(path: string): Placed | undefined {
+    return this.#files.get(path) ?? this.#firstOf(ancestors(path).map((a) => this.#files.get(a)));
+  }
+
+  /** An eachKey dir at `path` or below it (so `path` cannot be a file). */
+  dirAtOrBelow(path: string): Placed | undefined {
+    return this.#dirs.get(path) ?? this.#aboveDirs.get(path);
+  }
+
+  /** A file that clashes with a file at `path`: the same path, a file above it, or a file below it. */
+  fileClash(path: string): Placed | undefined {
+    return this.#firstOf([this.#files.get(path), ...ancestors(path).map((a) => this.#files.get(a)), this.#aboveFiles.get(path)]);
+  }
+
+  /** The one declared first (lowest index), as a scan in declaration order would find. */
+  #firstOf(found: readonly (Placed | undefined)[]): Placed | undefined {
+    let first: Placed | undefined;
+    for (const p of found) if (p && (!first || p.index < first.index)) first = p;
+    return first;
+  }
 }
