@@ -504,7 +504,7 @@ export function describeAwsIdentity(setup: AwsClientSetup, services: { readonly 
       id.tokenFile = env.AWS_WEB_IDENTITY_TOKEN_FILE ?? '';
       break;
     case 'pod-identity':
-      id.credentials = 'EKS Pod Identity';
+      id.credentials = 'container (EKS Pod Identity)';
       id.credentialsEndpoint = env.AWS_CONTAINER_CREDENTIALS_FULL_URI ?? '';
       id.tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE ?? '';
       break;
