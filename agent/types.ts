@@ -110,6 +110,8 @@ export type SourceConfig =
       /** A second region read when the primary fails transiently (source/index.ts, failover). */
       readonly failoverRegion?: string;
       readonly assumeRoleArn?: string;
+      /** The default chain, instance metadata (the node's role) included, when the pod has no identity of its own. */
+      readonly allowNodeRole?: boolean;
     }
   | { readonly type: 'file'; /** absolute (resolved against the config file's directory) */ readonly path: string };
 

@@ -273,6 +273,7 @@ function toSource(s: ConfigOutput['source'], resolve: (p: string) => string): So
     ...(s?.region === undefined ? {} : { region: s.region }),
     ...(s?.failoverRegion === undefined ? {} : { failoverRegion: s.failoverRegion }),
     ...(s?.assumeRoleArn === undefined ? {} : { assumeRoleArn: s.assumeRoleArn }),
+    ...(s?.allowNodeRole === true ? { allowNodeRole: true } : {}),
   };
 }
 

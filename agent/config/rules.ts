@@ -52,7 +52,7 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
   if (isObj(source)) {
     const type = source['type'] ?? 'aws';
     if (type === 'file') {
-      for (const k of ['region', 'failoverRegion', 'assumeRoleArn']) if (has(source, k)) add(['source', k], 'only valid with type: aws; remove it');
+      for (const k of ['region', 'failoverRegion', 'assumeRoleArn', 'allowNodeRole']) if (has(source, k)) add(['source', k], 'only valid with type: aws; remove it');
       if (!has(source, 'path')) add(['source'], 'type: file needs path (the local secrets file, e.g. path: ./dev-secrets.yaml)');
     } else if (type === 'aws' && has(source, 'path')) {
       add(['source', 'path'], 'only valid with type: file; add type: file or remove path');

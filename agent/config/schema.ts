@@ -176,13 +176,19 @@ const sourceSchema = z
         })
         .optional()
         .describe('IAM role to assume after the pod identity (type aws), for cross-account access.'),
+      allowNodeRole: z
+        .boolean({ error: typeError('true or false') })
+        .optional()
+        .describe(
+          'Allow the node\'s instance role (type aws): with no IRSA, EKS Pod Identity, environment keys or profile in the container, use the default credential chain, instance metadata (IMDS) included; logged as a warning at start-up. Default false: the agent refuses to start (exit 2) rather than borrow the node\'s identity.',
+        ),
       path: text('Secrets file (type file): a mapping of secret id to a string or an object (= JSON secret). Relative to the config file.').optional(),
     },
     { error: typeError('a mapping (e.g. type: aws)') },
   )
   .meta({
     if: { properties: { type: { const: 'file' } }, required: ['type'] },
-    then: { required: ['path'], properties: { region: false, failoverRegion: false, assumeRoleArn: false } },
+    then: { required: ['path'], properties: { region: false, failoverRegion: false, assumeRoleArn: false, allowNodeRole: false } },
     else: { properties: { path: false } },
   })
   .describe('Secret source. Default: {type: aws}.');

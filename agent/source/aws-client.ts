@@ -10,13 +10,29 @@
 // timeout, and a hanging credential endpoint is not aborted by abortSignal), so
 // every request gets connection/request timeouts with throwOnRequestTimeout,
 // and credential resolution gets its own overall deadline.
-import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+//
+// Identity: the pod's own, never the node's by default. The kind is chosen
+// once from the environment (identityKind: env keys, IRSA, EKS Pod Identity,
+// an ECS container endpoint, a profile); with none, createAwsClientSetup throws
+// a SetupError naming the ServiceAccount annotation or Pod Identity association
+// to create, unless source.allowNodeRole opts into the default chain with
+// instance metadata (IMDS). Each kind gets its own provider, so a failing one
+// never falls through to IMDS. Token files are re-read (and trimmed) on every
+// refresh; one that is missing or empty after it was read once is transient.
+// A refresh that fails transiently while the cached credentials have not
+// expired yet (the SDK refreshes 5 minutes early) keeps serving them: logged
+// once, and once when a refresh succeeds again.
+import { fromContainerMetadata, fromEnv, fromIni, fromNodeProviderChain, fromTemporaryCredentials, fromWebToken } from '@aws-sdk/credential-providers';
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, Pluggable } from '@smithy/types';
 import { Agent as HttpAgent, get as httpGetRaw } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
-import { CredentialsError, SourceError } from '../errors.ts';
+import { CredentialsError, SetupError, SourceError } from '../errors.ts';
+import type { Logger } from '../observe/log.ts';
 import { kindOf, type SecretSpec } from '../types.ts';
 import { errorCode, isTerminal, toSourceError } from './classify.ts';
 
@@ -37,12 +53,18 @@ export interface AwsClientOptions {
   requestTimeoutMs?: number;
   /** Overall deadline for resolving credentials (STS / Pod Identity). @default 15000 */
   credentialsTimeoutMs?: number;
+  /** With no identity of the pod's own, use the default chain, instance metadata (the node's role) included. */
+  allowNodeRole?: boolean;
+  /** For the one-line reports of a refresh that failed while the current credentials were still valid. */
+  log?: Logger;
 }
 
 /** The shared configuration of a service client: pass `config` to its constructor, then `use(client)`. */
 export interface AwsClientSetup {
   readonly region: string;
   readonly assumeRoleArn: string | undefined;
+  /** Whose identity signs the requests (identityKind). */
+  readonly identity: IdentityKind;
   readonly config: {
     readonly region: string;
     readonly requestHandler: NodeHttpHandler;
@@ -145,9 +167,9 @@ export function podIdentityProvider(fullUri: string, tokenFile: string, timeoutM
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (POD_IDENTITY_HOSTS.has(url.hostname) || url.hostname.startsWith('127.')))) {
     throw new CredentialsError(`AWS_CONTAINER_CREDENTIALS_FULL_URI ${url.origin} is not allowed: use https, or the EKS Pod Identity agent (169.254.170.23)`, false);
   }
+  const readToken = tokenReader(tokenFile, 'the EKS Pod Identity token file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)');
   return async () => {
-    const token = (await readFile(tokenFile, 'utf8')).trim();
-    if (!token) throw new CredentialsError(`the Pod Identity token file ${tokenFile} is empty`, true);
+    const token = await readToken();
     let res: { status: number; body: string };
     try {
       res = await httpGet(url, token, timeoutMs);
@@ -179,9 +201,108 @@ export function podIdentityProvider(fullUri: string, tokenFile: string, timeoutM
   };
 }
 
-/** Pod Identity is what the default chain would pick: no env keys, no IRSA, a full URI and a token file. */
+/**
+ * Reads a token file afresh on each call (the kubelet rotates it), trimmed.
+ * Missing or empty before it was ever read: terminal (a wrong path or volume).
+ * Missing or empty after it was read once: transient (the kubelet swaps the
+ * projected volume's ..data link; the file comes back).
+ */
+function tokenReader(file: string, what: string): () => Promise<string> {
+  let seen = false;
+  return async () => {
+    let token: string;
+    try {
+      token = (await readFile(file, 'utf8')).trim();
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'EIO';
+      throw new CredentialsError(
+        seen
+          ? `cannot read ${what} ${file}: ${code}; it was readable before (the kubelet may be rotating it); retrying`
+          : `cannot read ${what} ${file}: ${code}; check the projected token volume and its mount in the pod spec`,
+        seen,
+        { cause: err },
+      );
+    }
+    if (!token) {
+      throw new CredentialsError(
+        seen ? `${what} ${file} is empty; it held a token before (the kubelet may be rotating it); retrying` : `${what} ${file} is empty; check the projected token volume in the pod spec`,
+        seen,
+      );
+    }
+    seen = true;
+    return token;
+  };
+}
+
+/**
+ * IRSA: AssumeRoleWithWebIdentity with the projected service-account token,
+ * re-read and trimmed on every refresh (the SDK's fromTokenFile reads it
+ * untrimmed, and a missing file is an error it cannot tell from a wrong path).
+ */
+function webIdentityProvider(
+  env: NodeJS.ProcessEnv,
+  clientConfig: { region: string; requestHandler: NodeHttpHandler },
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  clientPlugins: Pluggable<any, any>[],
+): AwsCredentialIdentityProvider {
+  const roleArn = env.AWS_ROLE_ARN ?? '';
+  const tokenFile = env.AWS_WEB_IDENTITY_TOKEN_FILE ?? '';
+  const readToken = tokenReader(tokenFile, 'the web identity token file (AWS_WEB_IDENTITY_TOKEN_FILE)');
+  return async (props) => {
+    const webIdentityToken = await readToken();
+    return fromWebToken({ roleArn, roleSessionName: env.AWS_ROLE_SESSION_NAME ?? `secrets-agent-${Date.now()}`, webIdentityToken, clientConfig, clientPlugins })(props);
+  };
+}
+
+/** Whose identity signs the agent's requests; node-role only with source.allowNodeRole. */
+export type IdentityKind = 'env-keys' | 'irsa' | 'pod-identity' | 'container' | 'profile' | 'node-role';
+
+/** A shared config or credentials file with something in it (AWS_CONFIG_FILE=/dev/null counts as none). */
+function profileFile(env: NodeJS.ProcessEnv): string | undefined {
+  for (const f of [env.AWS_CONFIG_FILE ?? join(homedir(), '.aws', 'config'), env.AWS_SHARED_CREDENTIALS_FILE ?? join(homedir(), '.aws', 'credentials')]) {
+    try {
+      const st = statSync(f);
+      if (st.isFile() && st.size > 0) return f;
+    } catch {
+      // absent
+    }
+  }
+  return undefined;
+}
+
+export const NO_IDENTITY_FIX =
+  'annotate the pod\'s ServiceAccount with eks.amazonaws.com/role-arn: arn:aws:iam::ACCOUNT:role/ROLE (IRSA) and restart the pod, ' +
+  'or create an EKS Pod Identity association (aws eks create-pod-identity-association --cluster-name CLUSTER --namespace NAMESPACE --service-account SERVICE_ACCOUNT --role-arn arn:aws:iam::ACCOUNT:role/ROLE) and restart the pod; ' +
+  "to use the node's instance role instead, set source.allowNodeRole: true";
+
+/**
+ * The identity the environment gives the pod, in the SDK chain's order (environment keys, then IRSA,
+ * Pod Identity / container endpoint, then a profile). None: the node's role only with allowNodeRole.
+ * @throws SetupError (key source.allowNodeRole) naming what is missing and how to fix it.
+ */
+export function identityKind(env: NodeJS.ProcessEnv, allowNodeRole: boolean): IdentityKind {
+  if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) return 'env-keys';
+  if (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE) return 'irsa';
+  if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI && env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) return 'pod-identity';
+  if (env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || env.AWS_CONTAINER_CREDENTIALS_FULL_URI) return 'container';
+  if (env.AWS_PROFILE || profileFile(env)) return 'profile';
+  if (allowNodeRole) return 'node-role';
+  const partial = [
+    env.AWS_ROLE_ARN && !env.AWS_WEB_IDENTITY_TOKEN_FILE ? 'AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not (the IRSA webhook sets both)' : '',
+    !env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE ? 'AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not (the IRSA webhook sets both)' : '',
+    env.AWS_ACCESS_KEY_ID && !env.AWS_SECRET_ACCESS_KEY ? 'AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not' : '',
+    !env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY ? 'AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not' : '',
+  ].filter(Boolean);
+  throw new SetupError(
+    'source.allowNodeRole',
+    `no AWS identity of the pod's own found in the container environment: no IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), ` +
+      `no EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), no environment keys, no profile` +
+      `${partial.length ? ` (${partial.join('; ')})` : ''}; the agent does not fall back to the node's instance role (instance metadata); ${NO_IDENTITY_FIX}`,
+  );
+}
+
+/** The Pod Identity agent's address and the token file (identityKind decided it is in use). */
 function podIdentityEnv(env: NodeJS.ProcessEnv): { fullUri: string; tokenFile: string } | undefined {
-  if (env.AWS_ACCESS_KEY_ID || (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE)) return undefined;
   const fullUri = env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
   const tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
   return fullUri && tokenFile ? { fullUri, tokenFile } : undefined;
@@ -195,10 +316,10 @@ function credentialsError(err: unknown): CredentialsError {
     hint = ' — check AWS_WEB_IDENTITY_TOKEN_FILE (the projected service-account token) and the role trust policy (k8s-examples/iam/irsa-trust-policy.json)';
   } else if (/ENOENT/.test(raw)) {
     hint = ' — a credentials file named in the environment does not exist';
-  } else if (/Could not load credentials/i.test(raw)) {
+  } else if (/Could not (?:load|resolve) credentials/i.test(raw)) {
     hint = ' — no IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), Pod Identity or other AWS credentials were found in this container';
   }
-  const terminal = isTerminal(code) || /ENOENT|Could not load credentials/i.test(raw);
+  const terminal = isTerminal(code) || /ENOENT|Could not (?:load|resolve) credentials/i.test(raw);
   const detail = raw.startsWith(code) ? raw.slice(0, 300) : `${code}: ${raw.slice(0, 300)}`;
   return new CredentialsError(`cannot get AWS credentials: ${detail}${hint}`, !terminal, { cause: err });
 }
@@ -222,35 +343,55 @@ export function createAwsClientSetup(specs: readonly SecretSpec[], options: AwsC
     httpsAgent: new HttpsAgent(keepAlive),
   });
   const plugins = [...(options.plugins ?? [])];
-  const pod = podIdentityEnv(process.env);
+  const env = process.env;
+  const kind = identityKind(env, options.allowNodeRole === true);
+  const pod = kind === 'pod-identity' ? podIdentityEnv(env) : undefined;
   const podProvider = pod ? podIdentityProvider(pod.fullUri, pod.tokenFile) : undefined;
-  // One identity for every region: the pod's (web identity, Pod Identity, the default chain), then the
-  // assumed role. Each layer caches its credentials once for all regions; a refresh goes to STS in the
-  // region of the client that needs it (docs/aws.md, "STS endpoint").
-  const base = sharedAcrossRegions((r) =>
-    podProvider ??
-    fromNodeProviderChain({
-      clientConfig: { region: r, requestHandler },
-      clientPlugins: plugins,
-      // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
-      timeout: 2000,
-      maxRetries: 2,
-    }),
-  );
+  const stale = staleReporter(options.log);
+  // One identity for every region: the pod's (its kind's own provider; the default chain only for
+  // node-role), then the assumed role. Each layer caches its credentials once for all regions; a
+  // refresh goes to STS in the region of the client that needs it (docs/aws.md, "STS endpoint").
+  const base = sharedAcrossRegions((r) => {
+    const clientConfig = { region: r, requestHandler };
+    switch (kind) {
+      case 'env-keys':
+        return fromEnv();
+      case 'irsa':
+        return webIdentityProvider(env, clientConfig, plugins);
+      case 'pod-identity':
+        return podProvider as AwsCredentialIdentityProvider;
+      // An ECS task role (or a container endpoint without a token file): the task's identity, not the node's.
+      case 'container':
+        return fromContainerMetadata({ timeout: 2000, maxRetries: 2 });
+      case 'profile':
+        return fromIni({ clientConfig, clientPlugins: plugins });
+      case 'node-role':
+        return fromNodeProviderChain({
+          clientConfig,
+          clientPlugins: plugins,
+          // Pod Identity agent: the SDK's default 1 s timeout only warns; our deadline below aborts.
+          timeout: 2000,
+          maxRetries: 2,
+        });
+    }
+  }, stale);
   const { assumeRoleArn } = options;
   const identity = assumeRoleArn
-    ? sharedAcrossRegions((r) =>
-        fromTemporaryCredentials({
-          params: { RoleArn: assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
-          masterCredentials: base(r),
-          clientConfig: { region: r, requestHandler },
-          clientPlugins: plugins,
-        }),
+    ? sharedAcrossRegions(
+        (r) =>
+          fromTemporaryCredentials({
+            params: { RoleArn: assumeRoleArn, RoleSessionName: 'secrets-agent', DurationSeconds: 3600 },
+            masterCredentials: base(r),
+            clientConfig: { region: r, requestHandler },
+            clientPlugins: plugins,
+          }),
+        stale,
       )
     : base;
   const setupFor = (r: string): AwsClientSetup => ({
     region: r,
     assumeRoleArn,
+    identity: kind,
     config: {
       region: r,
       requestHandler,
@@ -268,19 +409,54 @@ export function createAwsClientSetup(specs: readonly SecretSpec[], options: AwsC
 /** Credentials this close to expiry are refreshed (the SDK's own margin: 5 minutes). */
 const REFRESH_MARGIN_MS = 5 * 60_000;
 
+/** Credentials closer than this to their actual expiry are not served any more, even when a refresh failed. */
+const STALE_MARGIN_MS = 30_000;
+
+/** Reports a streak of failed refreshes served from the cache: one line when it starts, one when it ends. */
+interface StaleReporter {
+  serving(err: unknown, until: Date): void;
+  refreshed(): void;
+}
+
+function staleReporter(log: Logger | undefined): StaleReporter {
+  let streak = false;
+  return {
+    serving(err, until) {
+      if (streak) return;
+      streak = true;
+      const e = err instanceof CredentialsError ? err : credentialsError(err);
+      log?.warn(
+        { code: 'CredentialsRefreshFailed', expiresAt: until.toISOString() },
+        `cannot refresh AWS credentials: ${e.message}; serving with the current ones until they expire at ${until.toISOString()} and retrying on every request`,
+      );
+    },
+    refreshed() {
+      if (!streak) return;
+      streak = false;
+      log?.info('AWS credentials refreshed again');
+    },
+  };
+}
+
 /**
  * One credential cache for all regions in front of a provider per region: a
  * region's provider is asked only when the cache holds nothing valid (or a
  * refresh is forced), and what it answers serves every region. A resolution
  * in flight is shared per region only, so a region whose STS hangs never holds
- * up another region's.
+ * up another region's. A refresh that fails transiently while the cached
+ * credentials are still good for STALE_MARGIN_MS keeps serving them (the SDK
+ * refreshes 5 minutes before expiry: a token file being rotated, an STS blip
+ * must not fail a check), reported once per streak.
  */
-function sharedAcrossRegions(make: (region: string) => AwsCredentialIdentityProvider): (region: string) => AwsCredentialIdentityProvider {
+function sharedAcrossRegions(
+  make: (region: string) => AwsCredentialIdentityProvider,
+  stale: StaleReporter,
+): (region: string) => AwsCredentialIdentityProvider {
   let cached: AwsCredentialIdentity | undefined;
   const providers = new Map<string, AwsCredentialIdentityProvider>();
   const pending = new Map<string, Promise<AwsCredentialIdentity>>();
-  const valid = (c: AwsCredentialIdentity | undefined): c is AwsCredentialIdentity =>
-    c !== undefined && (c.expiration === undefined || c.expiration.getTime() - Date.now() > REFRESH_MARGIN_MS);
+  const valid = (c: AwsCredentialIdentity | undefined, margin: number): c is AwsCredentialIdentity =>
+    c !== undefined && (c.expiration === undefined || c.expiration.getTime() - Date.now() > margin);
   return (region) => {
     let provider = providers.get(region);
     if (!provider) {
@@ -290,10 +466,24 @@ function sharedAcrossRegions(make: (region: string) => AwsCredentialIdentityProv
     const resolve = provider;
     return async (props) => {
       const force = (props as { forceRefresh?: boolean } | undefined)?.forceRefresh === true;
-      if (!force && valid(cached)) return cached;
+      if (!force && valid(cached, REFRESH_MARGIN_MS)) return cached;
       let p = pending.get(region);
       if (!p) {
-        p = resolve(props).then((c) => (cached = c));
+        p = resolve(props).then(
+          (c) => {
+            stale.refreshed();
+            return (cached = c);
+          },
+          (err: unknown) => {
+            const transient = err instanceof CredentialsError ? err.transient : credentialsError(err).transient;
+            const held = cached;
+            if (!force && transient && valid(held, STALE_MARGIN_MS) && held.expiration) {
+              stale.serving(err, held.expiration);
+              return held;
+            }
+            throw err;
+          },
+        );
         pending.set(region, p);
         const clear = (): void => void pending.delete(region);
         p.then(clear, clear);
@@ -306,18 +496,32 @@ function sharedAcrossRegions(make: (region: string) => AwsCredentialIdentityProv
 /** The identity in use (logged once at start-up): region, credential kind, assumed role, endpoint overrides. */
 export function describeAwsIdentity(setup: AwsClientSetup, services: { readonly ssm: boolean }): Record<string, string> {
   const env = process.env;
-  const id: Record<string, string> = { source: 'aws', region: setup.region };
-  if (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE) {
-    id.credentials = 'web-identity (IRSA)';
-    id.roleArn = env.AWS_ROLE_ARN;
-    id.tokenFile = env.AWS_WEB_IDENTITY_TOKEN_FILE;
-  } else if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) {
-    id.credentials = 'container (EKS Pod Identity)';
-    id.endpoint = env.AWS_CONTAINER_CREDENTIALS_FULL_URI ?? 'relative';
-  } else if (env.AWS_ACCESS_KEY_ID) {
-    id.credentials = 'environment keys';
-  } else {
-    id.credentials = 'default chain (profile / instance metadata)';
+  const id: Record<string, string> = { source: 'aws', region: setup.region, identity: setup.identity };
+  switch (setup.identity) {
+    case 'irsa':
+      id.credentials = 'web-identity (IRSA)';
+      id.roleArn = env.AWS_ROLE_ARN ?? '';
+      id.tokenFile = env.AWS_WEB_IDENTITY_TOKEN_FILE ?? '';
+      break;
+    case 'pod-identity':
+      id.credentials = 'container (EKS Pod Identity)';
+      id.credentialsEndpoint = env.AWS_CONTAINER_CREDENTIALS_FULL_URI ?? '';
+      id.tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE ?? '';
+      break;
+    case 'container':
+      id.credentials = 'container endpoint (ECS task role)';
+      id.credentialsEndpoint = env.AWS_CONTAINER_CREDENTIALS_FULL_URI ?? 'relative';
+      break;
+    case 'env-keys':
+      id.credentials = 'environment keys';
+      break;
+    case 'profile':
+      id.credentials = 'profile';
+      id.profile = env.AWS_PROFILE ?? 'default';
+      break;
+    case 'node-role':
+      id.credentials = "default chain, instance metadata included (the node's role; source.allowNodeRole)";
+      break;
   }
   if (setup.assumeRoleArn) id.assumeRoleArn = setup.assumeRoleArn;
   if (env.AWS_ENDPOINT_URL_SECRETS_MANAGER || env.AWS_ENDPOINT_URL) {

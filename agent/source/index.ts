@@ -306,8 +306,9 @@ export class AwsRoutingSource implements SecretSource {
 
 /**
  * The configured source; AWS clients carry the metrics plugin when metrics are given.
- * @throws SetupError when no AWS region can be found (config, environment or an ARN id):
- * an operator mistake, reported as such (exit 2) by `init` and `run` alike.
+ * @throws SetupError when no AWS region can be found (config, environment or an ARN id), or
+ * when the pod has no AWS identity of its own and source.allowNodeRole is not set:
+ * operator mistakes, reported as such (exit 2) by `init` and `run` alike.
  */
 export async function createSource(config: AgentConfig, log: Logger, metrics?: AgentMetrics): Promise<SecretSource> {
   if (config.source.type === 'file') return new FileSource(config.source.path, log);
@@ -333,8 +334,16 @@ export async function createSource(config: AgentConfig, log: Logger, metrics?: A
     ...(config.source.region ? { region: config.source.region } : {}),
     ...(config.source.assumeRoleArn ? { assumeRoleArn: config.source.assumeRoleArn } : {}),
     plugins,
+    allowNodeRole: config.source.allowNodeRole === true,
+    log,
     ...(metrics ? { onCredentials: (c) => { if (c.expiration) metrics.credentialsExpire(c.expiration); } } : {}),
   });
+  if (setup.identity === 'node-role') {
+    log.warn(
+      { key: 'source.allowNodeRole', identity: 'node-role' },
+      "source.allowNodeRole is true and the pod has no AWS identity of its own: using the default credential chain, instance metadata included (the node's instance role, shared by every pod on the node); give the pod its own role (IRSA or EKS Pod Identity) and remove allowNodeRole",
+    );
+  }
   return new AwsRoutingSource(config.secrets, setup, log, {
     batchChecks: config.refresh.batchChecks === true,
     ...(failoverRegion ? { failoverRegion } : {}),

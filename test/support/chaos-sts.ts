@@ -122,7 +122,12 @@ export async function startStsFront(upstream: string): Promise<StsFront> {
       try {
         const up = await fetch(upstream + (req.url ?? '/'), {
           method: req.method ?? 'POST',
-          headers: { 'content-type': String(req.headers['content-type'] ?? 'application/x-www-form-urlencoded') },
+          // The signature too: moto answers a signed call (AssumeRole) by the caller's identity.
+          headers: Object.fromEntries(
+            Object.entries({ 'content-type': 'application/x-www-form-urlencoded', ...req.headers })
+              .filter(([k, v]) => typeof v === 'string' && !['host', 'content-length', 'connection'].includes(k))
+              .map(([k, v]) => [k, String(v)]),
+          ),
           body: text || undefined,
         });
         let out = await up.text();
