@@ -22,6 +22,14 @@
 // A refresh that fails transiently while the cached credentials have not
 // expired yet (the SDK refreshes 5 minutes early) keeps serving them: logged
 // once, and once when a refresh succeeds again.
+//
+// Egress proxies: the handler's own http/https Agents ignore HTTP(S)_PROXY
+// unless given `proxyEnv` (Node 24's built-in proxy support: CONNECT for https,
+// absolute-form for http, Proxy-Authorization from the URL's user:password), so
+// they get one built from the environment by `egressProxyEnv`: NO_PROXY with
+// curl/Go semantics (a name matches its subdomains, IPv4 CIDR), and loopback,
+// the Pod Identity / ECS agents and instance metadata never proxied. The Pod
+// Identity GET uses no shared Agent at all (never proxied). docs/network.md.
 import { fromContainerMetadata, fromEnv, fromIni, fromNodeProviderChain, fromTemporaryCredentials, fromWebToken } from '@aws-sdk/credential-providers';
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -143,6 +151,8 @@ const POD_IDENTITY_HOSTS = new Set(['169.254.170.2', '169.254.170.23', '[fd00:ec
 function httpGet(url: URL, authorization: string, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const get = url.protocol === 'https:' ? httpsGet : httpGetRaw;
+    // agent: false: a fresh Agent without proxyEnv, so the link-local agent is never sent to a proxy
+    // (not even with NODE_USE_ENV_PROXY=1, which only changes the global agent).
     const req = get(url, { headers: { Authorization: authorization }, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -333,15 +343,7 @@ export function createAwsClientSetup(specs: readonly SecretSpec[], options: AwsC
   if (!region) {
     throw new CredentialsError('no AWS region: set source.region in the config, or AWS_REGION in the container environment', false);
   }
-  const keepAlive = { keepAlive: true, maxSockets: 50 };
-  // One handler for the service clients and the nested STS clients: all get the deadlines.
-  const requestHandler = new NodeHttpHandler({
-    connectionTimeout: options.connectionTimeoutMs ?? 3000,
-    requestTimeout: options.requestTimeoutMs ?? 10_000,
-    throwOnRequestTimeout: true,
-    httpAgent: new HttpAgent(keepAlive),
-    httpsAgent: new HttpsAgent(keepAlive),
-  });
+  const requestHandler = createRequestHandler(options);
   const plugins = [...(options.plugins ?? [])];
   const env = process.env;
   const kind = identityKind(env, options.allowNodeRole === true);
@@ -404,6 +406,119 @@ export function createAwsClientSetup(specs: readonly SecretSpec[], options: AwsC
     forRegion: setupFor,
   });
   return setupFor(region);
+}
+
+/**
+ * One handler for the service clients and the nested STS clients: all get the
+ * deadlines and the egress proxy. Through a proxy the connection timeout covers
+ * the TCP connection to the proxy; the request timeout (socket idle) also covers
+ * a proxy that accepts and never answers the CONNECT.
+ */
+function createRequestHandler(options: AwsClientOptions): NodeHttpHandler {
+  const proxyEnv = egressProxyEnv(process.env);
+  const agentOptions = { keepAlive: true, maxSockets: 50, ...(proxyEnv ? { proxyEnv } : {}) };
+  return new NodeHttpHandler({
+    connectionTimeout: options.connectionTimeoutMs ?? 3000,
+    requestTimeout: options.requestTimeoutMs ?? 10_000,
+    throwOnRequestTimeout: true,
+    httpAgent: new HttpAgent(agentOptions),
+    httpsAgent: new HttpsAgent(agentOptions),
+  });
+}
+
+/**
+ * Never through a proxy, whatever NO_PROXY says: loopback (as Go's net/http),
+ * the EKS Pod Identity agent, the ECS credentials endpoint, instance metadata.
+ * In Node's NO_PROXY syntax (IPv4 ranges, IPv6 without brackets).
+ */
+export const ALWAYS_DIRECT = [
+  'localhost',
+  '*.localhost',
+  '127.0.0.0-127.255.255.255',
+  '::1',
+  '169.254.170.23',
+  'fd00:ec2::23',
+  '169.254.170.2',
+  '169.254.169.254',
+  'fd00:ec2::254',
+];
+
+function ipv4ToInt(ip: string): number | undefined {
+  const parts = ip.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) return undefined;
+  return parts.reduce((n, p) => n * 256 + Number(p), 0);
+}
+
+const intToIpv4 = (n: number): string => [24, 16, 8, 0].map((b) => Math.floor(n / 2 ** b) % 256).join('.');
+
+/**
+ * NO_PROXY (curl / Go semantics) as Node's agents match it: Node matches a plain
+ * name exactly and knows IPv4 ranges, not CIDR. So `example.com` and
+ * `.example.com` become `example.com,*.example.com`; `10.0.0.0/8` becomes
+ * `10.0.0.0-10.255.255.255`; `[fd00::1]` loses its brackets; `*` stays.
+ */
+export function translateNoProxy(noProxy: string): string[] {
+  const out: string[] = [];
+  for (const raw of noProxy.split(/[,\s]+/)) {
+    const entry = raw.trim().toLowerCase();
+    if (!entry) continue;
+    const cidr = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(entry);
+    const base = cidr ? ipv4ToInt(cidr[1] ?? '') : undefined;
+    if (cidr && base !== undefined && Number(cidr[2]) <= 32) {
+      const size = 2 ** (32 - Number(cidr[2]));
+      const start = Math.floor(base / size) * size;
+      out.push(`${intToIpv4(start)}-${intToIpv4(start + size - 1)}`);
+    } else if (entry.startsWith('[')) {
+      out.push(entry.replace(/^\[([^\]]+)\](:\d+)?$/, (_m, ip: string, port: string | undefined) => (port ? `[${ip}]${port}` : ip)));
+    } else if (entry === '*' || entry.startsWith('*.') || entry.includes(':') || ipv4ToInt(entry) !== undefined || entry.includes('-')) {
+      out.push(entry);
+    } else {
+      const name = entry.replace(/^\./, '');
+      out.push(name, `*.${name}`);
+    }
+  }
+  return out;
+}
+
+/** The proxy URLs in effect (lower case wins, as in Node and curl). */
+function proxyUrls(env: NodeJS.ProcessEnv): { https: string | undefined; http: string | undefined } {
+  return { https: env.https_proxy || env.HTTPS_PROXY || undefined, http: env.http_proxy || env.HTTP_PROXY || undefined };
+}
+
+/**
+ * The `proxyEnv` for the handler's Agents, or undefined when no proxy is set.
+ * @throws CredentialsError (terminal) for a proxy URL that does not parse (named without its credentials).
+ */
+export function egressProxyEnv(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
+  const urls = proxyUrls(env);
+  if (!urls.https && !urls.http) return undefined;
+  for (const [name, value] of [['HTTPS_PROXY', urls.https], ['HTTP_PROXY', urls.http]] as const) {
+    if (!value) continue;
+    let u: URL | undefined;
+    try {
+      u = new URL(value);
+    } catch {
+      u = undefined;
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+      throw new CredentialsError(
+        `${name} is not a proxy URL reading the environment: ${value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@/]*@/i, '$1***@').slice(0, 100)}; set it to http://HOST:PORT (or http://USER:PASSWORD@HOST:PORT)`,
+        false,
+      );
+    }
+  }
+  const noProxy = [...translateNoProxy(env.no_proxy ?? env.NO_PROXY ?? ''), ...ALWAYS_DIRECT].join(',');
+  return { ...(urls.https ? { HTTPS_PROXY: urls.https } : {}), ...(urls.http ? { HTTP_PROXY: urls.http } : {}), NO_PROXY: noProxy };
+}
+
+/** A proxy URL fit for logs: scheme, host and port, never user:password. */
+export function redactProxy(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return '(unparsable)';
+  }
 }
 
 /** Credentials this close to expiry are refreshed (the SDK's own margin: 5 minutes). */
@@ -530,21 +645,62 @@ export function describeAwsIdentity(setup: AwsClientSetup, services: { readonly 
   if (services.ssm && (env.AWS_ENDPOINT_URL_SSM || env.AWS_ENDPOINT_URL)) {
     id.ssmEndpoint = env.AWS_ENDPOINT_URL_SSM ?? env.AWS_ENDPOINT_URL ?? '';
   }
+  Object.assign(id, describeProxy(env));
   return id;
+}
+
+/** The egress proxy for the identity line: `proxy` (https), `httpProxy` when it differs, `noProxy` as set. */
+function describeProxy(env: NodeJS.ProcessEnv): Record<string, string> {
+  const urls = proxyUrls(env);
+  const out: Record<string, string> = {};
+  if (urls.https) out.proxy = redactProxy(urls.https);
+  if (urls.http && (!urls.https || redactProxy(urls.http) !== out.proxy)) out.httpProxy = redactProxy(urls.http);
+  const noProxy = env.no_proxy ?? env.NO_PROXY;
+  if (Object.keys(out).length && noProxy) out.noProxy = noProxy;
+  return out;
 }
 
 /** The SourceError for a failed call about one spec: credential failures keep their own code and message. */
 export function wrapAwsError(err: unknown, spec: SecretSpec): SourceError {
   if (err instanceof CredentialsError) {
     return new SourceError(
-      { secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: err.transient, message: err.message },
+      { secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: err.transient, message: err.message + networkHint(err.message) },
       { cause: err },
     );
   }
   // Errors the SDK wraps around a credential failure surface with the provider's name.
   if (err instanceof Error && err.name === 'CredentialsProviderError') {
     const ce = credentialsError(err);
-    return new SourceError({ secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: ce.transient, message: ce.message }, { cause: err });
+    return new SourceError(
+      { secret: spec.name, secretId: spec.id, code: 'CredentialsError', transient: ce.transient, message: ce.message + networkHint(ce.message) },
+      { cause: err },
+    );
   }
-  return toSourceError(err, spec.name, spec.id, kindOf(spec) === 'secret' ? 'secretsmanager' : 'ssm');
+  const se = toSourceError(err, spec.name, spec.id, kindOf(spec) === 'secret' ? 'secretsmanager' : 'ssm');
+  const hint = networkHint(se.message);
+  if (!hint) return se;
+  const message = se.message.slice(`secret "${spec.name}" (${spec.id}): `.length) + hint;
+  return new SourceError({ secret: spec.name, secretId: spec.id, code: se.code, transient: se.transient, message }, { cause: err });
+}
+
+/** Node's codes for a certificate that does not verify (an endpoint or a TLS-inspecting gateway with a private CA). */
+const CERT_ERROR = /\b(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(?:_LOCALLY)?|CERT_UNTRUSTED|CERT_HAS_EXPIRED|ERR_TLS_CERT_ALTNAME_INVALID)\b/;
+const NETWORK_ERROR = /TimeoutError|timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up/;
+
+/**
+ * What to check when a call fails on the network path: a certificate the agent
+ * does not trust (NODE_EXTRA_CA_CERTS), or a timeout / network error while an
+ * egress proxy is configured (named without its credentials). '' otherwise.
+ */
+function networkHint(message: string): string {
+  if (CERT_ERROR.test(message)) {
+    return ' — the certificate of the AWS endpoint (or of a TLS-inspecting proxy) is not trusted: give its CA bundle (PEM) to NODE_EXTRA_CA_CERTS (docs/network.md)';
+  }
+  const urls = proxyUrls(process.env);
+  const proxy = urls.https ?? urls.http;
+  if (proxy && NETWORK_ERROR.test(message)) {
+    const name = urls.https ? 'HTTPS_PROXY' : 'HTTP_PROXY';
+    return ` — the requests go through the egress proxy ${redactProxy(proxy)} (${name}): check that it is up and lets the AWS endpoints through, or list the endpoint in NO_PROXY (docs/network.md)`;
+  }
+  return '';
 }

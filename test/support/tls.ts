@@ -11,12 +11,14 @@ export interface TestCert {
   caFile: string;
 }
 
-export async function selfSignedCert(dir: string): Promise<TestCert> {
+/** `names`: extra DNS names in the certificate (e.g. a name only a forward proxy resolves). */
+export async function selfSignedCert(dir: string, names: readonly string[] = []): Promise<TestCert> {
+  const san = ['IP:127.0.0.1', ...names.map((n) => `DNS:${n}`)].join(',');
   const keyFile = join(dir, 'tls.key');
   const caFile = join(dir, 'tls.crt');
   const made = spawnSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', caFile],
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', `subjectAltName=${san}`, '-keyout', keyFile, '-out', caFile],
     { encoding: 'utf8' },
   );
   if (made.status !== 0) throw new Error(`openssl (installed by .ci/run) failed: ${made.stderr}`);
