@@ -5,7 +5,7 @@
 # No container engine runs where this project is developed, so this file is
 # kept to steps the tests do run: the build stage runs exactly the commands of
 # .ci/run and test/artifacts/bundle.test.ts (`npm ci --no-audit --no-fund`, `npm run
-# build`); test/artifacts/dockerfile.test.ts replays the compile-cache stage with the same
+# build`); test/artifacts/dockerfile.test.ts replays the code-cache stage with the same
 # node, flags and UIDs and checks the runtime accepts its cache; and
 # test/artifacts/bundle.test.ts runs the bundle with this ENTRYPOINT's flags from an empty
 # directory, as the runtime stage does. test/artifacts/dockerfile.test.ts checks the rest
@@ -23,28 +23,32 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
-COPY scripts/build.ts scripts/
+COPY scripts/build.ts scripts/code-cache-warmup.ts scripts/
 COPY agent/ agent/
 RUN npm run build
 
-# --- compile cache: V8's compiled code for the bundle, made by the runtime
-# image's own node. Node keys the cache by its exact build, the V8 flags and the
-# UID, so it is made here, FROM the same image digest as the runtime stage, as
-# the same USER, with exactly the node flags and script path the containers use
-# (test/artifacts/dockerfile.test.ts checks all four and replays this stage):
+# --- code cache: V8's compiled code for the agent, made by the runtime image's
+# own node (agent/loader.ts). The cache is keyed by the code's hash, the node
+# version and V8's flags, so it is made here, FROM the same image digest as the
+# runtime stage, with exactly the node flags the containers use, by a warm-up
+# that runs one real `init` in the same process against a stand-in for STS and
+# Secrets Manager on loopback (no network; scripts/code-cache-warmup.ts): the
+# cache then holds every function an init compiles, not only the top level
+# (Node's own compile cache, NODE_COMPILE_CACHE, held only that). One file per
+# command line (test/artifacts/dockerfile.test.ts checks the stage and replays it):
 # - the ENTRYPOINT's, for `run` (the sidecar);
 # - the init containers' (k8s-examples set `command` to the ENTRYPOINT without
 #   --lite-mode: any V8 code-generation flag makes Node recompile its own
 #   built-in modules, ~10 ms that a one-shot init does not need to pay; see the
 #   ENTRYPOINT below).
-# A pod run under another UID (runAsUser) misses the cache: same output, no noise.
-# Measured by `npm run bench -- --only=init` (README, Performance).
-FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a AS compile-cache
+# Any other flags (NODE_OPTIONS) or UID: the cache is skipped or used; the output is the same.
+# Measured by `npm run bench -- --only=init` (docs/performance.md, Init).
+FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a AS code-cache
 COPY --from=build /src/dist/secrets-agent.mjs /app/secrets-agent.mjs
+COPY --from=build /src/dist/code-cache-warmup.mjs /tmp/code-cache-warmup.mjs
 USER 65532:65532
-ENV NODE_COMPILE_CACHE=/tmp/compile-cache
-RUN ["/nodejs/bin/node", "--disable-sigusr1", "--lite-mode", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
-RUN ["/nodejs/bin/node", "--disable-sigusr1", "--max-semi-space-size=1", "/app/secrets-agent.mjs", "version"]
+RUN ["/nodejs/bin/node", "--disable-sigusr1", "--lite-mode", "--max-semi-space-size=1", "/tmp/code-cache-warmup.mjs", "/app/secrets-agent.mjs", "/tmp/code-cache"]
+RUN ["/nodejs/bin/node", "--disable-sigusr1", "--max-semi-space-size=1", "/tmp/code-cache-warmup.mjs", "/app/secrets-agent.mjs", "/tmp/code-cache"]
 
 # --- runtime: distroless Node 24 (no shell, no package manager), user nonroot.
 # Distroless publishes no per-patch Node tags: the image name carries the major
@@ -58,10 +62,9 @@ LABEL org.opencontainers.image.title="secrets-agent" \
 
 # The whole program is this one file; node_modules is not needed at run time.
 COPY --from=build /src/dist/secrets-agent.mjs /app/secrets-agent.mjs
-# Its compile cache (files 0600, so owned by the USER below). Read-only at run
-# time is fine: Node only reads it; a write it cannot make is skipped silently.
-COPY --from=compile-cache --chown=65532:65532 /tmp/compile-cache /app/compile-cache
-ENV NODE_COMPILE_CACHE=/app/compile-cache
+# Its code cache, where the loader looks by default (code-cache/ next to the
+# file). Read-only at run time is fine: it is only read.
+COPY --from=code-cache --chown=65532:65532 /tmp/code-cache /app/code-cache
 # Ready-made templates, referenced from a config as
 # /etc/secrets-agent/templates/<name>.liquid. Mount your ConfigMap elsewhere
 # (the examples use /etc/secrets-agent/config) so it does not hide them.

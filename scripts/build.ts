@@ -27,6 +27,7 @@
 //   (module.enableCompileCache would run after the file is already compiled):
 //   the image sets NODE_COMPILE_CACHE and ships a cache made at image build
 //   time (the Dockerfile's compile-cache stage).
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,9 +40,9 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const ENTRY = join(ROOT, 'agent', 'main.ts');
 /** The bundle runs under any name (agent/main.ts is the entry, with no check of its own name). */
 export const BUNDLE = join(ROOT, 'dist', 'secrets-agent.mjs');
+export const LOADER = join(ROOT, 'agent', 'loader.ts');
+export const WARMUP = join(ROOT, 'scripts', 'code-cache-warmup.ts');
 
-// Defines `require` for the CJS packages inside the bundle (see above).
-const REQUIRE_SHIM = "import{createRequire as __secretsAgentRequire}from'node:module';const require=__secretsAgentRequire(import.meta.url);";
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
@@ -105,11 +106,30 @@ export interface BuildResult {
   outfile: string;
   /** Size of the bundle in bytes. */
   bytes: number;
+  /** sha256 of the agent's code inside it (part of the code cache's key). */
+  sha256: string;
   /** Bytes each package (or "agent" for our own code) contributes to the bundle, largest first. */
   inputs: Array<{ name: string; bytes: number }>;
 }
 
-/** Bundle agent/main.ts into `outfile` (default dist/secrets-agent.mjs) with an external source map next to it. */
+/** Separates the loader from the code in dist/secrets-agent.mjs (agent/loader.ts finds it; a real newline on each side). */
+export const CODE_MARKER = '\n//# secrets-agent code: each line below starts with //\n';
+/** The name the code gets inside its wrapper for `import.meta.url` (the loader passes the bundle's URL). */
+const IMPORT_META_URL = '__secretsAgentImportMetaUrl';
+
+/** The code as it sits after the marker: each line prefixed with `//`, so Node's own parse of the file skips it as comments (agent/loader.ts undoes it). */
+export function encodeCode(code: string): string {
+  return '//' + code.replaceAll('\n', '\n//');
+}
+
+/**
+ * Bundle agent/main.ts into `outfile` (default dist/secrets-agent.mjs), one file:
+ * agent/loader.ts, minified, then CODE_MARKER, then the agent's code wrapped as
+ * `(async function (require, importMetaUrl) {...})` and commented out line by
+ * line (encodeCode). The loader compiles that code with vm.Script and a V8 code
+ * cache when one matches (agent/loader.ts). An external source map of the code
+ * (line 1 = the wrapper's first line) sits next to the file.
+ */
 export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult> {
   const result = await build({
     entryPoints: [ENTRY],
@@ -123,28 +143,70 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
     // 'external': the .map file is written but the bundle does not point at it,
     // so the one file stays self-contained.
     sourcemap: 'external',
-    // agent/main.ts starts with `#!/usr/bin/env node`; esbuild keeps an entry's
-    // hashbang as the first line, above this banner (checked below).
-    banner: { js: REQUIRE_SHIM },
+    // No `import.meta` inside a function compiled by vm.Script: the loader passes the URL.
+    define: { 'import.meta.url': IMPORT_META_URL },
     plugins: [builtinsViaRequire],
     legalComments: 'eof',
     metafile: true,
     logLevel: 'warning',
-    // Written below, each file to a temp name then renamed: a test or a shell reading
-    // dist/secrets-agent.mjs while another build runs sees the old file or the new one,
-    // never a half-written one.
     write: false,
   });
-  for (const f of result.outputFiles) {
-    const tmp = `${f.path}.tmp-${process.pid}`;
-    await mkdir(dirname(f.path), { recursive: true });
-    await writeFile(tmp, f.contents, { mode: f.path.endsWith('.mjs') ? 0o755 : 0o644 });
-    await rename(tmp, f.path);
+  const js = result.outputFiles.find((f) => f.path.endsWith('.mjs'));
+  const map = result.outputFiles.find((f) => f.path.endsWith('.map'));
+  if (!js || !map) throw new Error(`esbuild wrote no bundle building ${ENTRY}: outputs ${result.outputFiles.map((f) => f.path).join(', ')}; check the build settings`);
+  // agent/main.ts starts with `#!/usr/bin/env node`: esbuild keeps it as the first line; the loader carries it instead.
+  const body = js.text.replace(/^#!.*\n/, '');
+  // import.meta cannot appear inside the wrapper function (vm.Script compiles a script, not a module).
+  if (/\bimport\.meta\b/.test(body)) throw new Error(`the bundle still uses import.meta building ${outfile}: only import.meta.url is passed in by the loader; define the rest in scripts/build.ts`);
+  if (/[\r\u2028\u2029]/.test(body)) throw new Error(`the bundle contains a CR, U+2028 or U+2029 building ${outfile}: it would end a // comment line; escape it in the source`);
+  const code = `(async function(require,${IMPORT_META_URL}){"use strict";\n${body}\n})`;
+  const sha256 = createHash('sha256').update(code).digest('hex');
+  // The loader is told where the marker starts (a fixed-width number, so the
+  // second build, with the real offset, has the length the first one measured).
+  const buildLoader = async (offset: string): Promise<string> => {
+    const loader = await build({
+      entryPoints: [LOADER],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node24',
+      minify: true,
+      define: {
+        __SECRETS_AGENT_CODE_SHA256__: JSON.stringify(sha256),
+        __SECRETS_AGENT_CODE_MARKER__: JSON.stringify(CODE_MARKER),
+        __SECRETS_AGENT_CODE_OFFSET__: JSON.stringify(offset),
+      },
+      banner: { js: '#!/usr/bin/env node' },
+      logLevel: 'warning',
+      write: false,
+    });
+    return loader.outputFiles[0]!.text.trimEnd();
+  };
+  const width = (n: number): string => String(n).padStart(10, '0');
+  const loaderJs = await buildLoader(width((await buildLoader(width(0))).length));
+  if (width(loaderJs.length) !== /"(\d{10})"/.exec(loaderJs)?.[1] || /[^ -~\n\t]/.test(loaderJs)) {
+    throw new Error(`the loader's code offset is not its own length building ${outfile}: check agent/loader.ts's use of __SECRETS_AGENT_CODE_OFFSET__`);
+  }
+  const text = `${loaderJs}${CODE_MARKER}${encodeCode(code)}\n`;
+  // Each file is written to a temp name then renamed: a test or a shell reading
+  // dist/secrets-agent.mjs while another build runs sees the old file or the new one,
+  // never a half-written one.
+  await mkdir(dirname(outfile), { recursive: true });
+  for (const [path, contents, mode] of [[outfile, text, 0o755], [`${outfile}.map`, map.text, 0o644]] as const) {
+    const tmp = `${path}.tmp-${process.pid}`;
+    await writeFile(tmp, contents, { mode });
+    await rename(tmp, path);
   }
   const head = (await readFile(outfile, 'utf8')).slice(0, 200);
   if (!head.startsWith('#!/usr/bin/env node\n')) throw new Error(`${outfile} does not start with #!/usr/bin/env node`);
   const { size } = await stat(outfile);
-  return { outfile, bytes: size, inputs: contributions(result.metafile, outfile) };
+  await buildWarmup(join(dirname(outfile), 'code-cache-warmup.mjs'));
+  return { outfile, bytes: size, sha256, inputs: contributions(result.metafile, outfile) };
+}
+
+/** scripts/code-cache-warmup.ts as one file next to the bundle (the image build's compile-cache stage runs it; not shipped in the image). */
+async function buildWarmup(outfile: string): Promise<void> {
+  await build({ entryPoints: [WARMUP], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node24', logLevel: 'warning' });
 }
 
 function contributions(meta: Metafile, outfile: string): BuildResult['inputs'] {

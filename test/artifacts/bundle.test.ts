@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFile, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { crc32 } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { REPO } from '../support/cli.ts';
@@ -232,3 +233,131 @@ function cleanEnv(): NodeJS.ProcessEnv {
   }
   return env;
 }
+
+// The code cache (agent/loader.ts): a cache that is missing, made for another
+// bundle, truncated, corrupt or made with other V8 flags is skipped without a
+// word: the same files, the same exit code, the same output as with none.
+describe('the bundle with its code cache (agent/loader.ts)', () => {
+  let dir: string;
+  let bundle: string;
+  let cacheDir: string;
+  let flags: string[];
+  const SIDECAR = ['--disable-sigusr1', '--lite-mode', '--max-semi-space-size=1'];
+
+  const node = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
+    spawnSync(process.execPath, args, { cwd: dir, env: { ...cleanEnv(), ...env }, encoding: 'utf8', timeout: 60_000 });
+  /** A `render` on the file source into a fresh dir: its exit code, files, stdout and log messages (times stripped). */
+  const render = async (env: NodeJS.ProcessEnv = {}, runFlags = flags) => {
+    const out = await mkdtemp(join(dir, 'out-'));
+    const r = node([...runFlags, bundle, 'render', '--config', 'config.yaml', '--output-dir', out], env);
+    // The files as the app sees them (through the ..data links), and each log line's level and message.
+    const files: Record<string, string> = {};
+    for (const f of (await readdir(out)).filter((n) => !n.startsWith('..')).sort()) files[f] = await readFile(join(out, f), 'utf8');
+    const msgs = (s: string) => s.split('\n').filter(Boolean).map((l) => l.replace(/^.*"level":"(\w+)".*"msg":"([^"]*)".*$/, '$1 $2').replaceAll(out, '<out>'));
+    return { code: r.status, files, stdout: msgs(r.stdout), stderr: msgs(r.stderr) };
+  };
+  const cacheFiles = async (): Promise<string[]> => (await readdir(cacheDir).catch(() => [])).filter((f) => f.endsWith('.bin')).map((f) => join(cacheDir, f));
+  const debugOf = (env: NodeJS.ProcessEnv = {}, runFlags = flags): string => node([...runFlags, bundle, 'version'], { ...env, NODE_DEBUG: 'secrets_agent_code_cache' }).stderr;
+
+  before(async () => {
+    const built = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 180_000 });
+    assert.equal(built.status, 0, `npm run build failed:\n${built.stdout}\n${built.stderr}`);
+    dir = await mkdtemp(join(tmpdir(), 'sa-code-cache-'));
+    bundle = join(dir, 'agent.mjs');
+    cacheDir = join(dir, 'code-cache');
+    await copyFile(join(REPO, 'dist', 'secrets-agent.mjs'), bundle);
+    await copyFile(join(REPO, 'dist', 'code-cache-warmup.mjs'), join(dir, 'warmup.mjs'));
+    flags = (await entrypointFlags()).filter((f) => f !== '--lite-mode');
+    await writeFile(join(dir, 'secrets.yaml'), `app/db: { username: u-${CANARY}, password: p, port: 5432 }\napp/key: "k-${CANARY}"\n`);
+    await writeFile(
+      join(dir, 'config.yaml'),
+      [
+        'source: { type: file, path: secrets.yaml }',
+        'outputDir: out',
+        'secrets: { db: { id: app/db }, key: { id: app/key } }',
+        'files:',
+        '  - { path: key, secret: key }',
+        '  - { path: user, secret: db, key: username }',
+        '  - path: db.env',
+        '    secret: db',
+        '    template: "{% for kv in secrets.db %}{{ kv[0] | upcase }}={{ kv[1] }}\\n{% endfor %}"',
+        '',
+      ].join('\n'),
+    );
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  let reference: Awaited<ReturnType<typeof render>>;
+  it('with no cache, it renders and writes nothing else (no cache is made unless asked)', async () => {
+    reference = await render();
+    assert.equal(reference.code, 0, reference.stderr.join('\n'));
+    assert.equal(reference.files.key, `k-${CANARY}`);
+    assert.match(reference.files['db.env']!, /^USERNAME=u-/);
+    assert.deepEqual(await cacheFiles(), []);
+    assert.match(debugOf(), /code-cache\/\S+\.bin: none/);
+  });
+
+  it('the warm-up makes one cache per flag set, which V8 accepts, and the output is the same', async () => {
+    for (const f of [flags, SIDECAR]) {
+      const r = node([...f, join(dir, 'warmup.mjs'), bundle]);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    assert.equal((await cacheFiles()).length, 2);
+    assert.match(debugOf(), /: accepted/);
+    assert.match(debugOf({}, SIDECAR), /: accepted/);
+    assert.deepEqual(await render(), reference);
+  });
+
+  /** Replace the cache for `flags` with `bytes`, run, and restore it. */
+  const withCache = async (bytes: (good: Buffer, all: Map<string, Buffer>) => Buffer, check: (debug: string) => void): Promise<void> => {
+    const all = new Map<string, Buffer>();
+    for (const f of await cacheFiles()) all.set(f, await readFile(f));
+    const mine = /: (\S+\.bin): accepted/.exec(debugOf())?.[1];
+    assert.ok(mine && all.has(mine), 'the cache for these flags exists');
+    try {
+      await writeFile(mine, bytes(all.get(mine)!, all));
+      check(debugOf());
+      assert.deepEqual(await render(), reference);
+    } finally {
+      await writeFile(mine, all.get(mine)!);
+    }
+  };
+
+  it('a truncated cache is skipped silently: same files, exit code and output', async () => {
+    await withCache((good) => good.subarray(0, Math.floor(good.length / 2)), (d) => assert.match(d, /: skipped/));
+  });
+
+  it('a corrupt cache (bytes changed in the payload) is skipped silently', async () => {
+    await withCache((good) => {
+      const bad = Buffer.from(good);
+      for (let i = Math.floor(bad.length / 2); i < bad.length / 2 + 64; i++) bad[i] = bad[i]! ^ 0xff;
+      return bad;
+    }, (d) => assert.match(d, /: skipped/));
+  });
+
+  it('a cache from another bundle (its header) is skipped silently', async () => {
+    await withCache((good) => Buffer.from(good.toString('latin1').replace(/^(secrets-agent code cache v1 \| )[0-9a-f]{16}/, '$10123456789abcdef'), 'latin1'), (d) => assert.match(d, /: skipped/));
+  });
+
+  it('a cache made with other V8 flags, or for another script, under the right header, is rejected by V8 and the code compiled from source', async () => {
+    const reheader = (payload: Buffer, good: Buffer): Buffer => {
+      const header = good.subarray(0, good.indexOf(10)).toString('latin1').split(' | ');
+      return Buffer.concat([Buffer.from(`${header[0]} | ${header[1]} | ${payload.length} | ${crc32(payload).toString(16)}\n`, 'latin1'), payload]);
+    };
+    // The sidecar's cache (--lite-mode), renamed and re-headed as this flag set's.
+    await withCache((good, all) => {
+      const other = [...all].find(([, b]) => b.compare(good) !== 0)![1];
+      return reheader(other.subarray(other.indexOf(10) + 1), good);
+    }, (d) => assert.match(d, /: rejected by V8/));
+    // A cache of another script, made with these flags.
+    const tiny = node([...flags, '-e', 'process.stdout.write(new (require("node:vm").Script)("1+1").createCachedData().toString("base64"))']);
+    await withCache((good) => reheader(Buffer.from(tiny.stdout, 'base64'), good), (d) => assert.match(d, /: rejected by V8/));
+  });
+
+  it('a process with V8 flags no cache was made for looks for another file, finds none, and renders the same', async () => {
+    assert.match(debugOf({}, [...flags, '--no-opt']), /: none/);
+    assert.deepEqual(await render({}, [...flags, '--no-opt']), reference);
+  });
+});

@@ -97,14 +97,14 @@ describe('Dockerfile', () => {
     assert.ok(finalStage.instructions.slice(last + 1).every((i) => !['USER', 'RUN'].includes(i.getKeyword())));
   });
 
-  it('copies only the bundle (from the build stage), its compile cache and the ready-made templates into the final image', async () => {
+  it('copies only the bundle (from the build stage), its code cache and the ready-made templates into the final image', async () => {
     const copies = keyword(finalStage, 'COPY') as Copy[];
     assert.equal(keyword(finalStage, 'ADD').length, 0);
     assert.equal(keyword(finalStage, 'RUN').length, 0, 'no shell in distroless: nothing to RUN');
     const described = copies.map((c) => ({ from: flag(c, 'from') ?? null, src: copySources(c), dest: args(c).at(-1) }));
     assert.deepEqual(described, [
       { from: 'build', src: ['/src/dist/secrets-agent.mjs'], dest: '/app/secrets-agent.mjs' },
-      { from: 'compile-cache', src: ['/tmp/compile-cache'], dest: '/app/compile-cache' },
+      { from: 'code-cache', src: ['/tmp/code-cache'], dest: '/app/code-cache' },
       { from: null, src: ['templates/*.liquid'], dest: '/etc/secrets-agent/templates/' },
     ]);
     const templates = (await readdir(join(REPO, 'templates'))).filter((f) => matchesGlob(`templates/${f}`, 'templates/*.liquid'));
@@ -149,34 +149,41 @@ describe('Dockerfile', () => {
     }
   });
 
-  describe('the compile-cache stage', () => {
-    const cacheStage = all.find((st) => st.from.getBuildStage() === 'compile-cache');
+  describe('the code-cache stage', () => {
+    const cacheStage = all.find((st) => st.from.getBuildStage() === 'code-cache');
     const env = (stage: Stage, name: string): string | undefined =>
       (keyword(stage, 'ENV') as Env[]).flatMap((e) => e.getProperties()).find((p) => p.getName() === name)?.getValue() ?? undefined;
     const entrypoint = (): string[] => jsonArgs(keyword(finalStage, 'ENTRYPOINT')[0]!)!;
     const warmRuns = (): string[][] => keyword(cacheStage!, 'RUN').map((r) => jsonArgs(r)!);
     const user = (stage: Stage): string => keyword(stage, 'USER').at(-1)!.getArgumentsContent()!;
-    const cacheCopy = (): Copy => (keyword(finalStage, 'COPY') as Copy[]).find((c) => flag(c, 'from') === 'compile-cache')!;
+    const cacheCopy = (): Copy => (keyword(finalStage, 'COPY') as Copy[]).find((c) => flag(c, 'from') === 'code-cache')!;
+    const stageCopies = (): string[][] => (keyword(cacheStage!, 'COPY') as Copy[]).map((c) => [flag(c, 'from')!, ...args(c)]);
+    const cacheDir = (): string => warmRuns()[0]!.at(-1)!;
+    const warmupScript = (): string => stageCopies().find((c) => c[1] === '/src/dist/code-cache-warmup.mjs')![2]!;
 
-    it('runs FROM the runtime image digest, as the runtime USER, once per node command line the containers use', async () => {
-      // Node keys its compile cache by its own build, the V8 flags and the
-      // UID: any difference and the image would ship a cache that is never used.
-      assert.ok(cacheStage, 'a stage named compile-cache');
+    it('runs FROM the runtime image digest, as the runtime USER, a warm-up once per node command line the containers use', async () => {
+      // The cache is keyed by node's version and V8's flags (agent/loader.ts):
+      // any difference and the image would ship a cache that is never used.
+      assert.ok(cacheStage, 'a stage named code-cache');
       assert.equal(cacheStage.from.getImage(), finalStage.from.getImage());
       assert.equal(cacheStage.from.getImageDigest(), finalStage.from.getImageDigest());
       assert.equal(user(cacheStage), user(finalStage));
-      const copies = keyword(cacheStage, 'COPY') as Copy[];
-      assert.deepEqual(copies.map((c) => [flag(c, 'from'), ...args(c)]), [['build', '/src/dist/secrets-agent.mjs', entrypoint().at(-1)]]);
-      // Exec form (no shell in distroless): a container's node command line plus `version`.
-      const warmed = warmRuns().map((r) => JSON.stringify(r.slice(0, -1)));
-      assert.ok(warmRuns().every((r) => r.at(-1) === 'version'));
-      assert.ok(warmed.includes(JSON.stringify(entrypoint())), 'the ENTRYPOINT (the sidecar) is warmed');
-      for (const c of await exampleCommands()) assert.ok(warmed.includes(JSON.stringify(c.command)), `${c.where}: command ${JSON.stringify(c.command)} has no compile cache`);
+      assert.deepEqual(stageCopies(), [
+        ['build', '/src/dist/secrets-agent.mjs', entrypoint().at(-1)],
+        ['build', '/src/dist/code-cache-warmup.mjs', warmupScript()],
+      ]);
+      // Exec form (no shell in distroless): a container's node and flags, then the warm-up, the bundle the image runs and where the cache goes.
+      assert.ok(warmRuns().every((r) => r.at(-3) === warmupScript() && r.at(-2) === entrypoint().at(-1) && r.at(-1) === cacheDir()));
+      const warmed = warmRuns().map((r) => JSON.stringify(r.slice(0, -3)));
+      const line = (command: string[]): string => JSON.stringify(command.slice(0, -1));
+      assert.ok(warmed.includes(line(entrypoint())), 'the ENTRYPOINT (the sidecar) is warmed');
+      for (const c of await exampleCommands()) assert.ok(warmed.includes(line(c.command)), `${c.where}: command ${JSON.stringify(c.command)} has no code cache`);
       assert.ok(warmed.length >= 2, 'the init containers command line is warmed too');
-      // What the stage writes is what the final stage copies, owned by the runtime user (Node writes the files 0600).
-      assert.deepEqual(copySources(cacheCopy()), [env(cacheStage, 'NODE_COMPILE_CACHE')]);
+      // What the stage writes is what the final stage copies, where the loader looks: code-cache/ next to the bundle.
+      assert.deepEqual(copySources(cacheCopy()), [cacheDir()]);
       assert.equal(flag(cacheCopy(), 'chown'), user(finalStage));
-      assert.equal(env(finalStage, 'NODE_COMPILE_CACHE'), args(cacheCopy()).at(-1));
+      assert.equal(args(cacheCopy()).at(-1), join(dirname(entrypoint().at(-1)!), 'code-cache'));
+      assert.equal(env(finalStage, 'SECRETS_AGENT_CODE_CACHE'), undefined, 'the default location');
     });
 
     describe('when replayed here with the same node, flags and UIDs (setpriv; paths under a temp root)', () => {
@@ -193,16 +200,14 @@ describe('Dockerfile', () => {
       before(async () => {
         root = await mkdtemp(join(tmpdir(), 'sa-docker-cache-'));
         await chmod(root, 0o755);
-        // The build stage's output, as the compile-cache stage's COPY --from=build brings it.
+        // The build stage's output, as the code-cache stage's COPY --from=build lines bring it.
         const built = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 180_000 });
         assert.equal(built.status, 0, built.stderr);
-        const script = at(entrypoint().at(-1)!);
-        await mkdir(dirname(script), { recursive: true });
-        await cp(join(REPO, 'dist', 'secrets-agent.mjs'), script);
-        await chmod(dirname(script), 0o755);
-        // /tmp as in the image: world-writable, sticky (mkdir's mode is masked by the umask).
-        await mkdir(join(root, 'tmp'));
-        await chmod(join(root, 'tmp'), 0o1777);
+        for (const [, src, dest] of stageCopies()) {
+          await mkdir(dirname(at(dest!)), { recursive: true });
+          await cp(join(REPO, src!.replace(/^\/src\//, '')), at(dest!));
+          await chmod(dirname(at(dest!)), dest!.startsWith('/tmp/') ? 0o1777 : 0o755);
+        }
       });
       after(async () => {
         if (root) await rm(root, { recursive: true, force: true });
@@ -210,10 +215,11 @@ describe('Dockerfile', () => {
 
       it('the stage makes caches that the ENTRYPOINT and the init containers command, run as the image runs them, accept read-only', async () => {
         for (const run of warmRuns()) {
-          const made = as(user(cacheStage!), run.map((a) => (a.startsWith('/') ? at(a) : a)), { NODE_COMPILE_CACHE: at(env(cacheStage!, 'NODE_COMPILE_CACHE')!) });
+          const made = as(user(cacheStage!), run.map((a) => (a.startsWith('/') ? at(a) : a)), {});
           assert.equal(made.status, 0, made.stderr);
         }
-        // COPY --from=compile-cache --chown=<user>: then read-only, as with readOnlyRootFilesystem.
+        assert.equal((await readdir(at(cacheDir()))).filter((f) => f.endsWith('.bin')).length, warmRuns().length, 'one cache per command line');
+        // COPY --from=code-cache --chown=<user>: then read-only, as with readOnlyRootFilesystem.
         const dest = at(args(cacheCopy()).at(-1)!);
         await cp(at(copySources(cacheCopy())[0]!), dest, { recursive: true });
         const [u, g] = flag(cacheCopy(), 'chown')!.split(':').map(Number);
@@ -222,19 +228,20 @@ describe('Dockerfile', () => {
         const lines = [entrypoint(), ...(await exampleCommands()).map((c) => c.command)];
         for (const line of lines) {
           const argv = [process.execPath, ...line.slice(1, -1), at(line.at(-1)!), 'version'];
-          const r = as(user(finalStage), argv, { NODE_COMPILE_CACHE: dest, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' });
+          const r = as(user(finalStage), argv, { NODE_DEBUG: 'secrets_agent_code_cache' });
           assert.equal(r.status, 0, r.stderr);
-          assert.match(r.stdout + r.stderr, /V8 code cache for ESM file:\/\/\S*secrets-agent\.mjs was accepted/, JSON.stringify(line));
+          assert.match(r.stderr, /SECRETS_AGENT_CODE_CACHE \d+: \S+\/app\/code-cache\/\S+\.bin: accepted/, JSON.stringify(line));
         }
       });
 
-      it('run under another UID (runAsUser), the image misses the cache quietly: same output, nothing on stderr', () => {
-        const dest = at(args(cacheCopy()).at(-1)!);
+      it('run under another UID (runAsUser), the image uses the same cache quietly: same output, nothing on stderr', () => {
         const ep = entrypoint();
-        const r = as('12345:12345', [process.execPath, ...ep.slice(1, -1), at(ep.at(-1)!), 'version'], { NODE_COMPILE_CACHE: dest });
+        const argv = [process.execPath, ...ep.slice(1, -1), at(ep.at(-1)!), 'version'];
+        const r = as('12345:12345', argv, {});
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stdout, /^secrets-agent \d+\.\d+\.\d+ /);
         assert.equal(r.stderr, '');
+        assert.match(as('12345:12345', argv, { NODE_DEBUG: 'secrets_agent_code_cache' }).stderr, /: accepted/);
       });
     });
   });

@@ -7,11 +7,14 @@
 //
 // NODE_COMPILE_CACHE: Node 22+ can keep V8's compiled code on disk; a cache made
 // once (e.g. at image build time with `secrets-agent version`) skips most of the
-// compilation of the bundle at every start.
+// compilation of the bundle at every start. dist/secrets-agent.mjs also has its own
+// code cache (agent/loader.ts, SECRETS_AGENT_CODE_CACHE), made by the warm-up
+// next to it (dist/code-cache-warmup.mjs) as the image's code-cache stage makes it.
 import { build } from 'esbuild';
 import { builtinsViaRequire } from '../../scripts/build.ts';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { REPO, runToEnd } from './lib.ts';
 
 const BANNER = "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);";
@@ -49,8 +52,11 @@ export async function buildMinimal(root: string): Promise<string> {
  */
 export async function warmCompileCache(entry: string, dir: string, flagSets: readonly (readonly string[])[] = [[]]): Promise<string> {
   await mkdir(dir, { recursive: true });
+  const warmup = join(dirname(entry), 'code-cache-warmup.mjs');
   for (const flags of flagSets) {
     await runToEnd(process.execPath, [...flags, entry, 'version'], { env: { ...process.env, NODE_COMPILE_CACHE: dir } });
+    // The agent's own code cache (agent/loader.ts), as the image's code-cache stage makes it; the same dir (file names differ).
+    if (existsSync(warmup)) await runToEnd(process.execPath, [...flags, warmup, entry], { env: { ...process.env, SECRETS_AGENT_CODE_CACHE: dir } });
   }
   return dir;
 }

@@ -53,12 +53,15 @@ export function agentVariants(ctx: BenchContext): AgentVariants {
   const bundle: Variant = ctx.bundle
     ? { label: 'bundle (dist)', entry: ctx.bundle, flags: [] }
     : { label: 'candidate bundle', entry: ctx.candidate, flags: [] };
-  const cached: Variant = { ...bundle, label: `${bundle.label} + compile cache`, env: { NODE_COMPILE_CACHE: ctx.compileCache.get(bundle.entry) ?? '' } };
+  // The caches the image ships: the agent's code cache (agent/loader.ts) for dist, Node's compile cache for the candidate (plain ESM).
+  const cacheDir = ctx.compileCache.get(bundle.entry) ?? '';
+  const caches = ctx.bundle ? 'code cache' : 'compile cache';
+  const cached: Variant = { ...bundle, label: `${bundle.label} + ${caches}`, env: { NODE_COMPILE_CACHE: cacheDir, SECRETS_AGENT_CODE_CACHE: cacheDir } };
   return {
     bundle,
     cached,
-    recommended: { ...cached, label: `${bundle.label} as the image runs it (compile cache, ${ctx.imageFlags.join(' ')})`, flags: ctx.imageFlags },
-    asInitContainer: { ...cached, label: `${bundle.label} as the init container runs it (compile cache, ${ctx.initFlags.join(' ') || 'no flags'})`, flags: ctx.initFlags },
+    recommended: { ...cached, label: `${bundle.label} as the image runs it (${caches}, ${ctx.imageFlags.join(' ')})`, flags: ctx.imageFlags },
+    asInitContainer: { ...cached, label: `${bundle.label} as the init container runs it (${caches}, ${ctx.initFlags.join(' ') || 'no flags'})`, flags: ctx.initFlags },
     candidate: ctx.bundle ? { label: 'candidate bundle', entry: ctx.candidate, flags: [] } : undefined,
     candidateRecommended: ctx.bundle
       ? {

@@ -64,7 +64,7 @@ const TMPFS_MAGIC = 0x01021994;
 export async function initCase(ctx: BenchContext): Promise<InitResult> {
   const n = ctx.quick ? 2 : 10;
   // Quick: the warm-up run is the only (timed) run.
-  const rounds = ctx.quick ? 0 : 11;
+  const rounds = ctx.quick ? 0 : Number(process.env.BENCH_INIT_ROUNDS ?? 21);
   const notes: string[] = [];
   const secrets: Created[] = await createSecrets(
     ctx.moto,
@@ -104,7 +104,15 @@ export async function initCase(ctx: BenchContext): Promise<InitResult> {
     const { bundle } = av;
     const variants = ctx.quick
       ? [bundle]
-      : [bundle, av.cached, av.asInitContainer, av.recommended, ...[av.candidate, av.candidateRecommended].filter((v) => v !== undefined), av.source];
+      : [
+          bundle,
+          av.asInitContainer,
+          av.recommended,
+          ...[av.candidate, av.candidateRecommended].filter((v) => v !== undefined),
+          // The previous layout (plain ESM) with Node's compile cache, as the init container ran it: what the code cache replaced.
+          ...(av.candidate ? [{ ...av.candidate, label: `candidate bundle as the init container would run it (compile cache, ${ctx.initFlags.join(' ')})`, flags: ctx.initFlags, env: { NODE_COMPILE_CACHE: ctx.compileCache.get(av.candidate.entry) ?? '' } }] : []),
+          av.source,
+        ];
     const runners: Runner[] = [...variants, ...extraFlagSets().map((f) => withFlags(bundle, f))].map(agentRunner);
     const minimal = join(REPO, 'test/bench/minimal-init.mjs');
     runners.push({

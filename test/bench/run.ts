@@ -247,7 +247,14 @@ function goals(r: BenchResults): string[] {
     const cli = row(/^aws-cli loop$/);
     const best = init.rows.find((x) => x.name.endsWith(`: ${init.recommended}`));
     if (bundle && minimal) rows.push([`init: ${init.base} no slower than the minimal SDK script`, `${pct(bundle.medianMs, minimal.medianMs)}x the minimal script`, bundle.medianMs <= minimal.medianMs ? 'yes' : 'no']);
-    if (best && minimal) rows.push([`init: … as the example init container runs it (${best.name.replace(/^secrets-agent init: /, '')})`, `${pct(best.medianMs, minimal.medianMs)}x the minimal script`, best.medianMs <= minimal.medianMs ? 'yes' : 'no']);
+    // Issue 16: init at <= 0.8x the minimal SDK script, as the example init container runs it.
+    if (best && minimal) {
+      rows.push([
+        `init: <= 0.8x the minimal SDK script, as the example init container runs it (${best.name.replace(/^secrets-agent init: /, '')})`,
+        `${pct(best.medianMs, minimal.medianMs)}x the minimal script (${best.medianMs} vs ${minimal.medianMs} ms)`,
+        best.medianMs <= 0.8 * minimal.medianMs ? 'yes' : 'no',
+      ]);
+    }
     if (bundle && cli) rows.push(['init: >= 10x faster than the aws-cli loop', `${pct(cli.medianMs, bundle.medianMs)}x faster`, cli.medianMs >= 10 * bundle.medianMs ? 'yes' : 'no']);
   }
   const mem = ok(r.memory);
