@@ -64,7 +64,7 @@ describe('convert eso: golden configs', () => {
     });
   }
 
-  it('ParameterStore: the converted config validates', { skip: 'needs the parameter: secrets of branch t13-ssm (SSM source); until then validate rejects "parameter"' }, async () => {
+  it('ParameterStore: the converted config validates', async () => {
     const r = await runAgent(['validate', '--config', join(FIX, 'parameterstore/input.expected.yaml')]);
     assert.equal(r.code, 0, r.stderr);
   });
@@ -125,6 +125,36 @@ describe('convert eso -> init against moto: the bytes ESO would write', () => {
     assert.equal((await file('tags')).toString(), '[1, 2]');
     assert.equal((await file('note')).toString(), '');
     assert.deepEqual((await readdir(out)).filter((n) => !n.startsWith('..')).sort(), ['address', 'auto', 'blob', 'cert', 'city', 'note', 'password', 'pinned', 'tags', 'user', 'whole']);
+  });
+
+  it('ParameterStore store: a pinned version with a property and a plain parameter, through the store\'s role', async () => {
+    const put = async (Name: string, Value: string, Type = 'SecureString'): Promise<void> => {
+      const res = await fetch(moto.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amz-target': 'AmazonSSM.PutParameter',
+          authorization: 'AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0',
+        },
+        body: JSON.stringify({ Name, Value, Type, Overwrite: true }),
+      });
+      assert.ok(res.ok, `PutParameter ${Name}: ${res.status} ${await res.text()}`);
+    };
+    // Version 3 is the one ESO reads (remoteRef.version "3"); version 4 is newer and must not be used.
+    for (const v of ['{"password":"v1"}', '{"password":"v2"}', '{"password":"pinned-3"}', '{"password":"v4"}']) await put('/team-a/db', v);
+    await put('/team-a/host', 'db.internal', 'String');
+    const out = join(dir, 'ps-out');
+    const r = await convert('--output-dir', out, join(FIX, 'parameterstore/input.yaml'));
+    assert.ok(r.code === 0 || r.code === 1, r.stderr);
+    // moto holds the parameters in us-east-1 (the store says eu-west-1).
+    await writeFile(join(dir, 'ps.yaml'), r.stdout.replace('region: eu-west-1', 'region: us-east-1'));
+    const init = await runAgent(['init', '--config', join(dir, 'ps.yaml'), '--timeout', '20s'], { env });
+    assert.equal(init.code, 0, init.stderr);
+    // data[].remoteRef.version on a parameter: GetParameter of name:version (parameterstore.go, GetSecret);
+    // property: gjson String() of that version's value
+    assert.equal((await readFile(join(out, 'password'))).toString(), 'pinned-3');
+    // no property: the whole value
+    assert.equal((await readFile(join(out, 'host'))).toString(), 'db.internal');
   });
 
   it('templates (engine v2 subset) render as ESO would; refreshInterval "0" is never re-checked', async () => {
