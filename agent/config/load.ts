@@ -14,7 +14,9 @@ import { formatKeyPath, parseKeyPath, type KeySegment } from './keypath.ts';
 import { SourceLines } from './locate.ts';
 import { didYouMean, show } from './messages.ts';
 import { crossCheck } from './rules.ts';
-import { configShape, modeNumberMessage, normalizeSignal, REFRESH_NEVER, type ConfigOutput } from './schema.ts';
+import { REFRESH_NEVER } from './fields.ts';
+import { configShape, type ConfigOutput } from './schema.ts';
+import { modeNumberMessage, normalizeSignal } from './values.ts';
 
 /**
  * Reads and validates the configuration file at `file` (YAML or JSON).

@@ -5,11 +5,16 @@
 // refinements once any of its fields is invalid, and we want every problem
 // reported at once. The JSON Schema gets the same rules as plain JSON Schema
 // keywords through `.meta()` so editors flag them too.
-import { constants as osConstants } from 'node:os';
+//
+// The pieces it is built from: fields.ts (type messages, non-empty strings,
+// durations, refreshInterval), names.ts (SSM parameter names, paths, labels),
+// values.ts (file modes, paths, signals, URLs, listen addresses).
 import * as z from 'zod';
-import { DURATION_PATTERN, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from './duration.ts';
+import { checked, parameterLabelReason, parameterNameReason, parameterPathReason, PARAMETER_LABEL_JSON, PARAMETER_NAME_JSON, PARAMETER_NAME_MAX, PARAMETER_PATH_JSON, PARAMETER_PATH_MAX } from './names.ts';
+import { duration, refreshIntervalSchema, text, typeError } from './fields.ts';
 import { show } from './messages.ts';
 import { crossCheck } from './rules.ts';
+import { httpUrlReason, LISTEN_PATTERN, listenReason, modeMessage, NAME_MAX, normalizeSignal, PATH_SEGMENT, unsafePathReason } from './values.ts';
 
 // A config is parsed once per start or reload. zod's JIT (a parser generated
 // with `new Function` per object schema, compiled on its first use) costs more
@@ -18,135 +23,14 @@ import { crossCheck } from './rules.ts';
 z.config({ jitless: true });
 
 export const SECRET_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]{0,62}$';
-const PATH_SEGMENT = '[A-Za-z0-9_-][A-Za-z0-9._-]*';
 export const FILE_PATH_PATTERN = `^${PATH_SEGMENT}(?:/${PATH_SEGMENT})*$`;
 const MODE_PATTERN = '^0?[4-7][0-7]{2}$';
 const SIGNAL_PATTERN = '^(?:[Ss][Ii][Gg])?[A-Za-z0-9]+$';
 // No "@" before the path: fetch refuses a URL with a user name or password.
 const URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(?:[/?#\\\\]\\S*)?$';
-const LISTEN_PATTERN = '^(?:|(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]*):[0-9]{1,5})$';
 const ROLE_ARN_PATTERN = '^arn:aws[-a-z]*:iam::\\d{12}:role/.+$';
 const REGION_PATTERN = '^[a-z]{2}(?:-[a-z]+)+-\\d+$';
 const UID_MAX = 4_294_967_294;
-/** Linux's longest file name, in bytes. */
-const NAME_MAX = 255;
-
-type RawIssue = { readonly input?: unknown };
-
-function typeError(expected: string, hint = ''): (iss: RawIssue) => string {
-  return (iss) => {
-    if (iss.input === undefined) return `required key is missing${hint}`;
-    if (iss.input === null) return `has no value${hint || '; give it one or remove the key'}`;
-    if (expected === 'a string' && (typeof iss.input === 'number' || typeof iss.input === 'boolean')) {
-      return `must be a string; quote it: "${String(iss.input)}"`;
-    }
-    return `must be ${expected}, not ${show(iss.input)}`;
-  };
-}
-
-function text(what: string, hint = ''): z.ZodString {
-  return z.string({ error: typeError('a string', hint) }).min(1, { error: `must not be empty${hint}` }).describe(what);
-}
-
-// --- durations ---------------------------------------------------------------
-
-function notADuration(iss: RawIssue): string {
-  if (iss.input === undefined) return 'required key is missing';
-  return `${show(iss.input)} is not a duration (use e.g. "30s", "5m", "1h")`;
-}
-
-function duration(minMs: number, minText: string, description: string): z.ZodString {
-  const ms = (v: string): number => parseDuration(v) ?? 0;
-  return z
-    .string({ error: notADuration })
-    .regex(new RegExp(DURATION_PATTERN), { error: notADuration, abort: true })
-    .refine((v) => ms(v) >= minMs, { error: (iss) => `${show(iss.input)} is too short (at least ${minText})`, abort: true })
-    .refine((v) => ms(v) <= MAX_DURATION_MS, { error: (iss) => `${show(iss.input)} is too long (at most ${MAX_DURATION_TEXT})` })
-    .describe(`${description} A duration like "500ms", "30s", "5m", "1h30m".`);
-}
-
-// --- file mode ----------------------------------------------------------------
-
-/** The message for a mode written as a YAML/JSON number; `source` is the number as written. */
-export function modeNumberMessage(source: string): string {
-  const octal = /^0o?([0-7]{3})$/i.exec(source);
-  if (octal) return `${source} is a number; quote it: "0${octal[1]}"`;
-  return `${source} is a number; write the mode as a quoted octal string, e.g. "0440"`;
-}
-
-function modeMessage(iss: RawIssue): string {
-  const v = iss.input;
-  if (typeof v === 'number') return modeNumberMessage(String(v));
-  if (typeof v !== 'string') return `must be a quoted octal string like "0440", not ${show(v)}`;
-  if (/^0?[1-7][0-7]{3}$/.test(v)) return `${show(v)} sets setuid, setgid or sticky bits, which are not allowed (e.g. "0440")`;
-  if (/^0?[0-3][0-7]{2}$/.test(v)) return `${show(v)} does not let the owner read the file (use "0400" to "0777")`;
-  return `${show(v)} is not an octal file mode (e.g. "0440")`;
-}
-
-// --- file path ------------------------------------------------------------------
-
-/** Why `p` is not a safe relative path, or undefined when it is. */
-export function unsafePathReason(p: string): string | undefined {
-  if (p === '') return 'must not be empty';
-  if (p.startsWith('/')) return `${show(p)} must be relative to outputDir (no leading "/")`;
-  if (p.includes('\\')) return `${show(p)} must use "/" to separate directories, not "\\"`;
-  for (const seg of p.split('/')) {
-    if (seg === '') return `${show(p)} has an empty segment ("//" or a trailing "/")`;
-    if (seg === '..' || seg === '.') return `${show(p)} must not contain "${seg}" (files stay inside outputDir)`;
-    if (seg.startsWith('.')) return `${show(p)}: names starting with "." are reserved`;
-    if (!new RegExp(`^${PATH_SEGMENT}$`).test(seg)) {
-      return `${show(p)}: use only letters, digits, ".", "_" and "-" in names`;
-    }
-    if (Buffer.byteLength(seg) > NAME_MAX) return `${show(p)}: a name is longer than ${NAME_MAX} bytes, the most Linux allows (NAME_MAX)`;
-  }
-  return undefined;
-}
-
-// --- signals and URLs -------------------------------------------------------------
-
-/** "hup", "HUP", "SIGHUP" -> "SIGHUP"; undefined when the platform has no such signal. */
-export function normalizeSignal(name: string): NodeJS.Signals | undefined {
-  const upper = name.toUpperCase();
-  const full = upper.startsWith('SIG') ? upper : `SIG${upper}`;
-  return Object.hasOwn(osConstants.signals, full) ? (full as NodeJS.Signals) : undefined;
-}
-
-/**
- * Ports fetch() never connects to (the Fetch standard's "bad ports", as in
- * Node's undici): a notify URL on one fails every time with "bad port".
- */
-export const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
-  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117,
-  119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
-  989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
-]);
-
-/**
- * Why `v` cannot be a notify URL, or undefined when it can. Never quotes the
- * URL: it may carry a password.
- */
-function httpUrlReason(v: string): string | undefined {
-  if (!/^https?:\/\/\S+$/i.test(v) || !URL.canParse(v)) return 'must be an http:// or https:// URL';
-  const url = new URL(v);
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return 'must be an http:// or https:// URL';
-  // "@" before the path, even with an empty user and password (the JSON Schema's pattern says the same).
-  if (url.username !== '' || url.password !== '' || /^[a-z]+:\/\/[^/?#\\]*@/i.test(v)) {
-    return 'must not include a user name or password ("user:password@"): fetch refuses such URLs; remove them (the agent sends no credentials)';
-  }
-  const port = url.port === '' ? undefined : Number(url.port);
-  if (port !== undefined && FETCH_BAD_PORTS.has(port)) {
-    return `port ${port} is one fetch never connects to (a "bad port" of the Fetch standard); let the app's reload endpoint listen on another port`;
-  }
-  return undefined;
-}
-
-function listenReason(v: string): string | undefined {
-  if (v === '') return undefined;
-  const m = new RegExp(LISTEN_PATTERN).exec(v);
-  const port = m ? Number(v.slice(v.lastIndexOf(':') + 1)) : NaN;
-  if (!m || port > 65_535) return `${show(v)} is not host:port (e.g. "0.0.0.0:9102"; "" disables the server)`;
-  return undefined;
-}
 
 // --- the schema -------------------------------------------------------------------
 
@@ -192,100 +76,6 @@ const sourceSchema = z
     else: { properties: { path: false } },
   })
   .describe('Secret source. Default: {type: aws}.');
-
-// --- SSM parameter names ---------------------------------------------------------
-
-/** The longest parameter name SSM accepts, counting the ARN before the name (docs/aws.md, "Parameter names"). */
-export const PARAMETER_NAME_MAX = 1011;
-/** GetParametersByPath's longest Path. */
-export const PARAMETER_PATH_MAX = 2048;
-const PARAMETER_LEVELS_MAX = 15;
-const PARAMETER_ARN = /^arn:aws[-a-z]*:ssm:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:parameter(\/.*)$/;
-const PARAMETER_CHARS = /^[A-Za-z0-9_./-]+$/;
-
-/** Why `v` is not a parameter name (or hierarchy) SSM accepts, or undefined. `path`: a parameterPath. */
-function hierarchyReason(v: string, path: boolean): string | undefined {
-  if (!PARAMETER_CHARS.test(v)) return `${show(v)} may contain only letters, digits, "_", ".", "-" and "/"`;
-  if (v.includes('/') && !v.startsWith('/')) return `${show(v)}: a name with levels ("/") must start with "/" (e.g. "/${v}")`;
-  const levels = v.split('/').slice(1);
-  if (path && levels.at(-1) === '') levels.pop();
-  if (v !== '/' && levels.some((l) => l === '')) return `${show(v)} has an empty level ("//"${path ? '' : ' or a trailing "/"'})`;
-  if (levels.length > PARAMETER_LEVELS_MAX) return `${show(v)} has ${levels.length} levels; SSM allows at most ${PARAMETER_LEVELS_MAX}`;
-  return undefined;
-}
-
-/** Why `v` is not a parameter name or ARN, or undefined. */
-export function parameterNameReason(v: string): string | undefined {
-  if (v.startsWith('arn:')) {
-    const m = PARAMETER_ARN.exec(v);
-    if (!m?.[1]) return `${show(v)} is not an SSM parameter ARN (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)`;
-    if (v.length > PARAMETER_NAME_MAX) return `is ${v.length} characters; a parameter ARN has at most ${PARAMETER_NAME_MAX}`;
-    // arn:…:parameter/name is the name "name"; arn:…:parameter/a/b is "/a/b".
-    const name = m[1].slice(1).includes('/') ? m[1] : m[1].slice(1);
-    return name === '' ? `${show(v)} names no parameter after "parameter/"` : hierarchyReason(name, false);
-  }
-  if (v.length > PARAMETER_NAME_MAX) return `is ${v.length} characters; a parameter name has at most ${PARAMETER_NAME_MAX} (with the ARN before it)`;
-  if (v === '/') return '"/" is a path, not a parameter; use parameterPath: "/" for every parameter';
-  return hierarchyReason(v, false);
-}
-
-/** Why `v` is not a parameter path, or undefined. */
-export function parameterPathReason(v: string): string | undefined {
-  if (v.startsWith('arn:')) return `${show(v)}: a path is not an ARN; give the hierarchy (e.g. "/prod/app/")`;
-  if (!v.startsWith('/')) return `${show(v)}: a path starts with "/" (e.g. "/${v}")`;
-  if (v.length > PARAMETER_PATH_MAX) return `is ${v.length} characters; a path has at most ${PARAMETER_PATH_MAX}`;
-  return hierarchyReason(v, true);
-}
-
-/** Why `v` is not a parameter label, or undefined. */
-export function parameterLabelReason(v: string): string | undefined {
-  if (v.length > 100) return `is ${v.length} characters; a label has at most 100`;
-  if (!/^[A-Za-z0-9_.-]+$/.test(v)) return `${show(v)} may contain only letters, digits, ".", "-" and "_"`;
-  if (/^[0-9]/.test(v)) return `${show(v)} starts with a digit, which no label may${/^[0-9]+$/.test(v) ? ` (for a version number use version: ${v})` : ""}`;
-  if (/^(?:aws|ssm)/i.test(v)) return `${show(v)}: a label may not start with "aws" or "ssm"`;
-  return undefined;
-}
-
-// The same rules as JSON Schema patterns for editors (all but the level count and, for names, the length with the ARN).
-const PARAMETER_NAME_JSON = '^(?:arn:aws[-a-z]*:ssm:[a-z]{2}(?:-[a-z]+)+-\\d+:\\d{12}:parameter/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*|[A-Za-z0-9_.-]+|(?:/[A-Za-z0-9_.-]+)+)$';
-const PARAMETER_PATH_JSON = '^/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]*$';
-const PARAMETER_LABEL_JSON = '^(?![0-9]|[Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.-]{1,100}$';
-
-function checked(what: string, reason: (v: string) => string | undefined, json: { pattern: string; maxLength: number }): z.ZodString {
-  return text(what)
-    .refine((v) => reason(v) === undefined, { error: (iss) => reason(String(iss.input)) })
-    .meta(json);
-}
-
-// --- refreshInterval: never (fetch once) -----------------------------------------
-
-/** A secret's refreshInterval: a duration, or "never" (fetched once, never re-checked). */
-function refreshIntervalSchema(): z.ZodType<string> {
-  const message = (iss: RawIssue): string => {
-    if (typeof iss.input !== 'string') return notADuration(iss);
-    const v = parseDuration(iss.input);
-    if (v === undefined) return `${show(iss.input)} is not a duration (use e.g. "30s", "5m", "1h") or "never"`;
-    if (v < 10) return `${show(iss.input)} is too short (at least 10ms; "never" fetches once and never re-checks)`;
-    return `${show(iss.input)} is too long (at most ${MAX_DURATION_TEXT})`;
-  };
-  const valid = (v: string): boolean => {
-    if (v === REFRESH_NEVER) return true;
-    const ms = parseDuration(v);
-    return ms !== undefined && ms >= 10 && ms <= MAX_DURATION_MS;
-  };
-  return z
-    .string({ error: message })
-    .refine(valid, { error: message })
-    .meta({ anyOf: [{ const: REFRESH_NEVER }, { pattern: DURATION_PATTERN }] })
-    .describe(
-      'Check this secret at this interval instead of refresh.interval. A duration like "30s", "5m", "1h"; "never": fetched once at start, never re-checked (ESO\'s refreshInterval: 0).',
-    );
-}
-
-/** `refreshInterval: never`. */
-export const REFRESH_NEVER = 'never';
-
-// --- end refreshInterval: never -----------------------------------------------------
 
 const secretSchema = z
   .strictObject(

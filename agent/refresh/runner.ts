@@ -15,10 +15,8 @@
 // and fetches the ones it does not, so fixing a secret that made a template
 // fail is enough for the agent to become ready.
 //
-// A source that keeps every secret in one document (the file source,
-// SecretSource.readSnapshot) is read as a whole: a change found in one read is
-// accepted for every secret from that same read, so a generation reflects one
-// version of the document.
+// A source read as a whole (the file source) is accepted one read at a time
+// (refresh/snapshot.ts).
 //
 // Checks that fall due together (within the coalescing window) share requests
 // when the source can describe several specs at once (SecretSource.describeMany:
@@ -28,21 +26,21 @@
 // Secrets Manager with batchChecks) the scheduler checks such secrets in rounds
 // per interval, one jittered draw per round, so they keep falling due together.
 // Retries, terminal-error logs, rotation probes and metrics stay per secret
-// (refresh/scheduler.ts).
+// (refresh/scheduler.ts; the rounds: refresh/rounds.ts).
 //
-// A secret scheduled for deletion (DescribeSecret's DeletedDate) keeps serving
-// its last value; it is logged once per deletion date and exposed as
-// secrets_agent_secret_deletion_scheduled.
+// A secret scheduled for deletion keeps serving its last value
+// (refresh/deletion.ts).
 import pLimit from 'p-limit';
 import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
 import type { Notifier } from '../notify/index.ts';
 import { versionMoved, type Pipeline } from '../pipeline.ts';
-import type { SourceSnapshot } from '../source/source.ts';
 import { kindOf, sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
+import { DeletionReporter } from './deletion.ts';
 import { firstRender } from './first-render.ts';
 import { Scheduler, type CheckOutcome } from './scheduler.ts';
+import { SnapshotApplier, snapshotMetadata } from './snapshot.ts';
 
 /** First render: the first retry waits about this long, doubling up to the refresh interval. */
 const FIRST_RETRY_MS = 500;
@@ -80,16 +78,16 @@ export class Runner {
   /** Cuts the first render's wait before its next attempt short (a source change, a reload). */
   #wake: (() => void) | undefined;
   #firstRun: Promise<boolean> | undefined;
-  /** seq of the latest source snapshot accepted (sources with readSnapshot). */
-  #snapshotSeq = 0;
-  /** Secrets reported scheduled for deletion: local name -> DeletedDate (logged once per date). */
-  readonly #deletion = new Map<string, string>();
+  readonly #snapshots: SnapshotApplier;
+  readonly #deletions: DeletionReporter;
 
   constructor(options: RunnerOptions) {
     this.#log = options.log;
     this.#metrics = options.metrics;
     this.#pipeline = options.pipeline;
     this.#notifier = options.notifier;
+    this.#snapshots = new SnapshotApplier(this.#log, this.#metrics);
+    this.#deletions = new DeletionReporter(this.#log, this.#metrics);
     const refresh = this.#pipeline.config.refresh;
     this.#coalesceFixed = options.coalesceMs !== undefined;
     this.#coalesceMs = options.coalesceMs ?? Math.min(500, refresh.intervalMs / 4);
@@ -207,7 +205,7 @@ export class Runner {
     const source = pipeline.source;
     if (source.readSnapshot) {
       const snap = await source.readSnapshot(specs, signal);
-      this.#applySnapshot(pipeline, snap, true);
+      this.#snapshots.apply(pipeline, snap, true);
       for (const spec of specs) {
         const r = snap.results.get(spec.name);
         if (r instanceof Error) {
@@ -281,7 +279,7 @@ export class Runner {
 
   /** After the metadata of one secret arrived: fetch it only when the version carrying the stage moved. */
   async #described(pipeline: Pipeline, spec: SecretSpec, metadata: SecretMetadata, signal: AbortSignal): Promise<CheckOutcome> {
-    this.#noteDeletion(spec, metadata);
+    this.#deletions.note(spec, metadata);
     const current = pipeline.values.get(spec.name);
     if (!versionMoved(current, metadata.versionIdForStage)) return { metadata, changed: false };
     let value;
@@ -309,59 +307,11 @@ export class Runner {
     const snap = await pipeline.source.readSnapshot!(pipeline.config.secrets, signal);
     const mine = snap.results.get(spec.name);
     if (mine instanceof Error) throw mine;
-    const metadata: SecretMetadata = {
-      arn: mine?.arn ?? '',
-      name: mine?.name ?? spec.id,
-      ...(mine ? { versionIdForStage: mine.versionId } : {}),
-      rotationEnabled: false,
-      deleted: false,
-    };
+    const metadata = snapshotMetadata(spec, mine);
     if (this.#pipeline !== pipeline) return { metadata, changed: false };
-    const changed = this.#applySnapshot(pipeline, snap, false);
+    const changed = this.#snapshots.apply(pipeline, snap, false);
     if (changed.length > 0) this.requestCommit();
     return { metadata, changed: changed.includes(spec.name) };
-  }
-
-  /**
-   * Accept every value of one snapshot that differs from the one held. A snapshot
-   * older than the latest accepted one is ignored (unless `force`: a pipeline
-   * being filled for the first time). Returns the names whose value changed.
-   */
-  #applySnapshot(pipeline: Pipeline, snap: SourceSnapshot, force: boolean): string[] {
-    if (!force && snap.seq < this.#snapshotSeq) return [];
-    this.#snapshotSeq = Math.max(this.#snapshotSeq, snap.seq);
-    const changed: string[] = [];
-    for (const spec of pipeline.config.secrets) {
-      const value = snap.results.get(spec.name);
-      if (value === undefined || value instanceof Error) continue;
-      const current = pipeline.values.get(spec.name);
-      // A pinned version or a `refreshInterval: never` secret keeps the value it was first given.
-      if (current && (spec.versionId || spec.fetchOnce)) continue;
-      if (!pipeline.accept(spec.name, value)) continue;
-      this.#metrics.secretFetched(spec.name, 'success');
-      if (current) this.#log.info({ secret: spec.name, from: current.versionId, to: value.versionId }, 'new secret version');
-      changed.push(spec.name);
-    }
-    return changed;
-  }
-
-  /** Report a scheduled deletion once per secret and date, and when it is lifted. */
-  #noteDeletion(spec: SecretSpec, metadata: SecretMetadata): void {
-    this.#metrics.secretDeletionScheduled(spec.name, metadata.deleted);
-    const date = metadata.deleted ? (metadata.deletedDate?.toISOString() ?? 'unknown') : undefined;
-    if (date === this.#deletion.get(spec.name)) return;
-    if (date === undefined) {
-      this.#deletion.delete(spec.name);
-      this.#log.info({ secret: spec.name, secretId: spec.id }, 'secret is no longer scheduled for deletion');
-      return;
-    }
-    this.#deletion.set(spec.name, date);
-    this.#log.warn(
-      { secret: spec.name, secretId: spec.id, deletedDate: date },
-      `secret scheduled for deletion, found checking secret "${spec.name}" (${spec.id}) in Secrets Manager: DeletedDate ${date}, ` +
-        'the agent keeps serving its last value but can read no new one; restore it (aws secretsmanager restore-secret --secret-id ID) ' +
-        'before the recovery window ends, or point the config at its replacement',
-    );
   }
 
   /** Ask for a commit after the coalescing window (changes close together make one write). */
@@ -453,7 +403,7 @@ export class Runner {
     if (next.source.readSnapshot) {
       // One read for every secret: carried-over values would be from an older version of the document.
       const snap = await next.source.readSnapshot(next.config.secrets, this.#stop.signal);
-      this.#applySnapshot(next, snap, true);
+      this.#snapshots.apply(next, snap, true);
       for (const [name, r] of snap.results) if (r instanceof Error && !next.values.has(name)) this.#log.error({ secret: r.secret, code: r.code }, r.message);
     } else {
       const failures = await next.load(toFetch, this.#stop.signal);

@@ -15,36 +15,20 @@
 //   even with a 1 h interval.
 // - Pinned versionIds are never scheduled: their value cannot change; nor are
 //   secrets with refreshInterval: never (fetched once).
-// - Grouped checks (when the source can answer several in one request, see
-//   SchedulerOptions.checkMany): the checks that fall due together, within the
-//   group window of the earliest, are handed over as one group. Only the first
-//   attempt is shared: a member whose part of the group failed transiently is
-//   retried on its own, with `check`, so one bad secret never holds the others
-//   back; backoff, terminal-error logs and rotation probes stay per secret.
-// - Rounds (SchedulerOptions.batches says which specs share requests): a
-//   per-secret jitter would make a pod's checks drift apart until they rarely
-//   fall due together, so the secrets that batch and share an interval are
-//   checked in rounds instead: one jittered draw per round, interval ± jitter
-//   after the previous round, and every secret of the round is due at that
-//   same time. Each pod draws its own, which is what spreads a fleet. A secret
-//   that is not in the round (new or changed by a reload, back from retries,
-//   after a rotation probe, after checkAllNow) joins the first round of its
-//   interval that is no earlier than its own jitter allows
-//   (start of its last check + interval × (1 − jitter), less the group
-//   window): joining never adds a check, and the wait before it is at most
-//   about two intervals, once. Rotation probes, retries and the rotationAware
-//   first look stay per secret (a first look is shared by the secrets of one
-//   setSecrets call). Specs that do not batch keep the per-secret jitter: with
-//   nothing to share, it spreads one pod's calls over time instead of a burst.
+// - Grouped checks and rounds, when the source can answer several checks in
+//   one request (SchedulerOptions.checkMany, .batches): rounds.ts, whose
+//   header states the rules. Backoff, terminal-error logs and rotation probes
+//   stay per secret.
 // At most `concurrency` checks (a group counts as one) run at once (p-limit).
 // All timers are unref'd; stop() aborts checks in flight and drops the queued
 // ones, and a check aborted that way counts as neither success nor error.
 import pLimit, { type LimitFunction } from 'p-limit';
 import pRetry from 'p-retry';
-import { SourceError } from '../errors.ts';
+import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
 import { DueHeap } from './heap.ts';
+import { memberAnswer, Rounds } from './rounds.ts';
 
 export interface CheckOutcome {
   readonly metadata: SecretMetadata;
@@ -76,7 +60,7 @@ export interface SchedulerOptions extends RefreshSettings {
   readonly groupWindowMs?: () => number | undefined;
   /**
    * Does this spec's check share a request with others (a batching backend)?
-   * Such specs are checked in rounds per interval (see the header); others keep
+   * Such specs are checked in rounds per interval (rounds.ts); others keep
    * their own jittered schedule. Asked whenever a spec is scheduled; only
    * while checkMany and a group window are there. @default none batch
    */
@@ -116,12 +100,6 @@ interface SecretState {
   attemptAt?: number;
 }
 
-/** The rounds of one interval: the last one run, the next, and the one after it once someone waits for it. */
-interface Rounds {
-  prev?: number;
-  next: number;
-  after?: number;
-}
 
 export class Scheduler {
   readonly #o: SchedulerOptions;
@@ -136,7 +114,7 @@ export class Scheduler {
   #stopped = false;
   readonly #running = new Set<Promise<void>>();
   /** Batching secrets' rounds, by interval. */
-  readonly #rounds = new Map<number, Rounds>();
+  readonly #rounds = new Rounds();
 
   constructor(options: SchedulerOptions) {
     this.#o = options;
@@ -238,29 +216,15 @@ export class Scheduler {
     const member = state.round;
     delete state.round;
     if (!this.#batches(state.spec)) return now + this.#jittered(interval);
-    let r = this.#rounds.get(interval);
-    // A member of the round it ran in moves the rounds on (the first member to end draws the next one).
-    if (r && member !== undefined && (member === r.next || member === r.after)) {
-      r.next = member === r.next && r.after !== undefined ? r.after : member + this.#jittered(interval);
-      r.prev = member;
-      delete r.after;
-    }
-    if (r && r.next <= now && r.after !== undefined && r.after > now) {
-      r.prev = r.next;
-      r.next = r.after;
-      delete r.after;
-    }
-    const start = Math.min(state.attemptAt ?? now, now);
-    if (!r || r.next <= now) {
-      // No round ahead: this secret starts the next one. prev keeps the passed round known to its members still running.
-      let next = start + this.#jittered(interval);
-      if (next <= now) next = now + this.#jittered(interval);
-      r = { ...(r ? { prev: r.next } : {}), next };
-      this.#rounds.set(interval, r);
-    }
-    const earliest = start + interval * (1 - this.#refresh.jitter) - (this.#o.groupWindowMs?.() ?? 0);
-    if (r.next < earliest) r.after ??= r.next + this.#jittered(interval);
-    state.round = r.next >= earliest ? r.next : (r.after ?? r.next);
+    state.round = this.#rounds.roundFor({
+      interval,
+      member,
+      start: Math.min(state.attemptAt ?? now, now),
+      now,
+      jitter: this.#refresh.jitter,
+      windowMs: this.#o.groupWindowMs?.() ?? 0,
+      jittered: (ms) => this.#jittered(ms),
+    });
     return state.round;
   }
 
@@ -342,18 +306,7 @@ export class Scheduler {
     const answers = this.#limit(() => this.#o.checkMany!(states.map((s) => s.spec), signal));
     for (const s of states) {
       const spec = s.spec;
-      const mine = answers.then(
-        (m) => {
-          const r = m.get(spec.name);
-          if (r instanceof Error) throw r;
-          if (r === undefined) throw groupError(spec, 'had no answer for it');
-          return r;
-        },
-        (err: unknown) => {
-          if (this.#stopped || err instanceof SourceError) throw err;
-          throw groupError(spec, `failed (${(err as Error).message})`);
-        },
-      );
+      const mine = memberAnswer(answers, spec, () => this.#stopped);
       mine.catch(() => undefined); // handled by #runCheck's first attempt
       this.#track(this.#runCheck(s, mine));
     }
@@ -457,15 +410,4 @@ export class Scheduler {
     this.#limit.clearQueue();
     await Promise.allSettled([...this.#running]);
   }
-}
-
-/** A member of a group check the group could not answer: transient, so it is retried on its own. */
-function groupError(spec: SecretSpec, what: string): SourceError {
-  return new SourceError({
-    secret: spec.name,
-    secretId: spec.id,
-    code: 'GroupCheckFailed',
-    transient: true,
-    message: `the grouped check ${what}; retrying it on its own`,
-  });
 }

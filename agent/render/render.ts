@@ -17,7 +17,7 @@ import type { AgentConfig, Decoding, FileSpec, RenderedFile, SecretValue } from 
 import { buildContext, fileScope, MAX_JSON_DEPTH, viewOf, type SecretView, type TemplateContext } from './context.ts';
 import { createTemplateEngine, FilterError, isJsonObject } from './template.ts';
 import { decodeBytes, extractString, gjsonString, lookup, parseJson, type JsonNode } from './value.ts';
-import { unsafePathReason } from '../config/schema.ts';
+import { unsafePathReason } from '../config/values.ts';
 
 // Created on first use: a config whose files are all raw secrets never pays for
 // the Liquid engine (~15 ms of every such init, measured by `npm run bench`).

@@ -10,7 +10,7 @@ import { parse, stringify } from 'yaml';
 import { buildJsonSchema, loadConfig, parseConfig, parseDuration } from '../../../agent/config/index.ts';
 import { ConfigError, type ConfigIssue } from '../../../agent/errors.ts';
 import type { AgentConfig } from '../../../agent/types.ts';
-import { FETCH_BAD_PORTS } from '../../../agent/config/schema.ts';
+import { FETCH_BAD_PORTS } from '../../../agent/config/values.ts';
 import { SCHEMA_FILE, renderJsonSchema } from '../../../scripts/schema.ts';
 import { runAgent } from '../../support/cli.ts';
 

@@ -2,7 +2,7 @@
 // the always-direct addresses, and a proxy URL never shown with its credentials.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ALWAYS_DIRECT, egressProxyEnv, redactProxy, translateNoProxy } from '../../../agent/source/aws-client.ts';
+import { ALWAYS_DIRECT, egressProxyEnv, redactProxy, translateNoProxy } from '../../../agent/source/proxy.ts';
 
 describe('egress proxy settings', () => {
   it('translates NO_PROXY entries: names cover subdomains, CIDR becomes a range, IPv6 loses brackets, * stays', () => {
