@@ -1,4 +1,4 @@
-// Signals: what each one means to the agent (README, Signals), in one place.
+// Signals: what each one means to the agent (docs/commands.md, Signals), in one place.
 //
 // Node's defaults are wrong for a process that holds the pod's credentials:
 // SIGUSR1 opens an inspector on 127.0.0.1:9229 (code execution for any

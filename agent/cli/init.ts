@@ -6,7 +6,7 @@
 // the previous generation stays exactly as it was. The loop is the one `run`
 // uses for its first render (refresh/first-render.ts), with init's options.
 //
-// Signals (README, Signals): SIGTERM/SIGINT before the write starts end it at
+// Signals (docs/commands.md, Signals): SIGTERM/SIGINT before the write starts end it at
 // once with exit 1 and one log line (nothing written); during the write (atomic,
 // short) they let it finish first. SIGHUP, SIGUSR1, SIGUSR2: ignored, one log line each.
 import { loadConfig, MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/index.ts';

@@ -1,7 +1,7 @@
 // `run`: the sidecar. Wiring only; the loop itself is refresh/runner.ts, hot
 // reload (config and template edits, SIGHUP) is refresh/reload.ts.
 //
-// Signals (README, Signals): SIGTERM/SIGINT: cancel pending splays and running
+// Signals (docs/commands.md, Signals): SIGTERM/SIGINT: cancel pending splays and running
 // notify commands (SIGTERM to their process group, SIGKILL after 2 s), stop
 // checking, finish the write in flight, exit 0 within 5 s (a hard deadline
 // guarantees it even if something hangs). SIGHUP: reload the config as an edit
@@ -29,7 +29,7 @@ const HEARTBEAT_MS = 5000;
 
 export async function run(opts: GlobalOptions): Promise<number> {
   const { log } = opts;
-  // Signals first, so that one arriving during start-up already has its meaning (README, Signals).
+  // Signals first, so that one arriving during start-up already has its meaning (docs/commands.md, Signals).
   // Shutdown: the first SIGTERM/SIGINT starts it; the process exits 0 within the deadline whatever happens.
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));

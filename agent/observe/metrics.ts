@@ -51,7 +51,7 @@ export const AWS_RESULTS: readonly AwsResult[] = [
 /** Buckets for AWS call durations: 5 ms (a warm keep-alive call in-region) .. 30 s (retries with backoff). */
 export const AWS_DURATION_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-/** The `secrets_agent_*` metric names and their Prometheus types (the contract documented in the README). */
+/** The `secrets_agent_*` metric names and their Prometheus types (the contract documented in docs/metrics.md). */
 export const METRIC_TYPES = {
   secrets_agent_secret_checks_total: 'counter',
   secrets_agent_secret_fetches_total: 'counter',

@@ -319,9 +319,9 @@ void describe('scrape manifests', () => {
   });
 });
 
-void describe('README: metrics and alerts', () => {
+void describe('docs/metrics.md: metrics and alerts', () => {
   void it('documents every metric the agent exports and every alert', async () => {
-    const doc = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const doc = await readFile(join(ROOT, 'docs', 'metrics.md'), 'utf8');
     const m = new AgentMetrics({ version: 'test', processMetrics: false });
     for (const metric of await m.registry.getMetricsAsJSON()) assert.ok(doc.includes(`\`${metric.name}\``), metric.name);
     const rules = parse(await readFile(join(MONITORING, 'prometheusrule.yaml'), 'utf8')) as { spec: { groups: RuleGroup[] } };

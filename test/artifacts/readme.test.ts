@@ -1,25 +1,41 @@
-// The README's commands, exactly as written. Every line of every ```sh block is
-// either run here, or is a command against a real cluster / AWS account (kubectl,
-// aws iam/eks, eksctl, helm), which this machine cannot reach: those are listed
+// The commands of README.md and of every docs/*.md page, exactly as written.
+// Every line of every ```sh block is either run here, or is a command against a
+// real cluster / AWS account (kubectl, aws iam/eks, eksctl, helm), which this
+// machine cannot reach, or a full benchmark run (minutes each): those are listed
 // and counted, never silently ignored. `npm test` itself is run by .ci/run.
+// Also: every relative link of those pages leads to a file (and heading) that exists.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withReference } from '../../scripts/config-reference.ts';
+import { REFERENCE_FILE, withReference } from '../../scripts/config-reference.ts';
 import { REPO, runAgent } from '../support/cli.ts';
 import { stopAll } from '../support/procs.ts';
 
 const README = join(REPO, 'README.md');
+/** The reference pages, tested as the README is. */
+const DOCS = join(REPO, 'docs');
+/** README.md first (its commands start what the others look at), then docs/*.md by name. */
+async function pages(): Promise<{ path: string; name: string; text: string }[]> {
+  const names = ['README.md', ...(await readdir(DOCS)).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+  return Promise.all(names.map(async (name) => ({ path: name === 'README.md' ? README : join(REPO, name), name, text: await readFile(join(REPO, name), 'utf8') })));
+}
 /** Needs a real cluster or AWS account. */
 const REMOTE = /^(kubectl|eksctl|helm|aws\s|docker\s|kustomize\s)/;
 /** Long-running: started in the background for the other commands, and checked. */
 const LONG = new Set(['npm start', 'bash examples/dev/app.sh']);
 /** Run elsewhere: `npm test` by .ci/run (it cannot run inside itself). */
 const ELSEWHERE = new Set(['npm test']);
+/**
+ * A full or partial benchmark run (`npm run bench`, with `--only=…` or BENCH_FLAGS):
+ * minutes each, not run here. `npm run bench -- --quick` is run (and
+ * test/bench/smoke.test.ts runs the same code on a tiny case).
+ */
+const BENCH = /^(\w+=\S+\s+)*npm run bench(?! -- --quick$)/;
 
 function shellBlocks(markdown: string): string[] {
   const lines: string[] = [];
@@ -81,6 +97,37 @@ async function checkEsoOutput(cmd: string, stdout: string): Promise<number> {
 /** The command without a trailing `# comment`. */
 const bare = (cmd: string) => cmd.replace(/\s+#.*$/, '').trim();
 
+/** Markdown without its fenced code blocks (same line count), so links shown as code are not taken for links. */
+const withoutCode = (markdown: string) => markdown.replace(/^```[\s\S]*?^```/gm, (block) => block.replace(/[^\n]/g, ''));
+
+/** `[text](target)` links that are not URLs (http:, mailto: …), with their line. */
+function relativeLinks(markdown: string): { target: string; line: number }[] {
+  const out: { target: string; line: number }[] = [];
+  withoutCode(markdown)
+    .split('\n')
+    .forEach((text, i) => {
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) if (!/^[a-z][a-z0-9+.-]*:/i.test(m[1]!)) out.push({ target: m[1]!, line: i + 1 });
+    });
+  return out;
+}
+
+/** The anchors GitHub gives a page: one per heading (lowercased, punctuation dropped, spaces to "-", "-1" … for repeats), and explicit ids. */
+function headingAnchors(markdown: string): Set<string> {
+  const set = new Set<string>();
+  const text = withoutCode(markdown);
+  for (const m of text.matchAll(/^#{1,6}\s+(.+?)\s*#*$/gm)) {
+    const base = m[1]!
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
+    let slug = base;
+    for (let n = 1; set.has(slug); n++) slug = `${base}-${n}`;
+    set.add(slug);
+  }
+  for (const m of text.matchAll(/<a\s+(?:id|name)="([^"]+)"/g)) set.add(m[1]!);
+  return set;
+}
+
 describe('README commands', () => {
   const children: ChildProcess[] = [];
   const secretsFile = join(REPO, 'examples/dev/secrets.yaml');
@@ -92,10 +139,10 @@ describe('README commands', () => {
     await rm(join(REPO, '.tmp', 'eso'), { recursive: true, force: true });
   });
 
-  it('each row of the Exit codes table names tests that exist, and the table covers 0, 1 and 2', async () => {
-    const readme = await readFile(README, 'utf8');
-    const section = /### Exit codes\n([\s\S]*?)\n### /.exec(readme)?.[1];
-    assert.ok(section, 'README has an "### Exit codes" section');
+  it('each row of the Exit codes table (docs/commands.md) names tests that exist, and the table covers 0, 1 and 2', async () => {
+    const commandsDoc = await readFile(join(DOCS, 'commands.md'), 'utf8');
+    const section = /\n## Exit codes\n([\s\S]*?)\n## /.exec(commandsDoc)?.[1];
+    assert.ok(section, 'docs/commands.md has an "## Exit codes" section followed by another "## " section');
     const rows = section.split('\n').filter((l) => /^\| [0-9] \|/.test(l));
     assert.deepEqual(rows.map((r) => r.split('|')[1]?.trim()), ['0', '1', '2']);
     for (const row of rows) {
@@ -108,15 +155,15 @@ describe('README commands', () => {
     }
   });
 
-  it('the configuration reference is the one generated from the schema (npm run schema)', async () => {
-    const readme = await readFile(README, 'utf8');
-    assert.equal(readme, withReference(readme), 'README.md configuration reference is stale: run `npm run schema`');
+  it('the configuration reference in docs/configuration.md is the one generated from the schema (npm run schema)', async () => {
+    const page = await readFile(REFERENCE_FILE, 'utf8');
+    assert.equal(page, withReference(page), 'docs/configuration.md: the configuration reference is stale: run `npm run schema`');
   });
 
-  it('the complete example config in the README passes validate', async () => {
-    const readme = await readFile(README, 'utf8');
-    const m = /A complete example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme);
-    assert.ok(m?.[1], 'the README has the complete example');
+  it('the complete example config in docs/configuration.md passes validate', async () => {
+    const page = await readFile(REFERENCE_FILE, 'utf8');
+    const m = /A complete example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(page);
+    assert.ok(m?.[1], 'docs/configuration.md has the complete example');
     // At the repo root, so `templateFile: templates/dotenv.liquid` resolves as it would beside a ConfigMap.
     const path = join(REPO, `.readme-example-${process.pid}.yaml`);
     await writeFile(path, m[1]);
@@ -128,22 +175,32 @@ describe('README commands', () => {
     }
   });
 
-  it('every sh command in the README is run here or is marked as needing a real cluster', async () => {
-    const commands = shellBlocks(await readFile(README, 'utf8'));
-    assert.ok(commands.length >= 5, 'the README shows commands');
-    const remote = commands.filter((c) => REMOTE.test(c));
-    const local = commands.filter((c) => !REMOTE.test(c) && !ELSEWHERE.has(bare(c)));
-    const readme = await readFile(README, 'utf8');
-    const tagged = (info: string) => (readme.match(new RegExp('```' + info + '\\n', 'g')) ?? []).length;
+  it('every sh command in the README and docs/*.md is run here or is marked as needing a real cluster', async () => {
+    const all = await pages();
+    assert.ok(shellBlocks(all[0]!.text).length >= 3, 'the README shows commands');
+    // Each command once, in page order: a step two pages repeat (mkdir, npm run build) runs the first time.
+    const seen = new Set<string>();
+    const commands: { cmd: string; page: string }[] = [];
+    for (const page of all) {
+      for (const cmd of shellBlocks(page.text)) {
+        if (seen.has(cmd)) continue;
+        seen.add(cmd);
+        commands.push({ cmd, page: page.name });
+      }
+    }
+    const remote = commands.filter(({ cmd }) => REMOTE.test(cmd));
+    const bench = commands.filter(({ cmd }) => !REMOTE.test(cmd) && BENCH.test(bare(cmd)));
+    const local = commands.filter(({ cmd }) => !REMOTE.test(cmd) && !BENCH.test(bare(cmd)) && !ELSEWHERE.has(bare(cmd)));
+    const tagged = (info: string) => all.reduce((n, p) => n + (p.text.match(new RegExp('```' + info + '\\n', 'g')) ?? []).length, 0);
     // Install blocks carry their kind in the info string; test/artifacts/k8s-examples.test.ts runs the `sh install` ones.
     process.stdout.write(
-      `# README: ${local.length} commands run here, ${remote.length} untagged remote; install blocks: ${tagged('sh install')} run by k8s-examples.test.ts, ${tagged('sh cluster')} cluster, ${tagged('sh docker')} docker\n`,
+      `# README and ${all.length - 1} docs pages: ${local.length} commands run here, ${remote.length} untagged remote, ${bench.length} benchmark runs not run (${bench.map((b) => `${b.page}: ${bare(b.cmd)}`).join('; ')}); install blocks: ${tagged('sh install')} run by k8s-examples.test.ts, ${tagged('sh cluster')} cluster, ${tagged('sh docker')} docker\n`,
     );
 
     // npm start first (the others look at what it writes), then the sample app.
     original = await readFile(secretsFile, 'utf8');
     let startLog = '';
-    if (local.some((c) => bare(c) === 'npm start')) {
+    if (local.some(({ cmd }) => bare(cmd) === 'npm start')) {
       const start = spawn('npm', ['start'], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(start);
       start.stdout.on('data', (d: Buffer) => (startLog += d.toString()));
@@ -152,7 +209,7 @@ describe('README commands', () => {
       assert.match(startLog, /first render complete/, `npm start:\n${startLog}`);
     }
     let appLog = '';
-    if (local.some((c) => bare(c) === 'bash examples/dev/app.sh')) {
+    if (local.some(({ cmd }) => bare(cmd) === 'bash examples/dev/app.sh')) {
       const app = spawn('bash', ['examples/dev/app.sh'], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(app);
       app.stdout.on('data', (d: Buffer) => (appLog += d.toString()));
@@ -166,13 +223,36 @@ describe('README commands', () => {
     }
 
     let esoChecked = 0;
-    for (const cmd of local) {
+    for (const { cmd, page } of local) {
       if (LONG.has(bare(cmd))) continue;
       const r = spawnSync('bash', ['-c', cmd], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
-      assert.equal(r.status, 0, `README command failed: ${cmd}\n${r.stdout}\n${r.stderr}`);
+      assert.equal(r.status, 0, `${page}: command failed: ${cmd}\n${r.stdout}\n${r.stderr}`);
       esoChecked += await checkEsoOutput(bare(cmd), r.stdout);
     }
-    // "Coming from External Secrets Operator": both the convert and the inject command ran and printed valid output.
-    assert.equal(esoChecked, 2, 'the README converts and injects the examples/eso manifests');
+    // docs/migrate-from-eso.md: both the convert and the inject command ran and printed valid output.
+    assert.equal(esoChecked, 2, 'docs/migrate-from-eso.md converts and injects the examples/eso manifests');
+  });
+
+  it('every relative link in README.md and docs/*.md leads to a file that exists, and an #anchor to a heading of it', async () => {
+    const all = await pages();
+    const anchorsOf = new Map<string, Set<string>>();
+    const anchors = async (file: string): Promise<Set<string>> => {
+      let set = anchorsOf.get(file);
+      if (!set) anchorsOf.set(file, (set = headingAnchors(await readFile(file, 'utf8'))));
+      return set;
+    };
+    const broken: string[] = [];
+    let checked = 0;
+    for (const page of all) {
+      for (const { target, line } of relativeLinks(page.text)) {
+        checked++;
+        const [path = '', anchor] = target.split('#');
+        const file = path === '' ? page.path : join(dirname(page.path), decodeURIComponent(path));
+        if (!existsSync(file)) broken.push(`${page.name}:${line}: ${target}: no ${relative(REPO, file)}`);
+        else if (anchor && file.endsWith('.md') && !(await anchors(file)).has(anchor)) broken.push(`${page.name}:${line}: ${target}: ${relative(REPO, file)} has no heading or id "${anchor}"`);
+      }
+    }
+    assert.ok(checked >= 20, `only ${checked} relative links found`);
+    assert.deepEqual(broken, [], 'broken relative links (paths are relative to the page that holds them)');
   });
 });

@@ -1,4 +1,4 @@
-// Credentials that last for days (README "Networks and identity"): a sidecar
+// Credentials that last for days (README, "Identity: the pod's own, never the node's"): a sidecar
 // outlives many STS sessions. The real CLI (`run`) against moto, with STS
 // behind the recording STS front (test/support/chaos-sts.ts) that rewrites
 // each answer's Expiration to now + 5 min + 2 s: the SDK refreshes 5 minutes

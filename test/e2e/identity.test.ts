@@ -1,5 +1,5 @@
-// The pod's identity, never the node's, by default (README "Networks and
-// identity"). The real CLI against moto, with a fake EC2 instance metadata
+// The pod's identity, never the node's, by default (README, "Identity: the
+// pod's own, never the node's"). The real CLI against moto, with a fake EC2 instance metadata
 // service (test/support/fake-imds.ts) standing in for the node's role: with no
 // IRSA, Pod Identity, environment keys or profile, init and run exit 2 naming
 // the ServiceAccount annotation / Pod Identity association to create, never ask

@@ -1,4 +1,4 @@
-// Signals (README, Signals), sent for real to the real CLI: the image's
+// Signals (docs/commands.md, Signals), sent for real to the real CLI: the image's
 // ENTRYPOINT and every example `command`, parsed from the Dockerfile and
 // k8s-examples and run on the bundle; the source without any flag; `init` and
 // `run`; notify commands that ignore SIGTERM or leave a grandchild behind.
