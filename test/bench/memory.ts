@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startProxy } from '../support/proxy.ts';
+import { warmCompileCache } from './bundles.ts';
 import { selfSignedCert, type TestCert } from '../support/tls.ts';
 import {
   agentVariants,
@@ -115,6 +116,11 @@ export async function memoryCase(ctx: BenchContext): Promise<MemoryResult> {
         recommended,
         ...extraFlagSets().map((f) => withFlags(bundle, f)),
       ];
+  // The image's variants share its compile cache, which Node keys by the V8 flags:
+  // warm it for each extra flag set too, or those rows would compare a cold start
+  // (without a cache, RssAnon is ~9 MB higher) with a cached one.
+  const cache = recommended.env?.NODE_COMPILE_CACHE;
+  if (imageOnly && cache) await warmCompileCache(recommended.entry, cache, extraFlagSets().map((f) => [...ctx.imageFlags, ...f]));
   const rows: MemoryRow[] = [];
   try {
     for (const v of variants) rows.push(await measure(ctx, v, secrets, standIn, { intervalMs, cycles, pidFile, rotations: true }));
