@@ -74,6 +74,12 @@ describe('the bundle (dist/secrets-agent.mjs), alone in an empty directory', () 
     assert.match(head, /^#!\/usr\/bin\/env node\n/);
   });
 
+  it('is Latin-1 only, so V8 keeps its source as a one-byte string (half the private heap of a two-byte one)', async () => {
+    const text = await readFile(bundle, 'utf8');
+    const wide = [...text].filter((c) => (c.codePointAt(0) as number) > 0xff);
+    assert.deepEqual(wide.slice(0, 10), [], 'characters above U+00FF in the bundle (scripts/build.ts oneByteSource escapes them)');
+  });
+
   it('runs `version` and prints the package version', async () => {
     const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string };
     const r = await run(['version']);

@@ -60,6 +60,12 @@ export interface Memory {
   anonMB: number;
   /** File-backed resident memory (mostly the node binary's own pages), MB. */
   fileMB: number;
+  /**
+   * Proportional set size (/proc/<pid>/smaps_rollup Pss), MB: private pages in
+   * full, each shared page divided by the processes mapping it. What a node's
+   * memory accounting would charge this process.
+   */
+  pssMB: number;
 }
 
 function statusFields(pid: number): Map<string, string> {
@@ -74,7 +80,17 @@ function statusFields(pid: number): Map<string, string> {
 export function memory(pid: number): Memory {
   const f = statusFields(pid);
   const mb = (key: string): number => round(Number.parseInt(f.get(key) ?? '0', 10) / 1024, 1);
-  return { rssMB: mb('VmRSS'), hwmMB: mb('VmHWM'), anonMB: mb('RssAnon'), fileMB: mb('RssFile') };
+  return { rssMB: mb('VmRSS'), hwmMB: mb('VmHWM'), anonMB: mb('RssAnon'), fileMB: mb('RssFile'), pssMB: pss(pid) };
+}
+
+/** Pss from /proc/<pid>/smaps_rollup, MB (NaN where the kernel has no smaps_rollup). */
+function pss(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? round(Number(m[1]) / 1024, 1) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** Times the main (event-loop) thread went to sleep voluntarily: its wakeups. */

@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startProxy } from '../support/proxy.ts';
+import { warmCompileCache } from './bundles.ts';
 import { selfSignedCert, type TestCert } from '../support/tls.ts';
 import {
   agentVariants,
@@ -26,7 +27,7 @@ import {
   type Created,
   type Variant,
 } from './fixtures.ts';
-import { cpuSeconds, memory, round, start, until, type Memory } from './lib.ts';
+import { cpuSeconds, median, memory, round, start, until, type Memory } from './lib.ts';
 
 export interface MemoryRow extends Memory {
   label: string;
@@ -39,6 +40,8 @@ export interface MemoryRow extends Memory {
   cpuMsPerCycle: number;
   /** RSS when a tenth of the cycles were done: RSS growth after that points at a leak. */
   rssAtTenthMB: number;
+  /** RssAnon (private) when a tenth of the cycles were done. */
+  anonAtTenthMB: number;
   heapUsedMB?: number;
   externalMB?: number;
   /** Rotations made during the window, and the GetSecretValue calls they caused. */
@@ -98,9 +101,13 @@ export async function memoryCase(ctx: BenchContext): Promise<MemoryResult> {
 
   const { bundle, source, recommended } = agentVariants(ctx);
   // Each flag alone on the bundle, then the recommendation; BENCH_FLAGS adds more.
+  // BENCH_MEMORY=image: only the image's command line (the goals' rows), for quick before/after comparisons.
+  const imageOnly = process.env.BENCH_MEMORY === 'image';
   const variants = ctx.quick
     ? [bundle]
-    : [
+    : imageOnly
+      ? [recommended, ...extraFlagSets().map((f) => withFlags(recommended, [...ctx.imageFlags, ...f]))]
+      : [
         bundle,
         source,
         withFlags(bundle, ['--max-semi-space-size=1']),
@@ -109,6 +116,11 @@ export async function memoryCase(ctx: BenchContext): Promise<MemoryResult> {
         recommended,
         ...extraFlagSets().map((f) => withFlags(bundle, f)),
       ];
+  // The image's variants share its compile cache, which Node keys by the V8 flags:
+  // warm it for each extra flag set too, or those rows would compare a cold start
+  // (without a cache, RssAnon is ~9 MB higher) with a cached one.
+  const cache = recommended.env?.NODE_COMPILE_CACHE;
+  if (imageOnly && cache) await warmCompileCache(recommended.entry, cache, extraFlagSets().map((f) => [...ctx.imageFlags, ...f]));
   const rows: MemoryRow[] = [];
   try {
     for (const v of variants) rows.push(await measure(ctx, v, secrets, standIn, { intervalMs, cycles, pidFile, rotations: true }));
@@ -121,7 +133,7 @@ export async function memoryCase(ctx: BenchContext): Promise<MemoryResult> {
     }
     // 1,000 secrets: a few cycles (each is 1,000 checks) at a 1 s interval.
     const many = await ctx.many();
-    for (const v of ctx.quick ? [bundle] : [bundle, recommended]) {
+    for (const v of ctx.quick ? [bundle] : imageOnly ? [recommended] : [bundle, recommended]) {
       rows.push(await measure(ctx, v, many, standIn, { intervalMs: 1000, cycles: ctx.quick ? 1 : 3, pidFile, rotations: false }));
     }
   } finally {
@@ -181,11 +193,16 @@ async function measure(
     const cpu0 = cpuSeconds(proc.pid);
     const t0 = Date.now();
     let tenth: Memory | undefined;
+    // RssAnon moves by a few MB with the garbage collector's phase (the V8 heap
+    // grows until a GC, then shrinks): one reading at the end would be luck. The
+    // row's memory is the median of the readings over the last tenth of the cycles.
+    const last: Memory[] = [];
     await until(
       `${o.cycles} check cycles`,
       () => {
         const checks = tally.get('DescribeSecret');
         if (!tenth && checks >= (o.cycles * n) / 10) tenth = memory(proc.pid);
+        if (checks >= (o.cycles * n * 9) / 10) last.push(memory(proc.pid));
         return checks >= o.cycles * n;
       },
       600_000,
@@ -196,7 +213,9 @@ async function measure(
     const done = tally.get('DescribeSecret') / n;
     rotating = false;
     await rotations;
-    const mem = memory(proc.pid);
+    const end = memory(proc.pid);
+    const med = (f: (m: Memory) => number): number => median([...last, end].map(f));
+    const mem: Memory = { rssMB: med((m) => m.rssMB), hwmMB: end.hwmMB, anonMB: med((m) => m.anonMB), fileMB: med((m) => m.fileMB), pssMB: med((m) => m.pssMB) };
     const heap = await heapFromMetrics(metricsUrl);
     return {
       label: v.label,
@@ -207,6 +226,7 @@ async function measure(
       cpuMsPerCycle: round((cpu * 1000) / done, 2),
       ...mem,
       rssAtTenthMB: (tenth ?? mem).rssMB,
+      anonAtTenthMB: (tenth ?? mem).anonMB,
       ...heap,
       ...(o.rotations ? { rotations: rotated, getSecretValue: tally.get('GetSecretValue') } : {}),
     };

@@ -90,7 +90,7 @@ describe('npm run bench -- --quick', () => {
     const m = results.memory;
     assert.ok(m && !('error' in m), JSON.stringify(m));
     assert.ok(m.rows.length >= 2);
-    for (const r of m.rows) assertNumbers(`memory ${r.label}`, r, ['rssMB', 'hwmMB', 'anonMB', 'fileMB', 'cycles', 'cpuMsPerCycle', 'rssAtTenthMB']);
+    for (const r of m.rows) assertNumbers(`memory ${r.label}`, r, ['rssMB', 'hwmMB', 'anonMB', 'fileMB', 'pssMB', 'cycles', 'cpuMsPerCycle', 'rssAtTenthMB', 'anonAtTenthMB']);
     assertNumbers('memory.emptyNode', m.emptyNode, ['rssMB', 'hwmMB']);
   });
 
@@ -99,10 +99,10 @@ describe('npm run bench -- --quick', () => {
     assert.ok(idle && !('error' in idle), JSON.stringify(idle));
     assert.deepEqual(
       idle.rows.map((r) => r.interval),
-      ['5m (default)', '1s', '5m (default)'],
+      ['5m (default)', '1s', '5m (default)', '1s', '5m (default)'],
     );
     for (const r of idle.rows) assertNumbers(`idle ${r.label}`, r, ['cpuS', 'cpuSPerHour', 'wakeupsPerS', 'windowS', 'rssMB']);
-    assertNumbers('idle', idle, ['cpuSPerHourDefaultWithChecks']);
+    assertNumbers('idle', idle, ['cpuSPerHourDefaultWithChecks', 'cpuSPerHourImage', 'cpuSPerHourImageWithChecks']);
   });
 
   it('measures scale: one DescribeSecret per secret per cycle, and the first render', () => {
