@@ -1,4 +1,4 @@
-// Case 9: `validate` at scale. Configs of 10, 1,000 and 50,000 files (every
+// Case 9 (npm run bench -- --only=validate; alone: node test/bench/validate.ts [sizes]): `validate` at scale. Configs of 10, 1,000 and 50,000 files (every
 // other one a template, the rest raw secrets, 1,000 secrets shared, a few
 // files in subdirectories and one notify `files:` filter), each validated by
 // the real CLI from source; wall time and peak RSS (/usr/bin/time). The time
