@@ -78,19 +78,28 @@ export async function startMoto(): Promise<Moto> {
     url,
     port,
     async sm<T>(operation: string, body: Record<string, unknown>): Promise<T> {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/x-amz-json-1.1',
-          'x-amz-target': `secretsmanager.${operation}`,
-          // moto checks no signature, but routes by the credential scope's service and region.
-          authorization: `AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0`,
-        },
-        body: JSON.stringify(body),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`moto ${operation} failed: ${res.status} ${text}`);
-      return (text ? JSON.parse(text) : {}) as T;
+      // A test's own set-up call. moto answers an HTML 500 now and then when many
+      // requests reach it at once (its in-memory store is not thread-safe): that
+      // is moto, not the agent, so set-up retries it twice before failing.
+      for (let attempt = 1; ; attempt++) {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/x-amz-json-1.1',
+            'x-amz-target': `secretsmanager.${operation}`,
+            // moto checks no signature, but routes by the credential scope's service and region.
+            authorization: `AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0`,
+          },
+          body: JSON.stringify(body),
+        });
+        const text = await res.text();
+        if (res.status === 500 && attempt < 3 && text.includes('Internal Server Error')) {
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+          continue;
+        }
+        if (!res.ok) throw new Error(`moto ${operation} failed: ${res.status} ${text}`);
+        return (text ? JSON.parse(text) : {}) as T;
+      }
     },
     async reset() {
       await fetch(`${url}/moto-api/reset`, { method: 'POST' });
