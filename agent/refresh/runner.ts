@@ -391,12 +391,7 @@ export class Runner {
     }
     if (!this.#ready) {
       // No generation yet: the first render's next attempt (now) fetches and re-checks on the new config.
-      const oldNotifier = this.#notifier;
-      this.#pipeline = next;
-      this.#notifier = notifier;
-      await oldNotifier.stop();
-      if (!this.#coalesceFixed) this.#coalesceMs = Math.min(500, next.config.refresh.intervalMs / 4);
-      this.#scheduler.setRefresh(next.config.refresh);
+      await this.#swap(next, notifier);
       this.#wake?.();
       return;
     }
@@ -410,16 +405,21 @@ export class Runner {
       for (const e of failures.values()) this.#log.error({ secret: e.secret, code: e.code }, e.message);
     }
     await this.#committing;
+    await this.#swap(next, notifier);
+    this.#scheduler.setSecrets(next.config.secrets);
+    this.#dirty = true;
+    await this.#drain();
+    return this.#lastWriteError;
+  }
+
+  /** Put the new pipeline and notifier in place (the old notifier's pending work is cut short) and the new refresh settings. */
+  async #swap(next: Pipeline, notifier: Notifier): Promise<void> {
     const oldNotifier = this.#notifier;
     this.#pipeline = next;
     this.#notifier = notifier;
     await oldNotifier.stop();
     if (!this.#coalesceFixed) this.#coalesceMs = Math.min(500, next.config.refresh.intervalMs / 4);
     this.#scheduler.setRefresh(next.config.refresh);
-    this.#scheduler.setSecrets(next.config.secrets);
-    this.#dirty = true;
-    await this.#drain();
-    return this.#lastWriteError;
   }
 
   /** Stop checking, let the write in flight finish, cancel pending notifications. */

@@ -22,20 +22,6 @@ const INTERVAL_MS = 1500;
 /** Requests closer than this belong to one round (rounds are at least 0.8 × 1.5 s = 1.2 s apart). */
 const ROUND_GAP_MS = 400;
 
-/** Call an SSM operation on moto directly (awsJson1_1; moto routes by the credential scope's service). */
-async function ssm(moto: Moto, operation: string, body: Record<string, unknown>): Promise<void> {
-  const res = await fetch(moto.url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amz-target': `AmazonSSM.${operation}`,
-      authorization: 'AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0',
-    },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`moto ${operation} failed: ${res.status} ${await res.text()}`);
-}
-
 /** The requests after `since` (with `keep`), in bursts; the first and last burst are dropped (they may be cut by the window). */
 function rounds(requests: readonly Recorded[], since: number, keep: (r: Recorded) => boolean): Recorded[][] {
   const out: Recorded[][] = [];
@@ -102,7 +88,7 @@ server: { listen: "" }
 
   it('run with 12 SSM parameters, quiet: each check round costs at most ceil(12/10) + 1 SSM calls, checks all 12, and never decrypts', async () => {
     const names = Array.from({ length: 12 }, (_, i) => `/rounds/p${i}`);
-    for (const [i, n] of names.entries()) await ssm(moto, 'PutParameter', { Name: n, Value: `v1-${i}-${CANARY}`, Type: i % 2 ? 'SecureString' : 'String' });
+    for (const [i, n] of names.entries()) await moto.ssm('PutParameter', { Name: n, Value: `v1-${i}-${CANARY}`, Type: i % 2 ? 'SecureString' : 'String' });
     const { proxy, agent } = await start(
       'ssm',
       names.map((n, i) => `  p${i}: { parameter: ${n} }`),

@@ -32,16 +32,7 @@ describe('endpoints: service-specific endpoint URLs, FIPS, dual-stack', () => {
     root = await mkdtemp(join(tmpdir(), 'sa-e2e-endpoints-'));
     await writeFile(join(root, 'token'), 'projected-token');
     await moto.sm('CreateSecret', { Name: 'ep/db', SecretString: `sm-${CANARY}` });
-    const res = await fetch(moto.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/x-amz-json-1.1',
-        'x-amz-target': 'AmazonSSM.PutParameter',
-        authorization: 'AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0',
-      },
-      body: JSON.stringify({ Name: '/ep/token', Value: `ssm-${CANARY}`, Type: 'String' }),
-    });
-    assert.ok(res.ok, await res.text());
+await moto.ssm('PutParameter', { Name: '/ep/token', Value: `ssm-${CANARY}`, Type: 'String' });
     out = join(root, 'out');
     await mkdir(out, { recursive: true });
     config = join(root, 'config.yaml');

@@ -129,16 +129,7 @@ describe('convert eso -> init against moto: the bytes ESO would write', () => {
 
   it('ParameterStore store: a pinned version with a property and a plain parameter, through the store\'s role', async () => {
     const put = async (Name: string, Value: string, Type = 'SecureString'): Promise<void> => {
-      const res = await fetch(moto.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/x-amz-json-1.1',
-          'x-amz-target': 'AmazonSSM.PutParameter',
-          authorization: 'AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0',
-        },
-        body: JSON.stringify({ Name, Value, Type, Overwrite: true }),
-      });
-      assert.ok(res.ok, `PutParameter ${Name}: ${res.status} ${await res.text()}`);
+      await moto.ssm('PutParameter', { Name, Value, Type, Overwrite: true });
     };
     // Version 3 is the one ESO reads (remoteRef.version "3"); version 4 is newer and must not be used.
     for (const v of ['{"password":"v1"}', '{"password":"v2"}', '{"password":"pinned-3"}', '{"password":"v4"}']) await put('/team-a/db', v);

@@ -33,20 +33,9 @@ const accessDenied: Fault = {
   headers: { 'content-type': 'application/x-amz-json-1.1' },
 };
 
-/** Call moto in a region (awsJson1_1; moto routes by the credential scope's service and region). */
-async function call(moto: Moto, service: 'secretsmanager' | 'ssm', region: string, operation: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const res = await fetch(moto.url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amz-target': `${service === 'ssm' ? 'AmazonSSM' : 'secretsmanager'}.${operation}`,
-      authorization: `AWS4-HMAC-SHA256 Credential=AKIDTEST/20261201/${region}/${service}/aws4_request, SignedHeaders=host, Signature=0`,
-    },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`moto ${operation} in ${region} failed: ${res.status} ${text}`);
-  return (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+/** Call moto in a region (moto keeps each region's state apart). */
+function call(moto: Moto, service: 'secretsmanager' | 'ssm', region: string, operation: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return moto.call(service, operation, body, region);
 }
 
 describe('source.failoverRegion against moto', () => {

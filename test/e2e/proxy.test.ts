@@ -24,19 +24,6 @@ const CANARY = 'CANARY-proxy-51d0a7';
 const PROXY_USER = 'agent';
 const PROXY_PASSWORD = 'pr0xy-PW@CANARY';
 
-async function ssmPut(moto: Moto, name: string, value: string): Promise<void> {
-  const res = await fetch(moto.url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amz-target': 'AmazonSSM.PutParameter',
-      authorization: 'AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0',
-    },
-    body: JSON.stringify({ Name: name, Value: value, Type: 'SecureString', Overwrite: true }),
-  });
-  assert.ok(res.ok, await res.text());
-}
-
 describe('egress proxy: HTTPS_PROXY / HTTP_PROXY / NO_PROXY against moto', () => {
   let moto: Moto;
   let root: string;
@@ -60,7 +47,7 @@ describe('egress proxy: HTTPS_PROXY / HTTP_PROXY / NO_PROXY against moto', () =>
       `the NO_PROXY tests need the host name ${direct} to resolve to 127.0.0.1 (it resolves to ${addrs.map((a) => a.address).join(', ')}); add it to /etc/hosts`,
     );
     await moto.sm('CreateSecret', { Name: 'px/db', SecretString: JSON.stringify({ password: `sm-${CANARY}` }) });
-    await ssmPut(moto, '/px/token', `ssm-${CANARY}`);
+    await moto.ssm('PutParameter', { Name: '/px/token', Value: `ssm-${CANARY}`, Type: 'SecureString', Overwrite: true });
   });
 
   after(async () => {

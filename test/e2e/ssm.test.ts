@@ -28,22 +28,6 @@ fs.writeFileSync(pidFile, String(process.pid));
 setInterval(() => {}, 1000);
 `;
 
-/** Call an SSM operation on moto directly (awsJson1_1; moto routes by the credential scope's service). */
-async function ssm(moto: Moto, operation: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const res = await fetch(moto.url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amz-target': `AmazonSSM.${operation}`,
-      authorization: 'AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0',
-    },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`moto ${operation} failed: ${res.status} ${text}`);
-  return (text ? JSON.parse(text) : {}) as Record<string, unknown>;
-}
-
 function ssmRequest(r: Recorded): { op: string; decrypt: boolean; names: string[] } | undefined {
   const target = r.headers['x-amz-target'];
   if (typeof target !== 'string' || !target.startsWith('AmazonSSM.')) return undefined;
@@ -75,12 +59,12 @@ describe('SSM Parameter Store: init and run against moto', () => {
   const env = (): NodeJS.ProcessEnv => agentEnv({ url: proxy.url } as Moto, join(root, 'token'));
 
   it('when init reads SecureString, String, StringList, a pinned version, a label and a path beside a Secrets Manager secret, every file has the exact bytes', async () => {
-    await ssm(moto, 'PutParameter', { Name: '/init/app/db/password', Value: `pw-${CANARY}`, Type: 'SecureString' });
-    await ssm(moto, 'PutParameter', { Name: '/init/app/user', Value: 'admin', Type: 'String' });
-    await ssm(moto, 'PutParameter', { Name: '/init/flags', Value: 'a,b', Type: 'StringList' });
-    await ssm(moto, 'PutParameter', { Name: '/init/flags', Value: 'a,b,c', Type: 'StringList', Overwrite: true });
-    await ssm(moto, 'LabelParameterVersion', { Name: '/init/flags', ParameterVersion: 1, Labels: ['live'] });
-    await ssm(moto, 'PutParameter', { Name: '/init/json', Value: JSON.stringify({ k: `v-${CANARY}` }), Type: 'SecureString' });
+    await moto.ssm('PutParameter', { Name: '/init/app/db/password', Value: `pw-${CANARY}`, Type: 'SecureString' });
+    await moto.ssm('PutParameter', { Name: '/init/app/user', Value: 'admin', Type: 'String' });
+    await moto.ssm('PutParameter', { Name: '/init/flags', Value: 'a,b', Type: 'StringList' });
+    await moto.ssm('PutParameter', { Name: '/init/flags', Value: 'a,b,c', Type: 'StringList', Overwrite: true });
+    await moto.ssm('LabelParameterVersion', { Name: '/init/flags', ParameterVersion: 1, Labels: ['live'] });
+    await moto.ssm('PutParameter', { Name: '/init/json', Value: JSON.stringify({ k: `v-${CANARY}` }), Type: 'SecureString' });
     await moto.sm('CreateSecret', { Name: 'init/db', SecretString: JSON.stringify({ password: `sm-${CANARY}` }) });
     const dir = join(root, 'init');
     const out = join(dir, 'out');
@@ -142,7 +126,7 @@ db=sm-${CANARY}
   });
 
   it('when a parameter is missing, init fails naming it, with the ParameterNotFound code', async () => {
-    await ssm(moto, 'PutParameter', { Name: '/missing/there', Value: `x-${CANARY}`, Type: 'SecureString' });
+    await moto.ssm('PutParameter', { Name: '/missing/there', Value: `x-${CANARY}`, Type: 'SecureString' });
     const dir = join(root, 'missing');
     await mkdir(dir, { recursive: true });
     const config = join(dir, 'config.yaml');
@@ -159,8 +143,8 @@ db=sm-${CANARY}
   });
 
   it('when 12 parameters and a path are checked together (describeMany), it takes ceil(12/10) GetParameters and one path page, none decrypting', async () => {
-    for (let i = 1; i <= 12; i++) await ssm(moto, 'PutParameter', { Name: `/many/p${i}`, Value: `m-${i}-${CANARY}`, Type: 'SecureString' });
-    await ssm(moto, 'PutParameter', { Name: '/many/dir/x', Value: `x-${CANARY}`, Type: 'SecureString' });
+    for (let i = 1; i <= 12; i++) await moto.ssm('PutParameter', { Name: `/many/p${i}`, Value: `m-${i}-${CANARY}`, Type: 'SecureString' });
+    await moto.ssm('PutParameter', { Name: '/many/dir/x', Value: `x-${CANARY}`, Type: 'SecureString' });
     const specs: SecretSpec[] = [
       ...Array.from({ length: 12 }, (_, k): SecretSpec => ({ name: `p${k + 1}`, kind: 'parameter', id: `/many/p${k + 1}` })),
       { name: 'dir', kind: 'parameterPath', id: '/many/dir/' },
@@ -186,7 +170,7 @@ db=sm-${CANARY}
       const gone = got.get('gone');
       assert.ok(gone instanceof Error && /ParameterNotFound/.test(gone.message) && /\/many\/gone/.test(gone.message), JSON.stringify(gone));
       // A parameter added under the path moves the path's version; the per-spec check agrees with describeMany.
-      await ssm(moto, 'PutParameter', { Name: '/many/dir/y', Value: 'y', Type: 'String' });
+      await moto.ssm('PutParameter', { Name: '/many/dir/y', Value: 'y', Type: 'String' });
       const after = await source.describe(specs[12]!);
       assert.notEqual(after.versionIdForStage, (dir as { versionIdForStage?: string }).versionIdForStage);
     } finally {
@@ -209,9 +193,9 @@ db=sm-${CANARY}
 
   it('when run checks parameters, quiet checks never decrypt; an overwrite reaches its file within interval + 1 s with one SIGHUP; a parameter added under a path appears', async () => {
     for (let i = 1; i <= 12; i++) {
-      await ssm(moto, 'PutParameter', { Name: `/run/p${i}`, Value: `v1-${i}-${CANARY}`, Type: i % 2 ? 'SecureString' : 'String' });
+      await moto.ssm('PutParameter', { Name: `/run/p${i}`, Value: `v1-${i}-${CANARY}`, Type: i % 2 ? 'SecureString' : 'String' });
     }
-    await ssm(moto, 'PutParameter', { Name: '/run/dir/a', Value: `a-${CANARY}`, Type: 'SecureString' });
+    await moto.ssm('PutParameter', { Name: '/run/dir/a', Value: `a-${CANARY}`, Type: 'SecureString' });
     const dir = join(root, 'run');
     const out = join(dir, 'out');
     await mkdir(dir, { recursive: true });
@@ -258,7 +242,7 @@ server: { listen: "" }
     // An overwrite: only that parameter is fetched with decryption.
     const moved = proxy.requests.length;
     const t0 = Date.now();
-    await ssm(moto, 'PutParameter', { Name: '/run/p1', Value: `v2-1-${CANARY}`, Type: 'SecureString', Overwrite: true });
+    await moto.ssm('PutParameter', { Name: '/run/p1', Value: `v2-1-${CANARY}`, Type: 'SecureString', Overwrite: true });
     await waitUntil('new p1 on disk', async () => (await readOr(join(out, 'p1'))) === `v2-1-${CANARY}`, 1100 + 1000 + 1000);
     const latency = Date.now() - t0;
     await waitUntil('one SIGHUP', async () => (await count()) === 1, 3000);
@@ -267,7 +251,7 @@ server: { listen: "" }
     process.stdout.write(`# parameter overwrite reached the file in ${latency} ms (interval 1s)\n`);
 
     // A parameter added under the path.
-    await ssm(moto, 'PutParameter', { Name: '/run/dir/sub/b', Value: `b-${CANARY}`, Type: 'String' });
+    await moto.ssm('PutParameter', { Name: '/run/dir/sub/b', Value: `b-${CANARY}`, Type: 'String' });
     const want = JSON.stringify({ a: `a-${CANARY}`, 'sub/b': `b-${CANARY}` });
     await waitUntil('new path entry on disk', async () => (await readOr(join(out, 'dir.json'))) === want, 5000);
     await waitUntil('second SIGHUP', async () => (await count()) === 2, 3000);

@@ -27,6 +27,10 @@ export interface Moto {
   readonly port: number;
   /** Call any Secrets Manager operation (awsJson1_1) directly, bypassing the agent. */
   sm<T = Record<string, unknown>>(operation: string, body: Record<string, unknown>): Promise<T>;
+  /** Call any SSM (Parameter Store) operation directly, bypassing the agent. */
+  ssm<T = Record<string, unknown>>(operation: string, body: Record<string, unknown>): Promise<T>;
+  /** Call an operation of either service in a region (moto keeps each region's state apart; default us-east-1). */
+  call<T = Record<string, unknown>>(service: 'secretsmanager' | 'ssm', operation: string, body: Record<string, unknown>, region?: string): Promise<T>;
   reset(): Promise<void>;
   stop(): Promise<void>;
   /** Stop and start again on the same port (state is lost). */
@@ -74,10 +78,10 @@ export async function startMoto(): Promise<Moto> {
   const stopChild = async (): Promise<void> => {
     await stopProcess(child, { graceMs: 3000 });
   };
-  return {
+  const moto: Moto = {
     url,
     port,
-    async sm<T>(operation: string, body: Record<string, unknown>): Promise<T> {
+    async call<T>(service: 'secretsmanager' | 'ssm', operation: string, body: Record<string, unknown>, region = 'us-east-1'): Promise<T> {
       // A test's own set-up call. moto answers an HTML 500 now and then when many
       // requests reach it at once (its in-memory store is not thread-safe): that
       // is moto, not the agent, so set-up retries it twice before failing.
@@ -86,9 +90,9 @@ export async function startMoto(): Promise<Moto> {
           method: 'POST',
           headers: {
             'content-type': 'application/x-amz-json-1.1',
-            'x-amz-target': `secretsmanager.${operation}`,
+            'x-amz-target': `${service === 'ssm' ? 'AmazonSSM' : 'secretsmanager'}.${operation}`,
             // moto checks no signature, but routes by the credential scope's service and region.
-            authorization: `AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0`,
+            authorization: `AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/${region}/${service}/aws4_request, SignedHeaders=host, Signature=0`,
           },
           body: JSON.stringify(body),
         });
@@ -97,9 +101,15 @@ export async function startMoto(): Promise<Moto> {
           await new Promise((r) => setTimeout(r, 100 * attempt));
           continue;
         }
-        if (!res.ok) throw new Error(`moto ${operation} failed: ${res.status} ${text}`);
+        if (!res.ok) throw new Error(`moto ${operation}${region === 'us-east-1' ? '' : ` in ${region}`} failed: ${res.status} ${text}`);
         return (text ? JSON.parse(text) : {}) as T;
       }
+    },
+    sm<T>(operation: string, body: Record<string, unknown>): Promise<T> {
+      return moto.call<T>('secretsmanager', operation, body);
+    },
+    ssm<T>(operation: string, body: Record<string, unknown>): Promise<T> {
+      return moto.call<T>('ssm', operation, body);
     },
     async reset() {
       await fetch(`${url}/moto-api/reset`, { method: 'POST' });
@@ -111,6 +121,7 @@ export async function startMoto(): Promise<Moto> {
       await waitUp(url, child);
     },
   };
+  return moto;
 }
 
 /** Environment for a child agent process: web identity against moto, nothing from the host's AWS config. */
