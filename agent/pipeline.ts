@@ -63,6 +63,19 @@ export class Pipeline {
     this.#metrics = init.metrics;
   }
 
+  /**
+   * Hot reload: take over the last good files of `previous` for every entry of
+   * `files` this config still has (by path), so that an entry whose render fails
+   * right after the reload keeps its previous content instead of leaving the
+   * volume. Entries the new config dropped are not taken (the writer removes them).
+   */
+  inheritLastGood(previous: Pipeline): void {
+    for (const spec of this.config.files) {
+      const group = previous.#lastGood.get(spec.path);
+      if (group && !this.#lastGood.has(spec.path)) this.#lastGood.set(spec.path, group);
+    }
+  }
+
   specsByName(): Map<string, SecretSpec> {
     return new Map(this.config.secrets.map((s) => [s.name, s]));
   }

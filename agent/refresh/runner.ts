@@ -389,6 +389,8 @@ export class Runner {
         toFetch.push(spec);
       }
     }
+    // A file the new config still writes keeps its last good content when its render fails, as it did before the reload.
+    next.inheritLastGood(old);
     if (!this.#ready) {
       // No generation yet: the first render's next attempt (now) fetches and re-checks on the new config.
       await this.#swap(next, notifier);

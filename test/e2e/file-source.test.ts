@@ -135,3 +135,52 @@ server: { listen: "" }
     assert.equal(await readOr(file), 'o1 l2');
   });
 });
+
+describe('run on the file source: a failing file across a hot reload', () => {
+  let dir: string;
+  let agent: RunningAgent | undefined;
+
+  after(async () => {
+    if (agent) await stopAgent(agent);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  // Found by the model suite (MODEL_RUNS=15 MODEL_STEPS=12, seed 1572045060): the reload's new
+  // pipeline had no last good bytes, so the failing file was left out of the next generation.
+  it('when a file fails to render (a key is gone) and the config is then reloaded, the file keeps its previous content', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sa-file-reload-lkg-'));
+    await writeFile(join(dir, 'secrets.yaml'), 'db: { user: "u1", pass: "p1" }\nother: "o1"\n');
+    const config = (comment: string) => `# ${comment}
+source: { type: file, path: secrets.yaml }
+outputDir: out
+refresh: { interval: 200ms }
+secrets:
+  db: { id: db }
+  other: { id: other }
+files:
+  - path: db.env
+    template: "USER={{ secrets.db.user }} PASS={{ secrets.db.pass }}"
+  - path: other
+    secret: other
+server: { listen: "" }
+`;
+    await writeFile(join(dir, 'config.yaml'), config('v1'));
+    agent = startAgent(['run', '--config', join(dir, 'config.yaml')]);
+    await agent.waitFor(/first render complete/);
+    const db = join(dir, 'out', 'db.env');
+    const other = join(dir, 'out', 'other');
+    assert.equal(await readOr(db), 'USER=u1 PASS=p1');
+    // The key the template needs goes away: the file keeps its previous content, the other file follows.
+    await writeFile(join(dir, 'secrets.yaml'), 'db: { user: "u2" }\nother: "o2"\n');
+    await waitUntil('the other file follows the edit', async () => (await readOr(other)) === 'o2');
+    assert.equal(await readOr(db), 'USER=u1 PASS=p1');
+    // A valid config edit: the new config still writes db.env, which still cannot render.
+    await writeFile(join(dir, 'config.yaml'), config('v2'));
+    await agent.waitFor(/"msg":"config reloaded"/);
+    await sleep(600);
+    assert.equal(await readOr(db), 'USER=u1 PASS=p1', 'db.env kept its previous content across the reload');
+    // The key comes back: the file follows.
+    await writeFile(join(dir, 'secrets.yaml'), 'db: { user: "u3", pass: "p3" }\nother: "o3"\n');
+    await waitUntil('db.env follows once it renders again', async () => (await readOr(db)) === 'USER=u3 PASS=p3');
+  });
+});
