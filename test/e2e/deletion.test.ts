@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
+import { stopAgent } from '../support/procs.ts';
 import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 
@@ -29,12 +30,7 @@ describe('run: a secret scheduled for deletion', () => {
   });
 
   after(async () => {
-    if (agent && agent.child.exitCode === null && agent.child.signalCode === null) {
-      agent.child.kill('SIGTERM');
-      const t = setTimeout(() => agent?.child.kill('SIGKILL'), 10_000);
-      await agent.exited;
-      clearTimeout(t);
-    }
+    await stopAgent(agent);
     await moto?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAgent, type RunningAgent } from '../support/cli.ts';
+import { stopAll } from '../support/procs.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 
 /** Rewrites the file atomically (temp file + rename, as kubelet and editors do) every ~30 ms. */
@@ -36,14 +37,7 @@ describe('run on the file source while the file changes every 30 ms', () => {
   });
 
   after(async () => {
-    for (const p of [writer, agent?.child]) {
-      if (!p || p.exitCode !== null || p.signalCode !== null) continue;
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }
+    await stopAll([writer, agent]);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
+import { stopAgent } from '../support/procs.ts';
 import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 
@@ -17,14 +18,6 @@ function sample(scrape: string, series: string): number | undefined {
   return undefined;
 }
 
-/** SIGTERM, then wait for the agent (and so its children) to exit; SIGKILL if it hangs. */
-async function stop(agent: RunningAgent): Promise<void> {
-  if (agent.child.exitCode !== null || agent.child.signalCode !== null) return;
-  agent.child.kill('SIGTERM');
-  const t = setTimeout(() => agent.child.kill('SIGKILL'), 10_000);
-  await agent.exited;
-  clearTimeout(t);
-}
 
 const retries = (agent: RunningAgent) => agent.output().stderr.split('\n').filter((l) => l.includes('first render not complete')).length;
 
@@ -40,7 +33,7 @@ describe('run: a first render that fails is retried until the secret is fixed', 
   });
 
   after(async () => {
-    await Promise.all(agents.map(stop));
+    await Promise.all(agents.map((a) => stopAgent(a)));
     await moto?.stop();
     if (root) await rm(root, { recursive: true, force: true });
   });

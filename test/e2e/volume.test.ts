@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { runAgent, startAgent, type RunningAgent } from '../support/cli.ts';
+import { killAgent } from '../support/procs.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 
 const GEN_RE = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{9}$/;
@@ -16,8 +17,8 @@ const N_FILES = 60;
 const dirs: string[] = [];
 const agents = new Set<RunningAgent>();
 after(async () => {
-  for (const a of agents) a.child.kill('SIGKILL');
-  for (const a of agents) await a.exited;
+  // kill -9, then wait until each agent and everything it started is gone.
+  await Promise.all([...agents].map((a) => killAgent(a)));
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
