@@ -3,17 +3,16 @@
 // ListSecrets, DescribeSecret and GetSecretValue the agent sends. Also the
 // source on its own: ListSecrets' metadata is the metadata DescribeSecret gives.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../agent/observe/log.ts';
 import { AwsSource } from '../../agent/source/aws.ts';
 import { startAgent, type RunningAgent } from '../support/cli.ts';
-import { agentEnv, MOTO_ACCOUNT, startMoto, type Moto } from '../support/moto.ts';
+import { agentEnv, MOTO_ACCOUNT, type Moto } from '../support/moto.ts';
+import { closeWorkspace, openWorkspace } from '../support/workspace.ts';
 import { startProxy, type Proxy } from '../support/proxy.ts';
-import { stopAll } from '../support/procs.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 
 const CANARY = 'CANARY-batch-7c3e19';
@@ -32,17 +31,10 @@ describe('refresh.batchChecks: checks through ListSecrets', () => {
   const proxies: Proxy[] = [];
 
   before(async () => {
-    moto = await startMoto();
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-batch-'));
-    await writeFile(join(root, 'token'), 'projected-token');
+    ({ moto, root } = await openWorkspace('sa-e2e-batch-'));
   });
 
-  after(async () => {
-    await stopAll(agents);
-    for (const p of proxies) await p.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, root }, agents, proxies));
 
   /** Ten secrets `<name>/s0` … `<name>/s9` (s1 is a prefix of s10-like decoys), one file each; the agent started on them. */
   async function setup(name: string, batchChecks: boolean) {

@@ -7,13 +7,12 @@
 // ListSecrets (10 names a filter). Requests are grouped into rounds by time: a
 // round is a burst of requests, rounds are interval ± 20 % apart.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAgent, type RunningAgent } from '../support/cli.ts';
-import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
-import { stopAll } from '../support/procs.ts';
+import { agentEnv, type Moto } from '../support/moto.ts';
+import { closeWorkspace, openWorkspace } from '../support/workspace.ts';
 import { startProxy, type Proxy, type Recorded } from '../support/proxy.ts';
 import { waitUntil } from '../support/wait.ts';
 
@@ -43,17 +42,10 @@ describe('checks in rounds at the default jitter (0.2)', () => {
   const proxies: Proxy[] = [];
 
   before(async () => {
-    moto = await startMoto();
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-rounds-'));
-    await writeFile(join(root, 'token'), 'projected-token');
+    ({ moto, root } = await openWorkspace('sa-e2e-rounds-'));
   });
 
-  after(async () => {
-    await stopAll(agents);
-    for (const p of proxies) await p.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, root }, agents, proxies));
 
   async function start(name: string, secrets: string[], refresh: string): Promise<{ proxy: Proxy; agent: RunningAgent }> {
     const dir = join(root, name);

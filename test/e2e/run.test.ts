@@ -3,16 +3,16 @@
 // (test/support/proxy.ts). Signals, files, HTTP endpoints: all real.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
-import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
-import { startProxy, unavailable, type Proxy } from '../support/proxy.ts';
-import { stopAll } from '../support/procs.ts';
+import { agentEnv, type Moto } from '../support/moto.ts';
+import { closeWorkspace, openWorkspace } from '../support/workspace.ts';
+import { unavailable, type Proxy } from '../support/proxy.ts';
+
 
 const CANARY = 'CANARY-run-51d0e2';
 
@@ -33,18 +33,10 @@ describe('run: the sidecar against moto', () => {
   const apps: ChildProcess[] = [];
 
   before(async () => {
-    moto = await startMoto();
-    proxy = await startProxy(moto.url);
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-run-'));
-    await writeFile(join(root, 'token'), 'projected-token');
+    ({ moto, proxy, root } = await openWorkspace('sa-e2e-run-', { proxy: true }));
   });
 
-  after(async () => {
-    await stopAll([...agents, ...apps]);
-    await proxy?.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, proxy, root }, [...agents, ...apps]));
 
   /** A fresh case: its own dir, secrets, config; the agent started on it. */
   async function setup(name: string, opts: { interval: string; secrets: Record<string, string>; files: string; notify?: string; extra?: string }) {

@@ -4,15 +4,14 @@
 // x-amz-target and body. Files, signals, processes: all real.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runAgent, startAgent, type RunningAgent } from '../support/cli.ts';
-import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
-import { stopAll } from '../support/procs.ts';
-import { startProxy, type Proxy, type Recorded } from '../support/proxy.ts';
+import { agentEnv, type Moto } from '../support/moto.ts';
+import { closeWorkspace, openWorkspace } from '../support/workspace.ts';
+import { type Proxy, type Recorded } from '../support/proxy.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 import { createSource } from '../../agent/source/index.ts';
 import { createLogger } from '../../agent/observe/log.ts';
@@ -43,18 +42,10 @@ describe('SSM Parameter Store: init and run against moto', () => {
   const apps: ChildProcess[] = [];
 
   before(async () => {
-    moto = await startMoto();
-    proxy = await startProxy(moto.url);
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-ssm-'));
-    await writeFile(join(root, 'token'), 'projected-token');
+    ({ moto, proxy, root } = await openWorkspace('sa-e2e-ssm-', { proxy: true }));
   });
 
-  after(async () => {
-    await stopAll([...agents, ...apps]);
-    await proxy?.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, proxy, root }, [...agents, ...apps]));
 
   const env = (): NodeJS.ProcessEnv => agentEnv({ url: proxy.url } as Moto, join(root, 'token'));
 
