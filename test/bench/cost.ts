@@ -94,7 +94,8 @@ export function simulateBatching(secrets: number, jitter: number, intervalS = DE
 const dollars = (perSecretPerDay: number): number => round(perSecretPerDay * SECRETS_PER_POD * PODS * 30 * DOLLARS_PER_CALL, 2);
 
 export function costCase(init: InitResult | undefined, scale: ScaleResult | undefined, rotation: RotationResult | undefined): CostResult {
-  const largest = scale?.rows.at(-1);
+  // The default check (DescribeSecret), bare bundle: the growth rows' largest.
+  const largest = scale?.rows.filter((r) => r.checks === 'DescribeSecret' && r.variant === scale.label).at(-1);
   const callsPerCheck: Record<string, number> = {};
   if (largest) for (const [op, c] of Object.entries(largest.cycleCalls)) callsPerCheck[op] = round(c / largest.secrets, 3);
   const perCheck = Object.values(callsPerCheck).reduce((a, b) => a + b, 0) || Number.NaN;

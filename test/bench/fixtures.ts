@@ -159,8 +159,9 @@ export async function rotate(moto: Moto, s: Created, value: string): Promise<voi
 // --- the DescribeSecret stand-in ------------------------------------------------------
 
 /**
- * Answers DescribeSecret at the proxy instead of moto, with moto's own answer
- * shape (captured once) carrying each secret's current version.
+ * Answers DescribeSecret, and ListSecrets with one `name` filter (the batched
+ * check of refresh.batchChecks), at the proxy instead of moto, with moto's own
+ * answer shapes (captured once) carrying each secret's current version.
  *
  * Why: moto serves ~130 DescribeSecret/s on a 2-core machine, so against moto
  * alone a check cycle of 1,000 secrets, or 1,000 cycles of 10, would measure
@@ -169,15 +170,23 @@ export async function rotate(moto: Moto, s: Created, value: string): Promise<voi
  */
 export class DescribeStandIn {
   readonly #template: Record<string, unknown>;
+  readonly #listTemplate: Record<string, unknown>;
   readonly #bodies = new Map<string, string>();
+  /** ListSecrets entries by name, sorted by name (a `name` filter is a prefix match). */
+  readonly #entries = new Map<string, Record<string, unknown>>();
+  #names: string[] | undefined;
 
-  private constructor(template: Record<string, unknown>) {
+  private constructor(template: Record<string, unknown>, listTemplate: Record<string, unknown>) {
     this.#template = template;
+    this.#listTemplate = listTemplate;
   }
 
   static async capture(moto: Moto, sample: Created): Promise<DescribeStandIn> {
     const answer = await moto.sm<Record<string, unknown>>('DescribeSecret', { SecretId: sample.id });
-    return new DescribeStandIn(answer);
+    const list = await moto.sm<{ SecretList?: Record<string, unknown>[] }>('ListSecrets', { Filters: [{ Key: 'name', Values: [sample.id] }] });
+    const entry = list.SecretList?.find((e) => e.Name === sample.id);
+    if (!entry) throw new Error(`moto's ListSecrets did not list ${sample.id}`);
+    return new DescribeStandIn(answer, entry);
   }
 
   /** (Re)state a secret's current version; answers for it change from now on. */
@@ -186,13 +195,39 @@ export class DescribeStandIn {
     const text = JSON.stringify(body);
     this.#bodies.set(s.id, text);
     this.#bodies.set(s.arn, text);
+    if (!this.#entries.has(s.id)) this.#names = undefined;
+    this.#entries.set(s.id, { ...this.#listTemplate, ARN: s.arn, Name: s.id, SecretVersionsToStages: { [s.versionId]: ['AWSCURRENT'] } });
+  }
+
+  /** ListSecrets with `name` filters: every secret whose name starts with one of the values (as Secrets Manager filters). */
+  #list(body: string): string | undefined {
+    const req = JSON.parse(body) as { Filters?: { Key?: string; Values?: string[] }[]; NextToken?: string };
+    const filters = req.Filters ?? [];
+    if (req.NextToken !== undefined || filters.length !== 1 || filters[0]?.Key !== 'name') return undefined; // moto answers the rest
+    const names = (this.#names ??= [...this.#entries.keys()].sort());
+    const out: Record<string, unknown>[] = [];
+    for (const value of filters[0].Values ?? []) {
+      // names is sorted: the ones with this prefix are contiguous from the first >= value.
+      let lo = 0;
+      let hi = names.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if ((names[mid] as string) < value) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let i = lo; i < names.length && (names[i] as string).startsWith(value); i++) {
+        const e = this.#entries.get(names[i] as string);
+        if (e && !out.includes(e)) out.push(e);
+      }
+    }
+    return out.length > 100 ? undefined : JSON.stringify({ SecretList: out });
   }
 
   attach(proxy: Proxy): void {
     proxy.fault = (operation: string, req: Recorded) => {
-      if (operation !== 'DescribeSecret') return undefined;
-      const id = (JSON.parse(req.body) as { SecretId?: string }).SecretId ?? '';
-      const body = this.#bodies.get(id);
+      let body: string | undefined;
+      if (operation === 'DescribeSecret') body = this.#bodies.get((JSON.parse(req.body) as { SecretId?: string }).SecretId ?? '');
+      else if (operation === 'ListSecrets') body = this.#list(req.body);
       return body === undefined ? undefined : { kind: 'status', status: 200, body, headers: { 'content-type': 'application/x-amz-json-1.1' } };
     };
   }
@@ -260,6 +295,8 @@ export interface ConfigOptions {
   notify?: readonly string[];
   /** Serve /metrics on a free loopback port. @default true */
   server?: boolean;
+  /** refresh.batchChecks (ListSecrets, 10 secrets a call). */
+  batchChecks?: boolean;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -269,6 +306,7 @@ export function configYaml(o: ConfigOptions): string {
   if (o.interval !== undefined) refresh.push(`interval: ${o.interval}`);
   if (o.jitter !== undefined) refresh.push(`jitter: ${o.jitter}`);
   if (o.rotationAware !== undefined) refresh.push(`rotationAware: ${o.rotationAware}`);
+  if (o.batchChecks !== undefined) refresh.push(`batchChecks: ${o.batchChecks}`);
   return [
     'source: { region: us-east-1 }',
     `outputDir: ${q(o.outputDir)}`,

@@ -105,13 +105,19 @@ describe('npm run bench -- --quick', () => {
     assertNumbers('idle', idle, ['cpuSPerHourDefaultWithChecks', 'cpuSPerHourImage', 'cpuSPerHourImageWithChecks']);
   });
 
-  it('measures scale: one DescribeSecret per secret per cycle, and the first render', () => {
+  it('measures scale: one DescribeSecret per secret per cycle (or one ListSecrets per 10 with batchChecks), and the first render', () => {
     const s = results.scale;
     assert.ok(s && !('error' in s), JSON.stringify(s));
     assert.ok(s.rows.length >= 2);
+    assert.ok(s.rows.some((r) => r.checks === 'ListSecrets'), 'a batched row');
     for (const r of s.rows) {
       assertNumbers(`scale ${r.secrets}`, r, ['firstRenderMs', 'firstRenderMsPerSecret', 'cycleMs', 'cycleCpuMs', 'cpuMsPerCheck', 'rssMB', 'hwmMB']);
-      assert.equal(r.cycleCalls.DescribeSecret, r.secrets, 'a cycle is one DescribeSecret per secret');
+      if (r.checks === 'ListSecrets') {
+        assert.equal(r.cycleCalls.ListSecrets, Math.ceil(r.secrets / 10), 'a batched cycle is one ListSecrets per 10 secrets');
+        assert.equal(r.cycleCalls.DescribeSecret, undefined, 'a batched cycle describes none');
+      } else {
+        assert.equal(r.cycleCalls.DescribeSecret, r.secrets, 'a cycle is one DescribeSecret per secret');
+      }
       assert.equal(r.cycleCalls.GetSecretValue, undefined, 'nothing changed: no GetSecretValue');
     }
   });
