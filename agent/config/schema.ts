@@ -297,7 +297,8 @@ export const configShape = z
               .boolean({ error: typeError('true or false') })
               .default(false)
               .describe(
-                'Secrets Manager: checks that fall due together share one ListSecrets per 10 secrets instead of one DescribeSecret each. ' +
+                'Secrets Manager: checks that fall due together share one ListSecrets per 10 secrets instead of one DescribeSecret each ' +
+                  '(20 or more under one path: the path, 100 entries a call). ' +
                   'Needs secretsmanager:ListSecrets, which cannot be scoped to resources (the role sees every secret\'s name and metadata in the account, never values); ' +
                   'ListSecrets has a 100 TPS account quota and may lag changes by minutes. Falls back to DescribeSecret when refused or throttled. Default false; changing it needs a restart.',
               ),

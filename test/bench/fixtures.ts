@@ -199,13 +199,18 @@ export class DescribeStandIn {
     this.#entries.set(s.id, { ...this.#listTemplate, ARN: s.arn, Name: s.id, SecretVersionsToStages: { [s.versionId]: ['AWSCURRENT'] } });
   }
 
-  /** ListSecrets with `name` filters: every secret whose name starts with one of the values (as Secrets Manager filters). */
+  /**
+   * ListSecrets with a `name` filter: every secret whose name starts with one
+   * of the values (as Secrets Manager filters), MaxResults a page (default
+   * 100), NextToken the offset of the next page.
+   */
   #list(body: string): string | undefined {
-    const req = JSON.parse(body) as { Filters?: { Key?: string; Values?: string[] }[]; NextToken?: string };
+    const req = JSON.parse(body) as { Filters?: { Key?: string; Values?: string[] }[]; NextToken?: string; MaxResults?: number };
     const filters = req.Filters ?? [];
-    if (req.NextToken !== undefined || filters.length !== 1 || filters[0]?.Key !== 'name') return undefined; // moto answers the rest
+    if (filters.length !== 1 || filters[0]?.Key !== 'name') return undefined; // moto answers the rest
     const names = (this.#names ??= [...this.#entries.keys()].sort());
     const out: Record<string, unknown>[] = [];
+    const seen = new Set<string>();
     for (const value of filters[0].Values ?? []) {
       // names is sorted: the ones with this prefix are contiguous from the first >= value.
       let lo = 0;
@@ -216,11 +221,18 @@ export class DescribeStandIn {
         else hi = mid;
       }
       for (let i = lo; i < names.length && (names[i] as string).startsWith(value); i++) {
-        const e = this.#entries.get(names[i] as string);
-        if (e && !out.includes(e)) out.push(e);
+        const name = names[i] as string;
+        const e = this.#entries.get(name);
+        if (e && !seen.has(name)) {
+          seen.add(name);
+          out.push(e);
+        }
       }
     }
-    return out.length > 100 ? undefined : JSON.stringify({ SecretList: out });
+    const from = Number(req.NextToken ?? 0);
+    const page = req.MaxResults ?? 100;
+    const next = from + page < out.length ? { NextToken: String(from + page) } : {};
+    return JSON.stringify({ SecretList: out.slice(from, from + page), ...next });
   }
 
   attach(proxy: Proxy): void {
@@ -295,7 +307,7 @@ export interface ConfigOptions {
   notify?: readonly string[];
   /** Serve /metrics on a free loopback port. @default true */
   server?: boolean;
-  /** refresh.batchChecks (ListSecrets, 10 secrets a call). */
+  /** refresh.batchChecks (ListSecrets: 10 names a call, or a path 100 entries a call). */
   batchChecks?: boolean;
 }
 

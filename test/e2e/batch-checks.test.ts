@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../agent/observe/log.ts';
@@ -134,6 +135,77 @@ server: { listen: "127.0.0.1:0" }
     assert.equal(proxy.count('ListSecrets'), 0);
     agent.child.kill('SIGTERM');
     assert.equal((await agent.exited).code, 0);
+  });
+
+  /** describeMany on a source of its own behind a fresh recording proxy, with a capturing logger. */
+  async function withSource<T>(body: (source: AwsSource, proxy: Proxy, lines: string[]) => Promise<T>): Promise<T> {
+    const proxy = await startProxy(moto.url);
+    proxies.push(proxy);
+    const saved = { ...process.env };
+    Object.assign(process.env, agentEnv({ url: proxy.url } as Moto, join(root, 'token')));
+    const lines: string[] = [];
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(chunk.toString());
+        cb();
+      },
+    });
+    const log = createLogger({ level: 'info', destination: out });
+    const source = new AwsSource([], { region: 'us-east-1', log, batchChecks: true });
+    try {
+      return await body(source, proxy, lines);
+    } finally {
+      source.close();
+      process.env = saved;
+    }
+  }
+
+  it('the source: 25 secrets under one path are checked by one ListSecrets of the path, not three of their names; what is not configured under it is ignored', async () => {
+    const ids = Array.from({ length: 25 }, (_, i) => `folder/app/s${String(i).padStart(2, '0')}`);
+    for (const id of ids) await moto.sm('CreateSecret', { Name: id, SecretString: `v1-${CANARY}` });
+    await moto.sm('PutSecretValue', { SecretId: 'folder/app/s07', SecretString: `v2-${CANARY}` });
+    await moto.sm('CreateSecret', { Name: 'folder/app/not-mine', SecretString: 'x' });
+    await moto.sm('CreateSecret', { Name: 'folder/app-other/s00', SecretString: 'x' });
+    await withSource(async (source, proxy) => {
+      const specs = ids.map((id, i) => ({ name: `s${i}`, id, versionStage: 'AWSCURRENT' }));
+      const many = await source.describeMany!(specs);
+      const lists = proxy.requests.filter((r) => r.operation === 'ListSecrets');
+      assert.deepEqual(lists.map((l) => filterValues(l.body)), [['folder/app/']], 'one ListSecrets, of the path');
+      assert.equal(proxy.count('DescribeSecret'), 0);
+      assert.equal(many.size, 25);
+      for (const spec of [specs[0]!, specs[7]!, specs[24]!]) assert.deepEqual(many.get(spec.name), await source.describe(spec), spec.name);
+      const s7 = many.get('s7');
+      assert.ok(s7 && !(s7 instanceof Error));
+      assert.equal(s7.name, 'folder/app/s07', 'each secret its own entry');
+    });
+  });
+
+  it('the source: a path that holds many other secrets is read once, found sparse (logged once) and its secrets listed by name from then on', async () => {
+    // 120 secrets not configured under the path, created first (ListSecrets pages come in creation order here),
+    // then the 20 configured ones: their path would take 2 pages, and 20 names are worth 1 (half their 2 calls by name).
+    for (let i = 0; i < 120; i++) await moto.sm('CreateSecret', { Name: `crowded/x${String(i).padStart(3, '0')}`, SecretString: 'x' });
+    const ids = Array.from({ length: 20 }, (_, i) => `crowded/mine${String(i).padStart(2, '0')}`);
+    for (const id of ids) await moto.sm('CreateSecret', { Name: id, SecretString: `v1-${CANARY}` });
+    await withSource(async (source, proxy, lines) => {
+      const specs = ids.map((id, i) => ({ name: `m${i}`, id, versionStage: 'AWSCURRENT' }));
+      for (let round = 1; round <= 2; round++) {
+        const since = proxy.requests.length;
+        const many = await source.describeMany!(specs);
+        const lists = proxy.requests.slice(since).filter((r) => r.operation === 'ListSecrets').map((l) => filterValues(l.body));
+        assert.deepEqual(
+          lists.map((v) => (v.length === 1 && v[0] === 'crowded/' ? 'path' : `${v.length} names`)),
+          round === 1 ? ['path', '10 names', '10 names'] : ['10 names', '10 names'],
+          `round ${round}: ${JSON.stringify(lists)}`,
+        );
+        assert.equal(proxy.requests.slice(since).filter((r) => r.operation === 'DescribeSecret').length, 0, `round ${round}: no DescribeSecret`);
+        for (const spec of [specs[0]!, specs[19]!]) assert.deepEqual(many.get(spec.name), await source.describe(spec), `round ${round}: ${spec.name}`);
+        assert.equal([...many.values()].filter((m) => !(m instanceof Error)).length, 20, `round ${round}: all 20 answered`);
+      }
+      const sparse = lines.filter((l) => l.includes('listing these secrets by name from now on'));
+      assert.equal(sparse.length, 1, lines.join(''));
+      assert.match(sparse[0]!, /crowded\//);
+      assert.ok(!lines.join('').includes(CANARY));
+    });
   });
 
   it('the source: describeMany gives what describe gives (versions, stage, deletion), by name and by ARN; another account\'s ARN is described', async () => {
