@@ -214,7 +214,7 @@ async function measure(
     rotating = false;
     await rotations;
     const end = memory(proc.pid);
-    const med = (f: (m: Memory) => number): number => median([...last, end].map(f));
+    const med = (f: (m: Memory) => number): number => round(median([...last, end].map(f)), 2);
     const mem: Memory = { rssMB: med((m) => m.rssMB), hwmMB: end.hwmMB, anonMB: med((m) => m.anonMB), fileMB: med((m) => m.fileMB), pssMB: med((m) => m.pssMB) };
     const heap = await heapFromMetrics(metricsUrl);
     return {
