@@ -155,7 +155,7 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
   const map = result.outputFiles.find((f) => f.path.endsWith('.map'));
   if (!js || !map) throw new Error(`esbuild wrote no bundle building ${ENTRY}: outputs ${result.outputFiles.map((f) => f.path).join(', ')}; check the build settings`);
   // agent/main.ts starts with `#!/usr/bin/env node`: esbuild keeps it as the first line; the loader carries it instead.
-  const body = oneByteSource(js.text.replace(/^#!.*\n/, ''));
+  const body = asciiSource(js.text.replace(/^#!.*\n/, ''));
   // import.meta cannot appear inside the wrapper function (vm.Script compiles a script, not a module).
   if (/\bimport\.meta\b/.test(body)) throw new Error(`the bundle still uses import.meta building ${outfile}: only import.meta.url is passed in by the loader; define the rest in scripts/build.ts`);
   if (/[\r\u2028\u2029]/.test(body)) throw new Error(`the bundle contains a CR, U+2028 or U+2029 building ${outfile}: it would end a // comment line; escape it in the source`);
@@ -210,18 +210,23 @@ async function buildWarmup(outfile: string): Promise<void> {
 }
 
 /**
- * The bundle with every character above U+00FF written as a \uXXXX escape.
- * esbuild escapes such characters in strings but leaves regex literals as they
- * are (liquidjs's diacritics table has ẞ, Œ, œ), and one of them makes V8 hold
- * the whole source, which it keeps for lazy compilation, as a two-byte string:
- * 2.4 MB of private heap for a 1.2 MB file instead of 1.2 MB (Latin-1 characters
- * such as the agent's `µs` keep it one-byte). Only regex literals and strings
- * hold them in this output (the minified code has no such identifiers or
- * comments), and \uXXXX means the same character in both. The .map's columns
- * on those lines shift by a few characters.
+ * The bundle with every character above U+007F written as a \uXXXX escape: the
+ * file is ASCII. esbuild escapes such characters in strings but leaves regex
+ * literals as they are (liquidjs's diacritics table: ẞ, Œ, œ, but also à-ÿ;
+ * the agent's `µs`). Two copies of the code live as long as the process, each
+ * kept for lazy compilation: the vm.Script's (agent/loader.ts) and the ES
+ * module's, which is the whole file as Node decoded it. V8 holds a string as
+ * one byte a character when every character is below U+0100, but Node's ESM
+ * loader decodes a file that is not pure ASCII into a two-byte string: one
+ * Latin-1 character made the module's copy 2.4 MB instead of 1.2 MB of private
+ * memory (`/proc/<pid>/smaps`: a 2,380 kB region gone, docs/performance.md,
+ * Memory). Only regex literals and strings hold them in this output (the
+ * minified code has no such identifiers or comments), and \uXXXX means the
+ * same character in both. The .map's columns on those lines shift by a few
+ * characters.
  */
-export function oneByteSource(js: string): string {
-  return js.replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+export function asciiSource(js: string): string {
+  return js.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function contributions(meta: Metafile, outfile: string): BuildResult['inputs'] {
