@@ -242,7 +242,7 @@ export class AwsSource implements SecretSource {
         );
       }
       for (const [name, group] of members) {
-        const found = group.map((spec) => ({ spec, entry: answer.entries.find((e) => matches(spec.id, e)) }));
+        const found = group.map((spec) => ({ spec, entry: answer.find(spec.id) }));
         // A secret not in a complete list of its path is described (too new for ListSecrets, or gone); in a list cut short, listed by name below.
         if (!answer.complete && found.some((f) => !f.entry)) continue;
         for (const { spec, entry } of found) {
@@ -263,7 +263,7 @@ export class AwsSource implements SecretSource {
         return;
       }
       for (const spec of chunkSpecs) {
-        const entry = answer.entries.find((e) => matches(spec.id, e));
+        const entry = answer.find(spec.id);
         if (entry) {
           results.set(spec.name, listMetadata(spec, entry));
         } else {
@@ -317,7 +317,7 @@ export class AwsSource implements SecretSource {
    * The entries ListSecrets has for these name prefixes (complete: all pages
    * read, at most LIST_MAX_PAGES), or undefined when it failed (logged).
    */
-  async #list(prefixes: readonly string[], secrets: number, signal?: AbortSignal, maxPages = LIST_MAX_PAGES): Promise<{ entries: SecretListEntry[]; complete: boolean } | undefined> {
+  async #list(prefixes: readonly string[], secrets: number, signal?: AbortSignal, maxPages = LIST_MAX_PAGES): Promise<ListAnswer | undefined> {
     const entries: SecretListEntry[] = [];
     let nextToken: string | undefined;
     try {
@@ -360,8 +360,28 @@ export class AwsSource implements SecretSource {
       const account = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:(\d{12}):/.exec(e.ARN ?? '')?.[1];
       if (account) this.#listAccount ??= account;
     }
-    return { entries, complete: nextToken === undefined };
+    return { find: entryFinder(entries), complete: nextToken === undefined };
   }
+}
+
+/** What one ListSecrets (all its pages) answered: the entry for a configured id, and whether no page was left unread. */
+interface ListAnswer {
+  find(id: string): SecretListEntry | undefined;
+  complete: boolean;
+}
+
+/**
+ * The entry answering a configured id (matches(): a name, a full ARN, or a
+ * partial ARN). Names and full ARNs are looked up in a map: a path listed
+ * whole answers up to thousands of entries for as many secrets.
+ */
+function entryFinder(entries: readonly SecretListEntry[]): (id: string) => SecretListEntry | undefined {
+  const exact = new Map<string, SecretListEntry>();
+  for (const e of entries) {
+    if (e.ARN !== undefined && !exact.has(e.ARN)) exact.set(e.ARN, e);
+    if (e.Name !== undefined && !exact.has(e.Name)) exact.set(e.Name, e);
+  }
+  return (id) => exact.get(id) ?? (id.startsWith('arn:') ? entries.find((e) => matches(id, e)) : undefined);
 }
 
 /** ListSecrets: at most 10 values in one filter ("ListSecrets", Filter). */
