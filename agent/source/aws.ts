@@ -246,8 +246,12 @@ export class AwsSource implements SecretSource {
         // A secret not in a complete list of its path is described (too new for ListSecrets, or gone); in a list cut short, listed by name below.
         if (!answer.complete && found.some((f) => !f.entry)) continue;
         for (const { spec, entry } of found) {
-          if (entry) results.set(spec.name, listMetadata(spec, entry));
-          else describeOne.push(spec);
+          if (entry) {
+            results.set(spec.name, listMetadata(spec, entry));
+          } else {
+            if (spec.id.startsWith('arn:')) this.#unlisted.add(spec.id); // as below: most likely another account's
+            describeOne.push(spec);
+          }
         }
         listed.delete(name);
       }
