@@ -13,6 +13,7 @@ import { CANARY, Leaks, chaosAgent, chaosRun, get, hasStackTrace, listenAddress,
 import { startPodIdentityEndpoint, startStsFront, type PodIdentityEndpoint, type StsFront } from '../support/chaos-sts.ts';
 import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
 import { stopAll } from '../support/procs.ts';
+import { writeCase } from '../support/workspace.ts';
 
 describe('identity files', { concurrency: 1 }, () => {
   let moto: Moto;
@@ -36,13 +37,10 @@ describe('identity files', { concurrency: 1 }, () => {
   });
 
   async function caseDir(name: string, interval = '500ms') {
-    const dir = join(root, name);
-    const out = join(dir, 'out');
-    await mkdir(dir, { recursive: true });
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      `source: { region: us-east-1 }
+    const { dir, out, config } = await writeCase(
+      root,
+      name,
+      (out) => `source: { region: us-east-1 }
 outputDir: ${out}
 refresh: { interval: ${interval}, jitter: 0.1, rotationAware: false }
 secrets:

@@ -209,12 +209,7 @@ server: { listen: "127.0.0.1:0" }
   });
 
   it('the source: describeMany gives what describe gives (versions, stage, deletion), by name and by ARN; another account\'s ARN is described', async () => {
-    const proxy = await startProxy(moto.url);
-    proxies.push(proxy);
-    const saved = { ...process.env };
-    Object.assign(process.env, agentEnv({ url: proxy.url } as Moto, join(root, 'token')));
-    const source = new AwsSource([], { region: 'us-east-1', log: createLogger({ level: 'silent' }), batchChecks: true });
-    try {
+    await withSource(async (source, proxy) => {
       const a = await moto.sm<{ ARN: string }>('CreateSecret', { Name: 'src/a', SecretString: 'a' });
       await moto.sm('CreateSecret', { Name: 'src/a-longer', SecretString: 'x' });
       await moto.sm('CreateSecret', { Name: 'src/gone', SecretString: 'g' });
@@ -239,9 +234,6 @@ server: { listen: "127.0.0.1:0" }
       assert.equal(lists.length, 1);
       assert.deepEqual(filterValues(lists[0]!.body).sort(), ['src/a', 'src/gone'], 'one filter value per distinct name');
       assert.equal(proxy.count('DescribeSecret'), 4 + 1, 'the foreign ARN once, plus the four comparisons');
-    } finally {
-      source.close();
-      process.env = saved;
-    }
+    });
   });
 });

@@ -10,17 +10,16 @@
 // source.assumeRoleArn; an AccessDenied that appears mid-run is counted and
 // logged per secret, the files kept, and an alert rule covers it.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAgent, serverUrl, type RunningAgent } from '../support/cli.ts';
 import { metric } from '../support/chaos-harness.ts';
 import { startPodIdentityEndpoint, startStsFront, type PodIdentityEndpoint, type StsFront } from '../support/chaos-sts.ts';
-import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
-import { stopAll } from '../support/procs.ts';
+import { agentEnv, type Moto } from '../support/moto.ts';
 import { startProxy, type Proxy } from '../support/proxy.ts';
 import { waitUntil } from '../support/wait.ts';
+import { closeWorkspace, openWorkspace, writeCase } from '../support/workspace.ts';
 
 const REPO = new URL('../..', import.meta.url);
 const EXPIRES_IN = 5 * 60 + 2;
@@ -38,34 +37,23 @@ describe('credentials that last for days', { concurrency: 1 }, () => {
   const agents: RunningAgent[] = [];
 
   before(async () => {
-    moto = await startMoto();
+    ({ moto, root } = await openWorkspace('sa-e2e-credentials-'));
     sts = await startStsFront(moto.url);
     sts.expiresInSec = EXPIRES_IN;
     sm = await startProxy(moto.url);
     pod = await startPodIdentityEndpoint();
     pod.expiresInSec = EXPIRES_IN;
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-credentials-'));
     await moto.sm('CreateSecret', { Name: 'creds/db', SecretString: JSON.stringify({ password: 'pw-creds' }) });
     await moto.sm('CreateSecret', { Name: 'creds/api', SecretString: 'api-creds' });
   });
 
-  after(async () => {
-    await stopAll(agents);
-    await pod?.close();
-    await sm?.close();
-    await sts?.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, root }, agents, [pod, sm, sts]));
 
   async function start(name: string, env: NodeJS.ProcessEnv, sourceExtra = '') {
-    const dir = join(root, name);
-    await mkdir(dir, { recursive: true });
-    const out = join(dir, 'out');
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      `source: { region: us-east-1${sourceExtra} }
+    const { dir, out, config } = await writeCase(
+      root,
+      name,
+      (out) => `source: { region: us-east-1${sourceExtra} }
 outputDir: ${out}
 refresh: { interval: 500ms, jitter: 0.1, rotationAware: false }
 secrets:

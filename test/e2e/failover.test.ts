@@ -6,15 +6,14 @@
 // is region-aware: the failover region's secrets and parameters are created by
 // calling it with that region (or as real replicas: CreateSecret AddReplicaRegions).
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runAgent, serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
-import { agentEnv, MOTO_ACCOUNT, startMoto, type Moto } from '../support/moto.ts';
-import { stopAll } from '../support/procs.ts';
-import { startProxy, unavailable, type Fault, type Proxy, type Recorded } from '../support/proxy.ts';
+import { agentEnv, MOTO_ACCOUNT, type Moto } from '../support/moto.ts';
+import { unavailable, type Fault, type Proxy, type Recorded } from '../support/proxy.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
+import { closeWorkspace, openWorkspace, writeCase } from '../support/workspace.ts';
 
 const CANARY = 'CANARY-failover-5b1d07';
 const PRIMARY = 'us-east-1';
@@ -45,18 +44,10 @@ describe('source.failoverRegion against moto', () => {
   const agents: RunningAgent[] = [];
 
   before(async () => {
-    moto = await startMoto();
-    proxy = await startProxy(moto.url);
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-failover-'));
-    await writeFile(join(root, 'token'), 'projected-token');
+    ({ moto, proxy, root } = await openWorkspace('sa-e2e-failover-', { proxy: true }));
   });
 
-  after(async () => {
-    await stopAll(agents);
-    await proxy?.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, proxy, root }, agents));
 
   const env = (): NodeJS.ProcessEnv => agentEnv({ url: proxy.url } as Moto, join(root, 'token'));
   /** Every request signed for the primary region gets `fault` while `down` says so. */
@@ -77,13 +68,10 @@ describe('source.failoverRegion against moto', () => {
     assert.match(arn, new RegExp(`^arn:aws:secretsmanager:${PRIMARY}:${MOTO_ACCOUNT}:secret:fo/api-`));
     await call(moto, 'ssm', PRIMARY, 'PutParameter', { Name: '/fo/flag', Value: `p-${CANARY}`, Type: 'SecureString' });
     await call(moto, 'ssm', FAILOVER, 'PutParameter', { Name: '/fo/flag', Value: `r-${CANARY}`, Type: 'SecureString' });
-    const dir = join(root, 'init');
-    const out = join(dir, 'out');
-    await mkdir(dir, { recursive: true });
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      `source: { region: ${PRIMARY}, failoverRegion: ${FAILOVER} }
+    const { out, config } = await writeCase(
+      root,
+      'init',
+      (out) => `source: { region: ${PRIMARY}, failoverRegion: ${FAILOVER} }
 outputDir: ${out}
 secrets:
   db:   { id: fo/db }
@@ -203,13 +191,10 @@ files:
   it('run: served from the failover region while the primary is down (counted), the next check after it recovers goes to the primary again', async () => {
     await call(moto, 'secretsmanager', PRIMARY, 'CreateSecret', { Name: 'fo/run', SecretString: `primary-${CANARY}` });
     await call(moto, 'secretsmanager', FAILOVER, 'CreateSecret', { Name: 'fo/run', SecretString: `replica-${CANARY}` });
-    const dir = join(root, 'run');
-    const out = join(dir, 'out');
-    await mkdir(dir, { recursive: true });
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      `source: { region: ${PRIMARY}, failoverRegion: ${FAILOVER} }
+    const { out, config } = await writeCase(
+      root,
+      'run',
+      (out) => `source: { region: ${PRIMARY}, failoverRegion: ${FAILOVER} }
 outputDir: ${out}
 refresh: { interval: 1s, jitter: 0.1 }
 secrets:

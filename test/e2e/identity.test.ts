@@ -6,15 +6,14 @@
 // IMDS and touch nothing; with source.allowNodeRole they use the default chain
 // (IMDS) and say so with a warning. The identity line names the kind in use.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runAgent, startAgent, type RunningAgent } from '../support/cli.ts';
 import { startPodIdentityEndpoint, type PodIdentityEndpoint } from '../support/chaos-sts.ts';
 import { startFakeImds, type FakeImds } from '../support/fake-imds.ts';
-import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
-import { stopAll } from '../support/procs.ts';
+import { agentEnv, type Moto } from '../support/moto.ts';
+import { closeWorkspace, openWorkspace, writeCase } from '../support/workspace.ts';
 
 const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
 
@@ -35,20 +34,13 @@ describe('identity: the pod\'s own, never the node\'s by default', { concurrency
   const agents: RunningAgent[] = [];
 
   before(async () => {
-    moto = await startMoto();
+    ({ moto, root } = await openWorkspace('sa-e2e-identity-'));
     imds = await startFakeImds();
     pod = await startPodIdentityEndpoint();
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-identity-'));
     await moto.sm('CreateSecret', { Name: 'identity/db', SecretString: JSON.stringify({ password: 'pw-identity' }) });
   });
 
-  after(async () => {
-    await stopAll(agents);
-    await pod?.close();
-    await imds?.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, root }, agents, [pod, imds]));
 
   /** No identity of the pod's own: nothing AWS from the host, HOME without ~/.aws, IMDS reachable (the fake). */
   const bareEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
@@ -57,14 +49,11 @@ describe('identity: the pod\'s own, never the node\'s by default', { concurrency
     return { ...env, ...extra };
   };
 
-  async function caseDir(name: string, sourceExtra = '') {
-    const dir = join(root, name);
-    await mkdir(dir, { recursive: true });
-    const out = join(dir, 'out');
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      `source: { region: us-east-1${sourceExtra} }
+  function caseDir(name: string, sourceExtra = '') {
+    return writeCase(
+      root,
+      name,
+      (out) => `source: { region: us-east-1${sourceExtra} }
 outputDir: ${out}
 refresh: { interval: 1s }
 secrets:
@@ -75,7 +64,6 @@ files:
 server: { listen: "127.0.0.1:0" }
 `,
     );
-    return { dir, out, config };
   }
 
   for (const command of ['init', 'run'] as const) {

@@ -8,17 +8,18 @@
 // paths (NO_PROXY, loopback) use names the machine resolves itself.
 import assert from 'node:assert/strict';
 import { lookup } from 'node:dns/promises';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runAgent, startAgent, type RunningAgent } from '../support/cli.ts';
 import { startForwardProxy, type ForwardProxy } from '../support/forward-proxy.ts';
-import { agentEnv, startMoto, type Moto } from '../support/moto.ts';
+import { agentEnv, type Moto } from '../support/moto.ts';
 import { stopAll } from '../support/procs.ts';
 import { startProxy, type Proxy } from '../support/proxy.ts';
 import { selfSignedCert, type TestCert } from '../support/tls.ts';
 import { waitUntil } from '../support/wait.ts';
+import { closeWorkspace, openWorkspace, writeCase } from '../support/workspace.ts';
 
 const CANARY = 'CANARY-proxy-51d0a7';
 const PROXY_USER = 'agent';
@@ -35,9 +36,7 @@ describe('egress proxy: HTTPS_PROXY / HTTP_PROXY / NO_PROXY against moto', () =>
   const agents: RunningAgent[] = [];
 
   before(async () => {
-    moto = await startMoto();
-    root = await mkdtemp(join(tmpdir(), 'sa-e2e-proxy-'));
-    await writeFile(join(root, 'token'), 'projected-token');
+    ({ moto, root } = await openWorkspace('sa-e2e-proxy-'));
     cert = await selfSignedCert(root, ['moto.test']);
     tlsMoto = await startProxy(moto.url, { tls: cert });
     direct = hostname();
@@ -50,13 +49,7 @@ describe('egress proxy: HTTPS_PROXY / HTTP_PROXY / NO_PROXY against moto', () =>
     await moto.ssm('PutParameter', { Name: '/px/token', Value: `ssm-${CANARY}`, Type: 'SecureString', Overwrite: true });
   });
 
-  after(async () => {
-    await stopAll(agents);
-    for (const p of proxies) await p.close();
-    await tlsMoto?.close();
-    await moto?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
-  });
+  after(() => closeWorkspace({ moto, root }, agents, [...proxies, tlsMoto]));
 
   async function forwardProxy(options: Parameters<typeof startForwardProxy>[0] = {}): Promise<ForwardProxy> {
     const p = await startForwardProxy({ hosts: { 'sts.test': '127.0.0.1', 'sm.test': '127.0.0.1', 'ssm.test': '127.0.0.1', 'moto.test': '127.0.0.1' }, ...options });
@@ -64,14 +57,11 @@ describe('egress proxy: HTTPS_PROXY / HTTP_PROXY / NO_PROXY against moto', () =>
     return p;
   }
 
-  async function configIn(name: string, interval = '1h'): Promise<{ config: string; out: string }> {
-    const dir = join(root, name);
-    const out = join(dir, 'out');
-    await mkdir(dir, { recursive: true });
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      `source: { region: us-east-1 }
+  function configIn(name: string, interval = '1h'): Promise<{ config: string; out: string }> {
+    return writeCase(
+      root,
+      name,
+      (out) => `source: { region: us-east-1 }
 outputDir: ${out}
 refresh: { interval: ${interval}, jitter: 0.1 }
 secrets:
@@ -82,7 +72,6 @@ files:
   - { path: token, secret: token }
 `,
     );
-    return { config, out };
   }
 
   /** The agent's environment: web identity, no AWS_ENDPOINT_URL unless given, no proxy variables from the host. */

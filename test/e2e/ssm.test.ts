@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runAgent, startAgent, type RunningAgent } from '../support/cli.ts';
 import { agentEnv, type Moto } from '../support/moto.ts';
-import { closeWorkspace, openWorkspace } from '../support/workspace.ts';
+import { closeWorkspace, openWorkspace, writeCase } from '../support/workspace.ts';
 import { type Proxy, type Recorded } from '../support/proxy.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 import { createSource } from '../../agent/source/index.ts';
@@ -57,13 +57,10 @@ describe('SSM Parameter Store: init and run against moto', () => {
     await moto.ssm('LabelParameterVersion', { Name: '/init/flags', ParameterVersion: 1, Labels: ['live'] });
     await moto.ssm('PutParameter', { Name: '/init/json', Value: JSON.stringify({ k: `v-${CANARY}` }), Type: 'SecureString' });
     await moto.sm('CreateSecret', { Name: 'init/db', SecretString: JSON.stringify({ password: `sm-${CANARY}` }) });
-    const dir = join(root, 'init');
-    const out = join(dir, 'out');
-    await mkdir(dir, { recursive: true });
-    const config = join(dir, 'config.yaml');
-    await writeFile(
-      config,
-      `source: { region: us-east-1 }
+    const { out, config } = await writeCase(
+      root,
+      'init',
+      (out) => `source: { region: us-east-1 }
 outputDir: ${out}
 secrets:
   pw:     { parameter: /init/app/db/password }

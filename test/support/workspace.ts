@@ -2,7 +2,7 @@
 // proxy) and a temp dir holding a projected-token stand-in; and its teardown in
 // the one safe order: the processes a test started, and everything they started,
 // are gone (procs.ts) before the proxies and moto stop and the dir is removed.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, type Moto } from './moto.ts';
@@ -26,11 +26,29 @@ export async function openWorkspace(prefix: string, options: { proxy?: boolean }
   return { moto, proxy, root };
 }
 
-/** Stop `procs` (and wait for their trees), then the proxies, moto, and remove the dir. Tolerates a half-opened workspace. */
-export async function closeWorkspace(w: Partial<Workspace> | undefined, procs: Iterable<Stoppable | undefined> = [], proxies: Iterable<Proxy> = []): Promise<void> {
+/** A server a test started beside moto: a proxy, a fake STS, IMDS or Pod Identity endpoint. */
+export interface Closeable {
+  close(): Promise<void>;
+}
+
+/**
+ * Stop `procs` (and wait for their trees), then the other servers (in order),
+ * moto, and remove the dir. Tolerates a half-opened workspace (undefined servers).
+ */
+export async function closeWorkspace(w: Partial<Workspace> | undefined, procs: Iterable<Stoppable | undefined> = [], servers: Iterable<Closeable | undefined> = []): Promise<void> {
   await stopAll(procs);
-  for (const p of proxies) await p.close();
+  for (const s of servers) await s?.close();
   await w?.proxy?.close();
   await w?.moto?.stop();
   if (w?.root) await rm(w.root, { recursive: true, force: true });
+}
+
+/** One test case's dir `root/name` with its config.yaml, written from `yaml(out)`; `out` is `dir/out` (not created: the agent makes it). */
+export async function writeCase(root: string, name: string, yaml: (out: string) => string): Promise<{ dir: string; out: string; config: string }> {
+  const dir = join(root, name);
+  const out = join(dir, 'out');
+  await mkdir(dir, { recursive: true });
+  const config = join(dir, 'config.yaml');
+  await writeFile(config, yaml(out));
+  return { dir, out, config };
 }
