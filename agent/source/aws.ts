@@ -298,7 +298,8 @@ export class AwsSource implements SecretSource {
     const count = new Map<string, number>();
     for (const name of names) {
       const slash = name.lastIndexOf('/');
-      if (slash > 0) count.set(name.slice(0, slash + 1), (count.get(name.slice(0, slash + 1)) ?? 0) + 1);
+      const folder = name.slice(0, slash + 1);
+      if (slash > 0) count.set(folder, (count.get(folder) ?? 0) + 1);
     }
     const folders: { prefix: string; maxPages: number }[] = [];
     for (const [prefix, n] of count) {
@@ -389,7 +390,7 @@ function entryFinder(entries: readonly SecretListEntry[]): (id: string) => Secre
 }
 
 /** ListSecrets: at most 10 values in one filter ("ListSecrets", Filter). */
-const LIST_FILTER_VALUES = 10;
+export const LIST_FILTER_VALUES = 10;
 /** Pages of 100 entries read for one chunk; a secret not found in a list cut short is described from then on. */
 const LIST_MAX_PAGES = 3;
 /**
@@ -397,7 +398,7 @@ const LIST_MAX_PAGES = 3;
  * the path is listed whole instead of by name: 20 names are 2 calls by name,
  * and the path then gets 1 page (100 entries: mine must be at least a fifth).
  */
-const FOLDER_MIN_SECRETS = 20;
+export const FOLDER_MIN_SECRETS = 20;
 
 /** A ListSecrets entry as SecretMetadata, field by field as AwsSource.describe maps DescribeSecret. */
 function listMetadata(spec: SecretSpec, e: SecretListEntry): SecretMetadata {
