@@ -31,11 +31,12 @@ const LONG = new Set(['npm start', 'bash examples/dev/app.sh']);
 /** Run elsewhere: `npm test` by .ci/run (it cannot run inside itself). */
 const ELSEWHERE = new Set(['npm test']);
 /**
- * A full or partial benchmark run (`npm run bench`, with `--only=…` or BENCH_FLAGS):
- * minutes each, not run here. `npm run bench -- --quick` is run (and
+ * A full or partial benchmark run (`npm run bench`, with `--only=…` or BENCH_FLAGS),
+ * or a summary of the profiles one wrote (test/bench/profile-summary.ts; its own
+ * test is in test/bench/smoke.test.ts): minutes each, not run here. `npm run bench -- --quick` is run (and
  * test/bench/smoke.test.ts runs the same code on a tiny case).
  */
-const BENCH = /^(\w+=\S+\s+)*npm run bench(?! -- --quick$)/;
+const BENCH = /^(\w+=\S+\s+)*(npm run bench(?! -- --quick$)|node test\/bench\/profile-summary\.ts )/;
 
 function shellBlocks(markdown: string): string[] {
   const lines: string[] = [];

@@ -362,8 +362,25 @@ export function commandOf(v: Variant, args: string): string {
 }
 
 /** `run` under the given variant, ready when it logged its first render. */
+/**
+ * Profiling flags for every `run` the bench starts (where its CPU and
+ * allocations go; summarized by test/bench/profile-summary.ts):
+ * BENCH_PROFILE=cpu:<dir> writes a .cpuprofile per agent into <dir> (node
+ * --cpu-prof), BENCH_PROFILE=alloc:<dir> a .heapprofile of every allocation,
+ * collected ones included (test/support/alloc-probe.mjs). Profiled numbers
+ * are not the bench's numbers: a profiler costs CPU.
+ */
+export function profileFlags(): { flags: string[]; env: Record<string, string> } {
+  const m = /^(cpu|alloc):(.+)$/.exec(process.env.BENCH_PROFILE ?? '');
+  if (!m) return { flags: [], env: {} };
+  const dir = m[2] as string;
+  if (m[1] === 'cpu') return { flags: ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${dir}`], env: {} };
+  return { flags: ['--import', join(REPO, 'test/support/alloc-probe.mjs')], env: { ALLOC_PROBE_DIR: dir } };
+}
+
 export async function startRun(ctx: BenchContext, v: Variant, configPath: string, url: string, timeoutMs = 120_000): Promise<{ proc: Proc; readyAt: number; metricsUrl: string | undefined }> {
-  const proc = start(process.execPath, [...v.flags, v.entry, 'run', '--config', configPath], { env: awsEnv(ctx, url, { ...v.env }) });
+  const profile = profileFlags();
+  const proc = start(process.execPath, [...v.flags, ...profile.flags, v.entry, 'run', '--config', configPath], { env: awsEnv(ctx, url, { ...v.env, ...profile.env }) });
   let metricsUrl: string | undefined;
   const served = proc.waitFor(/serving \/metrics/, timeoutMs).then(() => {
     const line = proc.tail().split('\n').find((l) => l.includes('serving /metrics')) ?? '';

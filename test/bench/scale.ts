@@ -5,6 +5,7 @@
 // columns must stay flat as the size grows: nothing may be quadratic.
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FOLDER_MIN_SECRETS, LIST_FILTER_VALUES } from '../../agent/source/aws.ts';
 import { startProxy } from '../support/proxy.ts';
 import { agentVariants, DescribeStandIn, startRun, Tally, writeConfig, type BenchContext, type Created, type Variant } from './fixtures.ts';
 import { cpuSeconds, cpuSecondsFine, memory, round, until } from './lib.ts';
@@ -156,12 +157,12 @@ async function measure(ctx: BenchContext, standIn: DescribeStandIn, secrets: rea
 let rowsMade = 0;
 
 /**
- * ListSecrets calls of one batched round of n secrets named bench/many/sNNNN:
- * from 20 names under one path the agent lists the path, 100 entries a page
- * (agent/source/aws.ts, FOLDER_MIN_SECRETS); below that, 10 names a call.
+ * ListSecrets calls of one batched round of n secrets named bench/many/sNNNN
+ * (one path): from FOLDER_MIN_SECRETS names under one path the agent lists the
+ * path, 100 entries a page; below that, LIST_FILTER_VALUES names a call.
  */
 export function batchedCalls(n: number): number {
-  return n >= 20 ? Math.ceil(n / 100) : Math.ceil(n / 10);
+  return n >= FOLDER_MIN_SECRETS ? Math.ceil(n / 100) : Math.ceil(n / LIST_FILTER_VALUES);
 }
 /** Check cycles measured per row (after the first): the median is reported. */
 const CYCLES = 3;

@@ -2,8 +2,8 @@
 // end against moto and write every section with numbers. Whether the numbers
 // are good is for `npm run bench` and its reader, never asserted here.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -30,7 +30,8 @@ describe('npm run bench -- --quick', () => {
     const out = join(dir, 'results.json');
     const child = spawn(process.execPath, ['test/bench/run.ts', '--quick', `--out=${out}`], {
       cwd: REPO,
-      env: { ...process.env, NODE_TEST_CONTEXT: undefined },
+      // Each `run` also profiled (BENCH_PROFILE), so that the profiling path cannot rot either.
+      env: { ...process.env, NODE_TEST_CONTEXT: undefined, BENCH_PROFILE: `cpu:${join(dir, 'prof')}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -145,5 +146,36 @@ describe('npm run bench -- --quick', () => {
       assert.ok(markdown.includes(`### ${title}`), `the .md has ${title}`);
     }
     assert.doesNotMatch(markdown, /FAILED/);
+  });
+
+  it('with BENCH_PROFILE=cpu:<dir>, every run writes a CPU profile, which profile-summary.ts charges to packages and to the agent\'s functions', async () => {
+    const profiles = (await readdir(join(dir, 'prof'))).filter((f) => f.endsWith('.cpuprofile'));
+    assert.ok(profiles.length >= 3, `one profile per run: ${profiles.join(', ')}`);
+    const summary = (...args: string[]): { code: number | null; stdout: string } => {
+      const r = spawnSync(process.execPath, ['test/bench/profile-summary.ts', ...args], { cwd: REPO, encoding: 'utf8' });
+      return { code: r.status, stdout: r.stdout };
+    };
+    const file = join(dir, 'prof', profiles[0] as string);
+    assert.match(summary(file).stdout, /^busy ms per 250 ms/);
+    const all = summary(file, '--from=0', '--to=1e12');
+    assert.equal(all.code, 0);
+    assert.match(all.stdout, /^total: [\d.]+ ms CPU\n-- by package/);
+    assert.match(all.stdout, /\n\s+[\d.]+ {2}agent\/[a-z]+\n/, `the agent's own code among the packages (mapped through the source map):\n${all.stdout}`);
+    assert.equal(summary().code, 2, 'usage without a file');
+  });
+
+  it('with test/support/alloc-probe.mjs, a process writes its allocations (freed ones too), which profile-summary.ts sums', async () => {
+    const out = join(dir, 'alloc');
+    const probe = spawnSync(process.execPath, ['--import', './test/support/alloc-probe.mjs', '-e', 'const a = []; for (let i = 0; i < 2e5; i++) a.push({ i }); a.length = 0;'], {
+      cwd: REPO,
+      env: { ...process.env, ALLOC_PROBE_DIR: out, ALLOC_PROBE_AFTER_MS: '0' },
+      encoding: 'utf8',
+    });
+    assert.equal(probe.status, 0, probe.stderr);
+    const file = (await readdir(out)).find((f) => f.endsWith('.heapprofile'));
+    assert.ok(file, `a .heapprofile in ${out}`);
+    const summary = spawnSync(process.execPath, ['test/bench/profile-summary.ts', join(out, file)], { cwd: REPO, encoding: 'utf8' });
+    const mb = Number(/^total: ([\d.]+) MB allocated/.exec(summary.stdout)?.[1]);
+    assert.ok(mb > 1, `2e5 small objects are megabytes allocated: ${summary.stdout}`);
   });
 });
