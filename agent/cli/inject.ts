@@ -13,11 +13,11 @@ import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { convertEso, type Diagnostic, type EsoInput } from '../eso/convert.ts';
 import { CONFIG_KEY, esoTargets, inject as injectManifests, type EsoTarget, type ManifestInput } from '../inject/inject.ts';
-import { VERSION } from '../version.ts';
+import { IMAGE } from '../deploy.ts';
 import { SCHEMA_COMMENT } from './common.ts';
 
 const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE...) [--image IMAGE] FILE...   ("-" reads stdin)';
-const DEFAULT_IMAGE = `ghcr.io/example/secrets-agent:${VERSION}`;
+const DEFAULT_IMAGE = IMAGE;
 /** Where the agent mounts its volume when the config comes from ESO (the app keeps its own paths). */
 const ESO_OUTPUT_DIR = '/run/secrets/app';
 /** With --from-eso: every file readable by the app's user, as ESO's Secret volumes are (defaultMode 0644), but read-only. */

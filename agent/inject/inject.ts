@@ -20,6 +20,7 @@
 // is kept as it was, key order included (the yaml Document API; comments may go).
 import { createHash } from 'node:crypto';
 import { Document, isMap, isSeq, LineCounter, parseAllDocuments, YAMLMap, YAMLSeq, type Node } from 'yaml';
+import { AGENT_RESOURCES } from '../deploy.ts';
 import type { Diagnostic } from '../eso/convert.ts';
 
 export type { Diagnostic } from '../eso/convert.ts';
@@ -100,7 +101,7 @@ function agentContainer(opts: InjectOptions, batch: boolean): Obj {
     { name: FILES_VOLUME, mountPath: opts.outputDir },
     { name: CONFIG_VOLUME, mountPath: CONFIG_MOUNT, readOnly: true },
   ];
-  const resources = { requests: { cpu: '20m', memory: '140Mi' }, limits: { memory: '256Mi' } };
+  const resources = structuredClone(AGENT_RESOURCES) as unknown as Obj;
   const securityContext = { runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
   const config = `${CONFIG_MOUNT}/${CONFIG_KEY}`;
   if (batch) {
