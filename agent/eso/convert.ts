@@ -12,6 +12,7 @@ import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/duration.ts';
 import { FILE_PATH_PATTERN, SECRET_NAME_PATTERN } from '../config/schema.ts';
 import { translateTemplate, type KeyExpr } from './template.ts';
+import { envTemplateProblem } from '../render/envfile.ts';
 
 export interface EsoInput {
   /** As the user named it ("-" for stdin). */
@@ -54,7 +55,17 @@ interface Store extends Located {
   readonly namespace?: string;
 }
 
-export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: string } = {}): Conversion {
+export interface ConvertOptions {
+  readonly outputDir?: string;
+  /**
+   * Also write each target's env file (files[].envFile of the target's
+   * directory, at envFilePath(target)), for env[].valueFrom.fileKeyRef
+   * (inject --from-eso). `envSyntax`: the kubelet's (docs/env-files.md).
+   */
+  readonly envFiles?: { readonly path: (target: string) => string; readonly envSyntax?: 'quoted' | 'plain' };
+}
+
+export function convertEso(inputs: readonly EsoInput[], opts: ConvertOptions = {}): Conversion {
   const diagnostics: Diagnostic[] = [];
   const lineOf = (l: Located, path: readonly (string | number)[]): number | undefined => {
     for (let p = path; ; p = p.slice(0, -1)) {
@@ -354,6 +365,11 @@ export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: stri
           say('unconverted', es, base + block + result.row - 1, `template for key "${k}": ${result.why}; this key is not written`);
           continue;
         }
+        const envProblem = opts.envFiles ? envTemplateProblem(result.liquid, opts.envFiles.envSyntax ?? 'quoted') : undefined;
+        if (envProblem) {
+          say('unconverted', es, at, `template for key "${k}" ${envProblem}, so the key cannot be an environment variable read from the env file (docs/env-files.md); this key is not written`);
+          continue;
+        }
         tplFiles.push({ path: `${prefix}${k}`, template: result.liquid });
       }
       if (!merge) {
@@ -385,6 +401,12 @@ export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: stri
   }
   if (opts.outputDir === undefined) {
     say('note', externalSecrets[0]!, ['spec', 'target'], 'outputDir is /etc/app-secrets: set --output-dir to the mountPath the app used for the Secret volume, so it reads the same paths');
+  }
+  if (opts.envFiles) {
+    // One env file per target: its keys are the target's files (dir), so each env var gets ESO's bytes.
+    for (const target of targets.keys()) {
+      files.push({ path: opts.envFiles.path(target), envFile: several ? target : '.', ...(opts.envFiles.envSyntax ? { envSyntax: opts.envFiles.envSyntax } : {}) });
+    }
   }
   const config: Obj = {
     source,

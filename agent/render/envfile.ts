@@ -51,6 +51,23 @@ export function envValueProblem(value: Buffer, syntax: EnvSyntax): string | unde
 }
 
 /**
+ * What a template always writes whatever the values, as far as the env file
+ * cares: its text outside Liquid tags. Why that text cannot be a value of an
+ * env file of `syntax` (undefined: it can, as far as one can tell offline).
+ */
+export function envTemplateProblem(template: string, syntax: EnvSyntax): string | undefined {
+  const literal = template.replace(/\{\{[\s\S]*?\}\}|\{%[\s\S]*?%\}/g, '');
+  if (literal.includes('\0')) return 'always contains a NUL byte, which no environment variable can hold';
+  if (syntax === 'quoted') {
+    if (literal.includes("'")) return "always contains a single quote ('), which the kubelet's quoted syntax (1.35+) cannot escape";
+    if (literal.includes('\r\n')) return 'always contains a CR LF line break, and the kubelet drops the CR at the end of each line';
+    return undefined;
+  }
+  if (literal.includes('\n') || literal.includes('\r')) return 'always contains a line break, which the 1.34 (plain) syntax cannot carry';
+  return undefined;
+}
+
+/**
  * The env file for these entries, in order (keys unique and checked with
  * envKeyProblem, values with envValueProblem: the caller refuses what fails).
  */

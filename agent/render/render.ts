@@ -18,7 +18,7 @@ import { buildContext, fileScope, MAX_JSON_DEPTH, viewOf, type SecretView, type 
 import { createTemplateEngine, FilterError, isJsonObject } from './template.ts';
 import { decodeBytes, extractString, gjsonString, lookup, parseJson, type JsonNode } from './value.ts';
 import { unsafePathReason } from '../config/values.ts';
-import { envKeyProblem, envValueProblem, formatEnvFile } from './envfile.ts';
+import { envKeyProblem, envTemplateProblem, envValueProblem, formatEnvFile } from './envfile.ts';
 
 // Created on first use: a config whose files are all raw secrets never pays for
 // the Liquid engine (~15 ms of every such init, measured by `npm run bench`).
@@ -200,6 +200,19 @@ export async function compileFiles(config: AgentConfig): Promise<CompiledFiles> 
     files.push({ index, spec, template: { parsed, origin, literalPaths, computed }, secrets: usesAll ? new Set([...used, ...declared]) : used });
   }
 
+  // An env file cannot carry what a template of its directory always writes.
+  for (const env of config.files) {
+    if (env.kind !== 'envFile') continue;
+    for (const [i, f] of config.files.entries()) {
+      if (f.kind !== 'template' && f.kind !== 'templateFile') continue;
+      const slash = f.path.lastIndexOf('/');
+      if ((slash < 0 ? '.' : f.path.slice(0, slash)) !== env.dir) continue;
+      const text = f.kind === 'template' ? f.template : await texts.get(f.templateFile);
+      const problem = typeof text === 'string' ? envTemplateProblem(text, env.syntax) : undefined;
+      const key = f.path.slice(slash + 1);
+      if (problem) issues.push({ file: configFile, line: config.lineOf(`files[${i}].${f.kind}`), path: `files[${i}].${f.kind}`, message: `key ${JSON.stringify(key)} of the env file ${JSON.stringify(env.path)} (${env.syntax} syntax) ${problem}; change the template, or leave this file out of ${JSON.stringify(env.dir)}` });
+    }
+  }
   if (issues.length > 0) throw new ConfigError(issues);
   // An env file reads what the files of its directory read.
   for (const env of files) {
