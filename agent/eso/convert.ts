@@ -402,6 +402,7 @@ export function convertEso(inputs: readonly EsoInput[], opts: ConvertOptions = {
   if (opts.outputDir === undefined) {
     say('note', externalSecrets[0]!, ['spec', 'target'], 'outputDir is /etc/app-secrets: set --output-dir to the mountPath the app used for the Secret volume, so it reads the same paths');
   }
+  say('note', externalSecrets[0]!, ['spec'], iamPolicy(secrets, source));
   if (opts.envFiles) {
     // One env file per target: its keys are the target's files (dir), so each env var gets ESO's bytes.
     for (const target of targets.keys()) {
@@ -447,4 +448,34 @@ function refreshOf(
     return MAX_DURATION_TEXT;
   }
   return go;
+}
+
+/**
+ * The IAM policy the agent's role needs for these secrets, beside what ESO's
+ * role had (GetSecretValue, or ssm:GetParameter*): the agent also checks for
+ * new versions with DescribeSecret (ListSecrets with refresh.batchChecks), and
+ * decrypting with a customer-managed KMS key needs kms:Decrypt through the
+ * service (docs/aws.md; k8s-examples/iam/iam-policy.json is the full form).
+ */
+function iamPolicy(secrets: ReadonlyMap<string, Obj>, source: Obj): string {
+  const region = str(source['region']) ?? 'REGION';
+  const arn = (service: string, rest: string): string => `arn:aws:${service}:${region}:ACCOUNT_ID:${rest}`;
+  const sm: string[] = [];
+  const ssm: string[] = [];
+  for (const s of secrets.values()) {
+    const id = str(s['id']);
+    const parameter = str(s['parameter']);
+    if (id !== undefined) sm.push(id.startsWith('arn:') ? id : arn('secretsmanager', `secret:${id}-??????`));
+    else if (parameter !== undefined) ssm.push(parameter.startsWith('arn:') ? parameter : arn('ssm', `parameter/${parameter.replace(/^\//, '')}`));
+  }
+  const statements: Obj[] = [];
+  if (sm.length > 0) statements.push({ Sid: 'ReadAndCheckTheseSecrets', Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: [...new Set(sm)] });
+  if (ssm.length > 0) statements.push({ Sid: 'ReadTheseParameters', Effect: 'Allow', Action: ['ssm:GetParameters', 'ssm:GetParametersByPath'], Resource: [...new Set(ssm)] });
+  const via = [...(sm.length > 0 ? ['secretsmanager'] : []), ...(ssm.length > 0 ? ['ssm'] : [])];
+  return [
+    'the agent\'s IAM policy (ESO\'s role needed secretsmanager:GetSecretValue or ssm:GetParameter*; the agent also checks for new versions with secretsmanager:DescribeSecret, which reads no value):',
+    `  ${JSON.stringify({ Version: '2012-10-17', Statement: statements })}`,
+    '  with refresh.batchChecks also {"Effect":"Allow","Action":"secretsmanager:ListSecrets","Resource":"*"} (it has no resource type);',
+    `  for secrets encrypted with a customer-managed KMS key also {"Effect":"Allow","Action":"kms:Decrypt","Resource":"${arn('kms', 'key/KEY_ID')}","Condition":{"StringEquals":{"kms:ViaService":[${via.map((v) => `"${v}.${region}.amazonaws.com"`).join(',')}]}}} (docs/aws.md; k8s-examples/iam/iam-policy.json)`,
+  ].join('\n');
 }

@@ -434,6 +434,13 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
     else envFrom.items = keptFrom;
   };
 
+  // The IRSA trust policy names the ServiceAccount the pod really runs as (convert eso's note has a placeholder).
+  if (targets.length > 0) {
+    const sa = str(spec.get('serviceAccountName')) ?? 'default';
+    const ns = namespace ?? 'NAMESPACE';
+    say('note', spec.has('serviceAccountName') ? ['serviceAccountName'] : [], `this ${ctx.kind} runs as the ServiceAccount "${sa}"${namespace === undefined ? '' : ` of namespace "${ns}"`}: in the role's trust policy, APP_SERVICE_ACCOUNT is "${sa}" (sub "system:serviceaccount:${ns}:${sa}"), and that ServiceAccount carries the annotation eks.amazonaws.com/role-arn`);
+  }
+
   // initContainers: the agent first (it must run before everything that reads its files).
   const inits = seqAt('initContainers');
   inits.items = inits.items.filter((c) => !(isMap(c) && c.get('name') === AGENT_CONTAINER));

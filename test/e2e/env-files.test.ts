@@ -79,6 +79,13 @@ describe('inject --from-eso: env from ESO\'s Secret becomes fileKeyRef on the ag
     assert.ok(volume.emptyDir, 'fileKeyRef needs an emptyDir volume');
   });
 
+  it('prints the IAM policy the agent needs (DescribeSecret for checks, ListSecrets with batchChecks, kms:Decrypt for customer keys) and the workload\'s real ServiceAccount for the trust policy', () => {
+    assert.match(r.stderr, /note: the agent's IAM policy .*\n.*"secretsmanager:GetSecretValue","secretsmanager:DescribeSecret"\],"Resource":\["arn:aws:secretsmanager:us-east-1:ACCOUNT_ID:secret:prod\/shop\/db-\?{6}","arn:aws:secretsmanager:us-east-1:ACCOUNT_ID:secret:prod\/shop\/api-\?{6}"\]/);
+    assert.match(r.stderr, /secretsmanager:ListSecrets/);
+    assert.match(r.stderr, /"kms:Decrypt".*"kms:ViaService":\["secretsmanager\.us-east-1\.amazonaws\.com"\]/);
+    assert.match(r.stderr, /deployment\.yaml:17: note: this Deployment runs as the ServiceAccount "web" of namespace "shop": .*sub "system:serviceaccount:shop:web"/);
+  });
+
   it('init with the injected config writes an env file from which the kubelet reads, for every variable, exactly ESO\'s bytes', async () => {
     const [cm, deployment] = [out.find((o) => o.kind === 'ConfigMap')!, out.find((o) => o.kind === 'Deployment')!];
     await moto.sm('CreateSecret', { Name: 'prod/shop/db', SecretString: JSON.stringify(DB) });
