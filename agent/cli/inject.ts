@@ -16,7 +16,7 @@ import { CONFIG_KEY, envFilePath, esoTargets, inject as injectManifests, type Es
 import { IMAGE } from '../deploy.ts';
 import { SCHEMA_COMMENT } from './common.ts';
 
-const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain]) [--image IMAGE] FILE...   ("-" reads stdin)';
+const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain] [--env-mode fileKeyRef|entrypoint]) [--image IMAGE] FILE...   ("-" reads stdin)';
 const DEFAULT_IMAGE = IMAGE;
 /** Where the agent mounts its volume when the config comes from ESO (the app keeps its own paths). */
 const ESO_OUTPUT_DIR = '/run/secrets/app';
@@ -92,6 +92,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
         image: { type: 'string' },
         keys: { type: 'string', multiple: true },
         'env-syntax': { type: 'string' },
+        'env-mode': { type: 'string' },
       },
     });
   } catch (err) {
@@ -113,13 +114,18 @@ export async function inject(argv: readonly string[]): Promise<number> {
     }
     given.set(m[1]!, m[2]!.split(',').filter(Boolean));
   }
-  const envSyntax = values['env-syntax'];
+  const envSyntax = values['env-syntax'] as 'quoted' | 'plain' | undefined;
   if (envSyntax !== undefined && envSyntax !== 'quoted' && envSyntax !== 'plain') {
-    process.stderr.write(`error: --env-syntax ${envSyntax}: use "quoted" (Kubernetes 1.35 and later, the default) or "plain" (1.34 with the EnvFiles gate on)\n${USAGE}\n`);
+    process.stderr.write(`error: --env-syntax ${String(values['env-syntax'])}: use "quoted" (Kubernetes 1.35 and later, the default) or "plain" (1.34 with the EnvFiles gate on)\n${USAGE}\n`);
     return 2;
   }
-  if ((given.size > 0 || envSyntax !== undefined) && eso.length === 0) {
-    process.stderr.write(`error: --keys and --env-syntax go with --from-eso\n${USAGE}\n`);
+  const envMode = values['env-mode'];
+  if (envMode !== undefined && envMode !== 'fileKeyRef' && envMode !== 'entrypoint') {
+    process.stderr.write(`error: --env-mode ${envMode}: use "fileKeyRef" (Kubernetes EnvFiles, the default) or "entrypoint" (clusters without it)\n${USAGE}\n`);
+    return 2;
+  }
+  if ((given.size > 0 || envSyntax !== undefined || envMode !== undefined) && eso.length === 0) {
+    process.stderr.write(`error: --keys, --env-syntax and --env-mode go with --from-eso\n${USAGE}\n`);
     return 2;
   }
   const diagnostics: Diagnostic[] = [];
@@ -139,7 +145,9 @@ export async function inject(argv: readonly string[]): Promise<number> {
     } else {
       const inputs: EsoInput[] = [];
       for (const file of eso) inputs.push({ file, text: await readInput(file, stdin) });
-      const conversion = convertEso(inputs, { outputDir: ESO_OUTPUT_DIR, envFiles: { path: envFilePath, ...(envSyntax === undefined ? {} : { envSyntax }) } });
+      // The env files only where the kubelet reads them (fileKeyRef): the entrypoint reads the key files.
+      const envFiles = envMode === 'entrypoint' ? {} : { envFiles: { path: envFilePath, ...(envSyntax === undefined ? {} : { envSyntax }) } };
+      const conversion = convertEso(inputs, { outputDir: ESO_OUTPUT_DIR, ...envFiles });
       diagnostics.push(...conversion.diagnostics);
       if (!conversion.config) {
         report();
@@ -161,6 +169,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
       outputDir: config['outputDir'] as string,
       ...(port === undefined ? {} : { port }),
       ...(targets ? { targets } : {}),
+      ...(envMode === undefined ? {} : { envMode }),
     });
     diagnostics.push(...result.diagnostics);
     if (values.image === undefined && result.output !== undefined) {
