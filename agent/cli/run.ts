@@ -105,7 +105,7 @@ export async function run(opts: GlobalOptions): Promise<number> {
         health: () => ({
           live: Date.now() - lastBeat < 6 * HEARTBEAT_MS,
           ready: runner.ready,
-          ...(runner.ready ? {} : { reason: 'the first render is not complete yet (see the agent log)' }),
+          ...(runner.ready ? {} : { reason: runner.notReadyReason }),
         }),
       })
     : undefined;
