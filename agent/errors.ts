@@ -21,16 +21,20 @@ export function formatConfigIssue(issue: ConfigIssue): string {
 
 /** One log record per problem, each a complete human sentence with file:line. */
 export function reportConfigError(err: ConfigError, log: Logger): void {
-  for (const issue of err.issues) log.error({ file: issue.file, line: issue.line, key: issue.path }, formatConfigIssue(issue));
+  // No `key` for a problem of the whole file (a read failure): an empty field says nothing.
+  for (const issue of err.issues) log.error({ file: issue.file, line: issue.line, ...(issue.path ? { key: issue.path } : {}) }, formatConfigIssue(issue));
 }
 
 /** Usage or configuration error: exit code 2. Holds every problem found, not only the first. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly issues: readonly ConfigIssue[];
-  constructor(issues: readonly ConfigIssue[], options?: ErrorOptions) {
+  /** The file could not be read at all (missing, a directory, no permission): a wrong command line more than a wrong config. */
+  readonly unreadable: boolean;
+  constructor(issues: readonly ConfigIssue[], options?: ErrorOptions & { unreadable?: boolean }) {
     super(issues.map(formatConfigIssue).join('\n'), options);
     this.issues = issues;
+    this.unreadable = options?.unreadable ?? false;
   }
 }
 

@@ -144,6 +144,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`error: ${err.message}\n`);
       return EXIT_USAGE;
     }
+    // A config file that cannot be read at start is the command line's mistake: a plain line, as for the
+    // other usage errors. Problems inside the file are log lines with file, line and key.
+    if (err instanceof ConfigError && err.unreadable) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
     if (err instanceof ConfigError) {
       reportConfigError(err, log);
       return EXIT_USAGE;

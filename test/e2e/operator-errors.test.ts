@@ -156,6 +156,19 @@ ${extra}`,
       });
     }
 
+    for (const command of ['validate', 'init', 'run']) {
+      it(`when the config file is missing or a directory, ${command} exits 2 with one plain error: line (no JSON, no empty key)`, async () => {
+        const missing = join(dir, 'no-such-config.yaml');
+        let r = await runAgent([command, '--config', missing], { env: envWithoutAws(), timeoutMs: 30_000 });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stderr, `error: ${missing}: file not found (set --config or SECRETS_AGENT_CONFIG to the configuration file)\n`);
+        assert.equal(r.stdout, '');
+        r = await runAgent([command], { env: envWithoutAws({ SECRETS_AGENT_CONFIG: dir }), timeoutMs: 30_000 });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stderr, `error: ${dir}: is a directory; expected a YAML or JSON file\n`);
+      });
+    }
+
     it('when --config is empty, validate exits 2 saying so', async () => {
       const r = await runAgent(['validate', '--config', ''], { env: envWithoutAws() });
 
