@@ -49,8 +49,11 @@ export class SourceError extends Error {
   readonly code: string;
   /** Retrying may help (throttling, 5xx, timeouts, network); terminal errors need an operator. */
   readonly transient: boolean;
+  /** The message without the secret's name and id: the same text for every secret one cause fails (one log line per cause). */
+  readonly detail: string;
   constructor(init: { secret: string; secretId: string; code: string; transient: boolean; message: string }, options?: ErrorOptions) {
     super(`secret "${init.secret}" (${init.secretId}): ${init.message}`, options);
+    this.detail = init.message;
     this.secret = init.secret;
     this.secretId = init.secretId;
     this.code = init.code;
