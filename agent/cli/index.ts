@@ -33,6 +33,7 @@ Flags:
   --log-format FORMAT      json|text (default json)
   --timeout DURATION       init/render: give up retrying transient errors after this long (default 2m)
   --output-dir DIR         render: where to write instead of the config's outputDir
+  --listen HOST:PORT       run: serve /metrics, /healthz, /readyz here instead of server.listen ("127.0.0.1:0": a free port)
 
 Exit codes: 0 ok; 1 a secret or file could not be produced; 2 usage or configuration error.
 Docs: README.md`;
@@ -49,6 +50,7 @@ function parse(argv: readonly string[]) {
         'log-format': { type: 'string' },
         timeout: { type: 'string' },
         'output-dir': { type: 'string' },
+        listen: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -119,6 +121,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   };
 
   try {
+    if (values.listen !== undefined && command !== 'run') throw new UsageError(`--listen is for run (the sidecar's /metrics, /healthz and /readyz), not ${command}`);
     switch (command) {
       case 'validate': {
         const { validate } = await import('./validate.ts');
@@ -133,6 +136,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       case 'run': {
         if (values.timeout || values['output-dir']) throw new UsageError('run takes neither --timeout nor --output-dir');
+        if (values.listen !== undefined) opts.listen = values.listen;
         const { run } = await import('./run.ts');
         return await run(opts);
       }

@@ -169,6 +169,14 @@ ${extra}`,
       });
     }
 
+    it('--listen is refused for the commands that serve nothing (init, validate)', async () => {
+      for (const command of ['init', 'validate']) {
+        const r = await runAgent([command, '--listen', '127.0.0.1:0', '--config', join(dir, 'x.yaml')], { env: envWithoutAws() });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stderr, `error: --listen is for run (the sidecar's /metrics, /healthz and /readyz), not ${command}\n`);
+      }
+    });
+
     it('when --config is empty, validate exits 2 saying so', async () => {
       const r = await runAgent(['validate', '--config', ''], { env: envWithoutAws() });
 
