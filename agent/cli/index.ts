@@ -10,6 +10,7 @@ import { ConfigError, reportConfigError, SetupError } from '../errors.ts';
 import { createLogger, isLogLevel } from '../observe/log.ts';
 import { VERSION } from '../version.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type GlobalOptions } from './common.ts';
+import { argumentError, commandHelp, COMMANDS, wantsHelp } from './help.ts';
 
 const USAGE = `secrets-agent ${VERSION} — AWS Secrets Manager secrets as files in Kubernetes pods
 
@@ -36,7 +37,7 @@ Flags:
   --listen HOST:PORT       run: serve /metrics, /healthz, /readyz here instead of server.listen ("127.0.0.1:0": a free port)
 
 Exit codes: 0 ok; 1 a secret or file could not be produced; 2 usage or configuration error.
-Docs: README.md`;
+"secrets-agent <command> --help" shows a command's flags and an example. Docs: README.md`;
 
 function parse(argv: readonly string[]) {
   try {
@@ -56,11 +57,17 @@ function parse(argv: readonly string[]) {
       },
     });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun "secrets-agent --help" for usage.`);
+    throw new UsageError(argumentError(err as Error, argv[0] !== undefined && argv[0] in COMMANDS ? argv[0] : undefined));
   }
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  // `<command> --help` / `-h`, and `help <command>`: that command's usage, flags and an example.
+  const asked = argv[0] === 'help' ? argv[1] : wantsHelp(argv.slice(1)) ? argv[0] : undefined;
+  if (asked !== undefined && asked in COMMANDS) {
+    process.stdout.write(commandHelp(asked));
+    return EXIT_OK;
+  }
   // `convert` has its own arguments (a subcommand and files): cli/convert.ts parses them.
   if (argv[0] === 'convert') {
     const { convert } = await import('./convert.ts');
