@@ -21,16 +21,20 @@ export function formatConfigIssue(issue: ConfigIssue): string {
 
 /** One log record per problem, each a complete human sentence with file:line. */
 export function reportConfigError(err: ConfigError, log: Logger): void {
-  for (const issue of err.issues) log.error({ file: issue.file, line: issue.line, key: issue.path }, formatConfigIssue(issue));
+  // No `key` for a problem of the whole file (a read failure): an empty field says nothing.
+  for (const issue of err.issues) log.error({ file: issue.file, line: issue.line, ...(issue.path ? { key: issue.path } : {}) }, formatConfigIssue(issue));
 }
 
 /** Usage or configuration error: exit code 2. Holds every problem found, not only the first. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly issues: readonly ConfigIssue[];
-  constructor(issues: readonly ConfigIssue[], options?: ErrorOptions) {
+  /** The file could not be read at all (missing, a directory, no permission): a wrong command line more than a wrong config. */
+  readonly unreadable: boolean;
+  constructor(issues: readonly ConfigIssue[], options?: ErrorOptions & { unreadable?: boolean }) {
     super(issues.map(formatConfigIssue).join('\n'), options);
     this.issues = issues;
+    this.unreadable = options?.unreadable ?? false;
   }
 }
 
@@ -45,8 +49,11 @@ export class SourceError extends Error {
   readonly code: string;
   /** Retrying may help (throttling, 5xx, timeouts, network); terminal errors need an operator. */
   readonly transient: boolean;
+  /** The message without the secret's name and id: the same text for every secret one cause fails (one log line per cause). */
+  readonly detail: string;
   constructor(init: { secret: string; secretId: string; code: string; transient: boolean; message: string }, options?: ErrorOptions) {
     super(`secret "${init.secret}" (${init.secretId}): ${init.message}`, options);
+    this.detail = init.message;
     this.secret = init.secret;
     this.secretId = init.secretId;
     this.code = init.code;

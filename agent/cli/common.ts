@@ -15,6 +15,8 @@ export interface GlobalOptions {
   log: Logger;
   logLevel: string;
   logFormat: 'json' | 'text';
+  /** run: --listen HOST:PORT, in place of the config's server.listen. */
+  listen?: string;
 }
 
 /** A wrong command line: main() prints `error: <message>` and exits 2. */

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { SCHEMA_COMMENT } from './common.ts';
+import { argumentError } from './help.ts';
 import { convertEso, type EsoInput } from '../eso/convert.ts';
 
 const USAGE = 'usage: secrets-agent convert eso [--output-dir DIR] FILE...   ("-" reads stdin)';
@@ -23,7 +24,7 @@ export async function convert(argv: readonly string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { 'output-dir': { type: 'string' } } });
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`error: ${argumentError(err as Error, 'convert')}\n`);
     return 2;
   }
   const [what, ...files] = parsed.positionals;

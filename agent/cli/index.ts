@@ -10,6 +10,7 @@ import { ConfigError, reportConfigError, SetupError } from '../errors.ts';
 import { createLogger, isLogLevel } from '../observe/log.ts';
 import { VERSION } from '../version.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, type GlobalOptions } from './common.ts';
+import { argumentError, commandHelp, COMMANDS, wantsHelp } from './help.ts';
 
 const USAGE = `secrets-agent ${VERSION} — AWS Secrets Manager secrets as files in Kubernetes pods
 
@@ -33,9 +34,10 @@ Flags:
   --log-format FORMAT      json|text (default json)
   --timeout DURATION       init/render: give up retrying transient errors after this long (default 2m)
   --output-dir DIR         render: where to write instead of the config's outputDir
+  --listen HOST:PORT       run: serve /metrics, /healthz, /readyz here instead of server.listen ("127.0.0.1:0": a free port)
 
 Exit codes: 0 ok; 1 a secret or file could not be produced; 2 usage or configuration error.
-Docs: README.md`;
+"secrets-agent <command> --help" shows a command's flags and an example. Docs: README.md`;
 
 function parse(argv: readonly string[]) {
   try {
@@ -49,16 +51,23 @@ function parse(argv: readonly string[]) {
         'log-format': { type: 'string' },
         timeout: { type: 'string' },
         'output-dir': { type: 'string' },
+        listen: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
     });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun "secrets-agent --help" for usage.`);
+    throw new UsageError(argumentError(err as Error, argv[0] !== undefined && argv[0] in COMMANDS ? argv[0] : undefined));
   }
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  // `<command> --help` / `-h`, and `help <command>`: that command's usage, flags and an example.
+  const asked = argv[0] === 'help' ? argv[1] : wantsHelp(argv.slice(1)) ? argv[0] : undefined;
+  if (asked !== undefined && asked in COMMANDS) {
+    process.stdout.write(commandHelp(asked));
+    return EXIT_OK;
+  }
   // `convert` has its own arguments (a subcommand and files): cli/convert.ts parses them.
   if (argv[0] === 'convert') {
     const { convert } = await import('./convert.ts');
@@ -119,6 +128,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   };
 
   try {
+    if (values.listen !== undefined && command !== 'run') throw new UsageError(`--listen is for run (the sidecar's /metrics, /healthz and /readyz), not ${command}`);
     switch (command) {
       case 'validate': {
         const { validate } = await import('./validate.ts');
@@ -133,6 +143,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       case 'run': {
         if (values.timeout || values['output-dir']) throw new UsageError('run takes neither --timeout nor --output-dir');
+        if (values.listen !== undefined) opts.listen = values.listen;
         const { run } = await import('./run.ts');
         return await run(opts);
       }
@@ -141,6 +152,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    // A config file that cannot be read at start is the command line's mistake: a plain line, as for the
+    // other usage errors. Problems inside the file are log lines with file, line and key.
+    if (err instanceof ConfigError && err.unreadable) {
       process.stderr.write(`error: ${err.message}\n`);
       return EXIT_USAGE;
     }

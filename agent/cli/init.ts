@@ -14,6 +14,7 @@ import { CredentialsError, WriteError } from '../errors.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, type GlobalOptions } from './common.ts';
 import { Pipeline } from '../pipeline.ts';
 import type { Logger } from '../observe/log.ts';
+import { RepeatLimiter } from '../observe/repeats.ts';
 import { firstRender, type FirstRenderResult } from '../refresh/first-render.ts';
 import { compileFiles } from '../render/render.ts';
 import { createWriter } from '../output/index.ts';
@@ -30,6 +31,7 @@ export function initFirstRender(
   o: { signal: AbortSignal; timeoutMs: number; log: Logger; beforeWrite?: () => void },
 ): Promise<FirstRenderResult> {
   const { log } = o;
+  const repeats = new RepeatLimiter(log);
   return firstRender({
     pipeline: () => pipeline,
     // Everything held was fetched by this process: only the secrets without a value are asked for again.
@@ -39,7 +41,7 @@ export function initFirstRender(
     retry: (f) => f.kind === 'fetch' && [...f.failures.values()].every((e) => e.transient),
     onRetry: (f, attempt, retryInMs) => {
       if (f.kind !== 'fetch') return;
-      for (const e of f.failures.values()) log.warn({ secret: e.secret, code: e.code, attempt, retryInMs }, e.message);
+      for (const e of f.failures.values()) repeats.warn(`${e.code}\0${e.detail}`, e.secret, { secret: e.secret, code: e.code, attempt, retryInMs }, e.message, e.detail);
     },
     firstDelayMs: 200,
     maxDelayMs: () => 10_000,

@@ -18,6 +18,7 @@ import { convertEso, type Diagnostic, type EsoInput } from '../eso/convert.ts';
 import { CONFIG_KEY, envFilePath, esoTargets, inject as injectManifests, type EsoTarget, type ManifestInput } from '../inject/inject.ts';
 import { IMAGE } from '../deploy.ts';
 import { SCHEMA_COMMENT } from './common.ts';
+import { argumentError } from './help.ts';
 
 const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain] [--env-mode fileKeyRef|entrypoint]) [--image IMAGE] FILE...   ("-" reads stdin)';
 const DEFAULT_IMAGE = IMAGE;
@@ -99,7 +100,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
       },
     });
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`error: ${argumentError(err as Error, 'inject')}\n`);
     return 2;
   }
   const { values, positionals: files } = parsed;

@@ -59,7 +59,12 @@ export async function run(opts: GlobalOptions): Promise<number> {
     SIGHUP: () => onHangup(),
   });
 
-  const config = await loadConfig(opts.configPath);
+  // --listen replaces server.listen at start and in every reload (so a reload never sees it "changed").
+  const load = async (path: string): Promise<AgentConfig> => {
+    const c = await loadConfig(path);
+    return opts.listen === undefined ? c : { ...c, server: { ...c.server, listen: opts.listen } };
+  };
+  const config = await load(opts.configPath);
   const compiled = await compileFiles(config);
   const metrics = new AgentMetrics({ version: VERSION });
   metrics.declareConfig(config);
@@ -105,14 +110,14 @@ export async function run(opts: GlobalOptions): Promise<number> {
         health: () => ({
           live: Date.now() - lastBeat < 6 * HEARTBEAT_MS,
           ready: runner.ready,
-          ...(runner.ready ? {} : { reason: 'the first render is not complete yet (see the agent log)' }),
+          ...(runner.ready ? {} : { reason: runner.notReadyReason }),
         }),
       })
     : undefined;
   if (server) log.info({ address: `${server.address.host}:${server.address.port}` }, 'serving /metrics, /healthz, /readyz');
 
   // Hot reload (refresh/reload.ts): the config file and every template file; SIGHUP takes the same path.
-  const hot = await startHotReload({ configPath: opts.configPath, log, metrics, runner, makePipeline, makeNotifier, stopping: () => stopping });
+  const hot = await startHotReload({ configPath: opts.configPath, log, metrics, runner, makePipeline, makeNotifier, stopping: () => stopping, load });
   onHangup = () => hot.hangup();
 
   const unwatchSource = source.watch?.(() => runner.checkAllNow());

@@ -29,7 +29,7 @@ export async function loadConfig(file: string): Promise<AgentConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError([{ file, path: '', message: readFailure(err) }], { cause: err });
+    throw new ConfigError([{ file, path: '', message: readFailure(err) }], { cause: err, unreadable: true });
   }
   return parseConfig(text, file, path.dirname(path.resolve(file)));
 }

@@ -41,6 +41,8 @@ export interface HotReloadOptions {
   makeNotifier(config: AgentConfig): Notifier;
   /** True once shutdown has begun: a SIGHUP is then ignored and no check follows a reload. */
   stopping(): boolean;
+  /** Reads the config (run's command-line overrides applied). @default loadConfig */
+  load?: (configPath: string) => Promise<AgentConfig>;
 }
 
 export interface HotReload {
@@ -80,7 +82,7 @@ export async function startHotReload(o: HotReloadOptions): Promise<HotReload> {
     const current = runner.pipeline.config;
     const before = watched(current);
     try {
-      const next = await loadConfig(configPath);
+      const next = await (o.load ?? loadConfig)(configPath);
       const nextCompiled = await compileFiles(next);
       const fixed = restartOnlyChange(current, next);
       if (fixed) {

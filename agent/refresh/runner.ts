@@ -66,6 +66,8 @@ export class Runner {
   readonly #scheduler: Scheduler;
   readonly #stop = new AbortController();
   #ready = false;
+  /** Why the first render is not complete yet (names and codes only): /readyz shows it. */
+  #notReady = 'the first render has not finished its first attempt yet';
   #commitTimer: NodeJS.Timeout | undefined;
   /** A write that failed is retried on its own timer. */
   #retryTimer: NodeJS.Timeout | undefined;
@@ -121,6 +123,11 @@ export class Runner {
     return this.#pipeline;
   }
 
+  /** Why not ready (undefined once ready): the last failed first-render attempt, by secret and file names and error codes, never values. */
+  get notReadyReason(): string | undefined {
+    return this.#ready ? undefined : this.#notReady;
+  }
+
   /**
    * The first render: every secret fetched (batched) and every file rendered,
    * retried until it succeeds or stop(). Each attempt re-checks what it holds
@@ -151,11 +158,14 @@ export class Runner {
         if (failure.kind === 'fetch') {
           for (const e of failure.failures.values()) reportOnce(e, { secret: e.secret, code: e.code, transient: e.transient });
           problem = `${failure.failures.size} secret(s) not available yet`;
+          this.#notReady = `waiting for ${listed([...failure.failures.values()].map((e) => `secret "${e.secret}" (${e.code})`))}`;
         } else if (failure.kind === 'render') {
           for (const e of failure.errors) reportOnce(e, { file: e.file });
           problem = `${failure.errors.length} file(s) could not be rendered`;
+          this.#notReady = `cannot render ${listed(failure.errors.map((e) => `file "${e.file}"`))} (the log says why)`;
         } else {
           problem = failure.error.message;
+          this.#notReady = `the write failed: ${failure.error.message}`;
         }
         this.#log.warn({ retryInMs: waitMs }, `first render not complete: ${problem}; retrying`);
       },
@@ -434,4 +444,10 @@ export class Runner {
     await this.#committing;
     await this.#notifier.stop();
   }
+}
+
+/** "a, b and 3 more": at most 5 names, so a /readyz body stays short with 1,000 secrets. */
+function listed(items: readonly string[]): string {
+  const shown = items.slice(0, 5).join(', ');
+  return items.length > 5 ? `${shown} and ${items.length - 5} more` : shown;
 }

@@ -26,6 +26,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import pRetry from 'p-retry';
 import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
+import { RepeatLimiter } from '../observe/repeats.ts';
 import { sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
 import { DueHeap } from './heap.ts';
 import { memberAnswer, Rounds } from './rounds.ts';
@@ -115,9 +116,12 @@ export class Scheduler {
   readonly #running = new Set<Promise<void>>();
   /** Batching secrets' rounds, by interval. */
   readonly #rounds = new Rounds();
+  /** Transient check failures: one line per cause, not per secret per retry. */
+  readonly #repeats: RepeatLimiter;
 
   constructor(options: SchedulerOptions) {
     this.#o = options;
+    this.#repeats = new RepeatLimiter(options.log);
     this.#refresh = { intervalMs: options.intervalMs, jitter: options.jitter, rotationAware: options.rotationAware };
     this.#now = options.now ?? Date.now;
     this.#limit = pLimit({ concurrency: options.concurrency ?? 8, rejectOnClear: true });
@@ -349,7 +353,7 @@ export class Scheduler {
             const e = error as SourceError;
             this.#o.onCheckResult?.(spec, e);
             if (e.transient) {
-              this.#o.log.warn({ secret: spec.name, code: e.code, attempt: attemptNumber, retryInMs: Math.round(retryDelay) }, e.message);
+              this.#repeats.warn(`${e.code}\0${e.detail ?? e.message}`, spec.name, { secret: spec.name, code: e.code, attempt: attemptNumber, retryInMs: Math.round(retryDelay) }, e.message, e.detail);
             }
           },
         },

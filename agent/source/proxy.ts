@@ -9,7 +9,7 @@
 // the Pod Identity / ECS agents and instance metadata never proxied
 // (ALWAYS_DIRECT). A proxy URL is only ever shown redacted (redactProxy: no
 // user:password). docs/network.md; the Node and Go facts: docs/aws.md.
-import { CredentialsError } from '../errors.ts';
+import { SetupError } from '../errors.ts';
 
 /**
  * Never through a proxy, whatever NO_PROXY says: loopback (as Go's net/http),
@@ -72,7 +72,7 @@ export function proxyUrls(env: NodeJS.ProcessEnv): { https: string | undefined; 
 
 /**
  * The `proxyEnv` for the handler's Agents, or undefined when no proxy is set.
- * @throws CredentialsError (terminal) for a proxy URL that does not parse (named without its credentials).
+ * @throws SetupError (exit 2) for a proxy URL that does not parse, named without its credentials.
  */
 export function egressProxyEnv(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
   const urls = proxyUrls(env);
@@ -86,10 +86,10 @@ export function egressProxyEnv(env: NodeJS.ProcessEnv): Record<string, string> |
       u = undefined;
     }
     if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
-      throw new CredentialsError(
-        `${name} is not a proxy URL reading the environment: ${value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@/]*@/i, '$1***@').slice(0, 100)}; set it to http://HOST:PORT (or http://USER:PASSWORD@HOST:PORT)`,
-        false,
-      );
+      // An operator's setting, like server.listen: a SetupError (exit 2), shown without its credentials.
+      const shown = value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@/]*@/i, '$1***@').slice(0, 100);
+      const why = u ? `its scheme is "${u.protocol.slice(0, -1)}", not http or https` : 'it is not a URL';
+      throw new SetupError(name, `the environment variable ${name} ("${shown}") is not a proxy URL: ${why}; set it to http://HOST:PORT (or http://USER:PASSWORD@HOST:PORT), or unset it`);
     }
   }
   const noProxy = [...translateNoProxy(env.no_proxy ?? env.NO_PROXY ?? ''), ...ALWAYS_DIRECT].join(',');

@@ -3,7 +3,7 @@
 // stage replayed: only the files its COPY lines bring, then its `npm run build`.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, matchesGlob } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -188,8 +188,10 @@ describe('Dockerfile', () => {
 
     describe('when replayed here with the same node, flags and UIDs (setpriv; paths under a temp root)', () => {
       let root: string;
-      // The image's paths, moved under the temp root.
-      const at = (p: string): string => (p.startsWith('/nodejs/bin/node') ? process.execPath : join(root, p));
+      // The image's paths, moved under the temp root; node too (a copy of this one), so the other
+      // UIDs reach it wherever the clone lies (a clone under a 0700 home is not traversable by them).
+      const at = (p: string): string => join(root, p);
+      const node = (): string => at('/nodejs/bin/node');
       const as = (uid: string, argv: string[], envs: Record<string, string>) => {
         const [u, g] = uid.split(':');
         return spawnSync('setpriv', [`--reuid=${u}`, `--regid=${g ?? u}`, '--clear-groups', 'env', '-i', ...Object.entries(envs).map(([k, v]) => `${k}=${v}`), ...argv], {
@@ -200,6 +202,11 @@ describe('Dockerfile', () => {
       before(async () => {
         root = await mkdtemp(join(tmpdir(), 'sa-docker-cache-'));
         await chmod(root, 0o755);
+        await mkdir(dirname(node()), { recursive: true, mode: 0o755 });
+        await chmod(dirname(node()), 0o755);
+        await chmod(dirname(dirname(node())), 0o755);
+        await cp(await realpath(process.execPath), node());
+        await chmod(node(), 0o755);
         // The build stage's output, as the code-cache stage's COPY --from=build lines bring it.
         const built = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 180_000 });
         assert.equal(built.status, 0, built.stderr);
@@ -227,7 +234,7 @@ describe('Dockerfile', () => {
         spawnSync('chmod', ['-R', 'a-w', dest]);
         const lines = [entrypoint(), ...(await exampleCommands()).map((c) => c.command)];
         for (const line of lines) {
-          const argv = [process.execPath, ...line.slice(1, -1), at(line.at(-1)!), 'version'];
+          const argv = [node(), ...line.slice(1, -1), at(line.at(-1)!), 'version'];
           const r = as(user(finalStage), argv, { NODE_DEBUG: 'secrets_agent_code_cache' });
           assert.equal(r.status, 0, r.stderr);
           assert.match(r.stderr, /SECRETS_AGENT_CODE_CACHE \d+: \S+\/app\/code-cache\/\S+\.bin: accepted/, JSON.stringify(line));
@@ -236,7 +243,7 @@ describe('Dockerfile', () => {
 
       it('run under another UID (runAsUser), the image uses the same cache quietly: same output, nothing on stderr', () => {
         const ep = entrypoint();
-        const argv = [process.execPath, ...ep.slice(1, -1), at(ep.at(-1)!), 'version'];
+        const argv = [node(), ...ep.slice(1, -1), at(ep.at(-1)!), 'version'];
         const r = as('12345:12345', argv, {});
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stdout, /^secrets-agent \d+\.\d+\.\d+ /);

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -208,12 +209,19 @@ describe('README commands', () => {
     original = await readFile(secretsFile, 'utf8');
     let startLog = '';
     if (local.some(({ cmd }) => bare(cmd) === 'npm start')) {
-      const start = spawn('npm', ['start'], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      // The README's command, on a free port: the dev config's 127.0.0.1:9102 would collide with
+      // anything else on the machine (another agent, a second test run). `run --listen` overrides it.
+      // Something holds 9102 meanwhile (this test, when the port is free): the start must not need it.
+      const holder = createServer();
+      await new Promise<void>((resolve) => holder.once('error', () => resolve()).listen(9102, '127.0.0.1', () => resolve()));
+      after(() => new Promise<void>((resolve) => (holder.listening ? holder.close(() => resolve()) : resolve())));
+      const start = spawn('npm', ['start', '--', '--listen', '127.0.0.1:0'], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(start);
       start.stdout.on('data', (d: Buffer) => (startLog += d.toString()));
       start.stderr.on('data', (d: Buffer) => (startLog += d.toString()));
       for (let i = 0; i < 200 && !startLog.includes('first render complete'); i++) await sleep(100);
       assert.match(startLog, /first render complete/, `npm start:\n${startLog}`);
+      assert.doesNotMatch(startLog, /address=127\.0\.0\.1:9102\b/, 'npm start in the test serves on a free port');
     }
     let appLog = '';
     if (local.some(({ cmd }) => bare(cmd) === 'bash examples/dev/app.sh')) {

@@ -184,3 +184,43 @@ server: { listen: "" }
     await waitUntil('db.env follows once it renders again', async () => (await readOr(db)) === 'USER=u3 PASS=p3');
   });
 });
+
+describe('run on the file source: a broken secrets file', () => {
+  let dir: string | undefined;
+  let agent: RunningAgent | undefined;
+  after(async () => {
+    if (agent) await stopAgent(agent);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('logs one line per cause, repeated with a growing hold, not one per secret per retry', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sa-file-broken-'));
+    const names = Array.from({ length: 10 }, (_, i) => `s${i}`);
+    const canary = 'canary-broken-file-5e1';
+    await writeFile(join(dir, 'secrets.yaml'), names.map((n) => `${n}: "${canary}-${n}"`).join('\n') + '\n');
+    await writeFile(
+      join(dir, 'config.yaml'),
+      `source: { type: file, path: secrets.yaml }
+outputDir: out
+refresh: { interval: 1s, jitter: 0.1 }
+secrets:
+${names.map((n) => `  ${n}: { id: ${n} }`).join('\n')}
+files:
+  - path: all
+    template: "${names.map((n) => `{{ secrets.${n} }}`).join('')}"
+server: { listen: "" }
+`,
+    );
+    agent = startAgent(['run', '--config', join(dir, 'config.yaml'), '--log-format', 'text']);
+    await agent.waitFor(/first render complete/);
+    await writeFile(join(dir, 'secrets.yaml'), `s0: [unclosed ${canary}\n`);
+    // 10 secrets checked every second, each retried after 1 s: ~20 failures a second.
+    await sleep(8000);
+    const lines = agent.output().stdout.split('\n').concat(agent.output().stderr.split('\n')).filter((l) => l.includes('not valid YAML/JSON'));
+    assert.ok(lines.length >= 2 && lines.length <= 3, `one line, then one repeat line after the 5 s hold (got ${lines.length}):\n${lines.join('\n')}`);
+    assert.match(lines.at(-1)!, /not valid YAML\/JSON \(again \d+ time\(s\) since the last line, for 10 secret\(s\): /);
+    const out = agent.output();
+    assert.ok(!out.stdout.includes(canary) && !out.stderr.includes(canary), 'no value in the log');
+    assert.equal(await readOr(join(dir, 'out', 'all')), names.map((n) => `${canary}-${n}`).join(''), 'the last good file stays');
+  });
+});

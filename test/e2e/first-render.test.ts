@@ -63,7 +63,9 @@ server: { listen: "127.0.0.1:0" }
     agents.push(agent);
     const base = await serverUrl(agent);
     await waitUntil('two retries of the first render', () => retries(agent) >= 2, 30_000);
-    assert.equal((await fetch(`${base}/readyz`)).status, 503);
+    const notReady = await fetch(`${base}/readyz`);
+    assert.equal(notReady.status, 503);
+    assert.equal(await notReady.text(), 'not ready: cannot render file "creds" (the log says why)\n', '/readyz names the file');
     let scrape = await (await fetch(`${base}/metrics`)).text();
     assert.equal(sample(scrape, 'secrets_agent_secret_fetches_total{secret="other",result="success"}'), 1, 'an unchanged secret is not fetched again');
 
@@ -106,5 +108,35 @@ server: { listen: "127.0.0.1:0" }
     await waitUntil('the file', async () => (await readOr(join(dir, 'out', 'creds'))) === 'PASS=p2', 30_000);
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
     await agent.waitFor(/first render complete; ready/);
+  });
+
+  it('/readyz names the secrets it waits for and their error codes, never a value, and at most five of them', async () => {
+    const dir = join(root, 'missing');
+    await mkdir(dir);
+    await writeFile(join(dir, 'secrets.yaml'), 'here: "canary-ready-7f3a"\n');
+    const names = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7'];
+    await writeFile(
+      join(dir, 'config.yaml'),
+      `source: { type: file, path: secrets.yaml }
+outputDir: out
+refresh: { interval: 1h }
+secrets:
+  here: { id: here }
+${names.map((n) => `  ${n}: { id: gone/${n} }`).join('\n')}
+files:
+  - path: here
+    secret: here
+server: { listen: "127.0.0.1:0" }
+`,
+    );
+    const agent = startAgent(['run', '--config', join(dir, 'config.yaml')]);
+    agents.push(agent);
+    const base = await serverUrl(agent);
+    await agent.waitFor(/first render not complete/);
+    const res = await fetch(`${base}/readyz`);
+    assert.equal(res.status, 503);
+    const body = await res.text();
+    assert.match(body, /^not ready: waiting for secret "a1" \(ResourceNotFoundException\), secret "a2" \(ResourceNotFoundException\), .* and 2 more\n$/);
+    assert.ok(!body.includes('canary-ready-7f3a'));
   });
 });

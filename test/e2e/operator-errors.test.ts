@@ -156,6 +156,27 @@ ${extra}`,
       });
     }
 
+    for (const command of ['validate', 'init', 'run']) {
+      it(`when the config file is missing or a directory, ${command} exits 2 with one plain error: line (no JSON, no empty key)`, async () => {
+        const missing = join(dir, 'no-such-config.yaml');
+        let r = await runAgent([command, '--config', missing], { env: envWithoutAws(), timeoutMs: 30_000 });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stderr, `error: ${missing}: file not found (set --config or SECRETS_AGENT_CONFIG to the configuration file)\n`);
+        assert.equal(r.stdout, '');
+        r = await runAgent([command], { env: envWithoutAws({ SECRETS_AGENT_CONFIG: dir }), timeoutMs: 30_000 });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stderr, `error: ${dir}: is a directory; expected a YAML or JSON file\n`);
+      });
+    }
+
+    it('--listen is refused for the commands that serve nothing (init, validate)', async () => {
+      for (const command of ['init', 'validate']) {
+        const r = await runAgent([command, '--listen', '127.0.0.1:0', '--config', join(dir, 'x.yaml')], { env: envWithoutAws() });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stderr, `error: --listen is for run (the sidecar's /metrics, /healthz and /readyz), not ${command}\n`);
+      }
+    });
+
     it('when --config is empty, validate exits 2 saying so', async () => {
       const r = await runAgent(['validate', '--config', ''], { env: envWithoutAws() });
 

@@ -184,6 +184,23 @@ files:
     assert.equal(proxy.requests.length, 0, proxy.requests.map((q) => `${q.method} ${q.target}`).join(', '));
   });
 
+  it('when HTTPS_PROXY is not a proxy URL, init and run exit 2 with one plain line naming the variable and the fix, never its password', async () => {
+    const { config, out } = await configIn('bad-url');
+    for (const [value, why] of [
+      ['ftp://agent:pr0xy-PW@proxy:21', 'its scheme is "ftp", not http or https'],
+      ['http://agent:pr0xy-PW@pro xy:3128', 'it is not a URL'],
+    ] as const) {
+      for (const command of ['init', 'run']) {
+        const r = await runAgent([command, '--config', config, '--log-format', 'text'], { env: env({ HTTPS_PROXY: value }), timeoutMs: 30_000 });
+        assert.equal(r.code, 2, `${command} ${value}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`the environment variable HTTPS_PROXY \\(".*"\\) is not a proxy URL: ${why.replace(/[()"]/g, '.')}; set it to http://HOST:PORT`));
+        assert.ok(!r.stderr.includes('pr0xy-PW') && !r.stdout.includes('pr0xy-PW'), 'the password is never shown');
+        assert.ok(!/reading the environment/.test(r.stderr));
+      }
+    }
+    await assert.rejects(readFile(join(out, 'db')), 'nothing written');
+  });
+
   it('when the proxy accepts connections and never answers, init exits 1 within its deadline with an error naming the proxy and the timeout', async () => {
     const proxy = await forwardProxy({ hang: true });
     const { config, out } = await configIn('hang');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { createNotifier, type NotifyResult } from '../../../agent/notify/index.t
 import { createLogger } from '../../../agent/observe/log.ts';
 import type { NotifyTarget } from '../../../agent/types.ts';
 import { stopAll } from '../../support/procs.ts';
+import { reachable } from '../../support/reachable.ts';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures', 'notify');
 const NODE = process.execPath;
@@ -68,10 +69,10 @@ interface App {
 }
 
 /** The fake app (fixtures/notify/app.sh); resolves once its traps are installed. */
-async function startApp(dir: string, mode: 'comm' | 'none', name: string, options: SpawnOptions = {}): Promise<App> {
+async function startApp(dir: string, mode: 'comm' | 'none', name: string, options: SpawnOptions = {}, script = join(FIXTURES, 'app.sh')): Promise<App> {
   const out = join(dir, `${name}.out`);
   // stdin stays an open pipe: the app exits when it reads EOF, i.e. when this test process is gone.
-  const child = spawn('bash', [join(FIXTURES, 'app.sh'), mode, name, out], { ...options, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn('bash', [script, mode, name, out], { ...options, stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(child);
   await new Promise<void>((resolve, reject) => {
     let buf = '';
@@ -301,13 +302,19 @@ void describe('signal targets', () => {
     const dir = await tempDir();
     await chmod(dir, 0o755); // the notifier (65533) reads the pid file
     const name = uniqueName();
-    const app = await startApp(dir, 'comm', name, { uid: 65534, gid: 65534 });
+    // The app's script, node and the notifier copied where 65534 and 65533 can reach them, wherever the clone lies.
+    const place = await reachable();
+    after(() => place.close());
+    const script = join(place.dir, 'app.sh');
+    await copyFile(join(FIXTURES, 'app.sh'), script);
+    await chmod(script, 0o755);
+    const app = await startApp(dir, 'comm', name, { uid: 65534, gid: 65534 }, script);
     const pidFile = join(dir, 'app.pid');
     await writeFile(pidFile, String(app.pid), { mode: 0o644 });
     const targets = [signalTarget({ name: 'by-name', process: name }), signalTarget({ name: 'by-pid-file', pidFile })];
 
     // Act
-    const child = spawn(NODE, [join(FIXTURES, 'notify-as.ts'), JSON.stringify(targets)], {
+    const child = spawn(place.node, [await place.bundle(join(FIXTURES, 'notify-as.ts')), JSON.stringify(targets)], {
       uid: 65533,
       gid: 65533,
       cwd: '/',

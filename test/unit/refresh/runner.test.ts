@@ -201,13 +201,13 @@ describe("the first-render loop with init's options (initFirstRender)", () => {
     assert.equal(result.ok, false);
     assert.ok(!result.ok && result.failure?.kind === 'fetch' && [...result.failure.failures.keys()].join() === 'b');
     const warns = c.lines.filter((l) => l.level === 'warn' && l.secret === 'b');
-    assert.ok(warns.length >= 2, `retried (${warns.length} warn lines)`);
+    // One line for the one cause, however many retries within the 5 s hold (observe/repeats.ts).
     assert.deepEqual(
-      warns.slice(0, 2).map((l) => l.attempt),
-      [1, 2],
+      warns.map((l) => l.attempt),
+      [1],
     );
     assert.equal(c.source.count(c.source.fetched, 'a'), 1, 'a fetched once');
-    assert.ok(c.source.count(c.source.fetched, 'b') >= 2);
+    assert.ok(c.source.count(c.source.fetched, 'b') >= 2, 'retried');
     assert.deepEqual(await written(c), []);
   });
 
