@@ -204,7 +204,7 @@ export async function lockVolume(outputDir: string, options: { log?: Logger | un
       const wasLost = lost.get(dir);
       if (wasLost !== undefined) {
         lost.delete(dir);
-        options.log?.warn({ outputDir: dir }, 'took the volume lock back; verifying the files on the volume');
+        options.log?.warn({ outputDir: dir }, 'took the volume lock back');
         emit({ dir, event: 'retaken', reason: wasLost, wasLost: true });
       }
       return;
@@ -289,7 +289,7 @@ async function retakeOnce(h: Held): Promise<boolean> {
         lost.set(h.dir, reason);
         h.log?.error(
           { outputDir: h.dir, holder: verdict.info },
-          `the volume lock on ${h.dir} was lost: ${reason}; not ready until this agent takes it back (when that agent releases it or stops refreshing it), then the files are verified and restored`,
+          `the volume lock on ${h.dir} was lost: ${reason}; this agent writes nothing (a sidecar is not ready) until it takes the lock back, when that agent releases it or stops refreshing it`,
         );
         emit({ dir: h.dir, event: 'lost', reason });
       }
@@ -308,7 +308,7 @@ async function retakeOnce(h: Held): Promise<boolean> {
     const wasLost = lost.get(h.dir);
     lost.delete(h.dir);
     const reason = wasLost ?? 'the lease file was removed or replaced';
-    h.log?.warn({ outputDir: h.dir, reason }, `the volume lock on ${h.dir} was not this agent's any more (${reason}); took it again; verifying the files on the volume`);
+    h.log?.warn({ outputDir: h.dir, reason }, `the volume lock on ${h.dir} was not this agent's any more (${reason}); took it again`);
     emit({ dir: h.dir, event: 'retaken', reason, wasLost: wasLost !== undefined });
     return true;
   }

@@ -31,11 +31,12 @@
 // A secret scheduled for deletion keeps serving its last value
 // (refresh/deletion.ts).
 //
-// Verify rounds: once the first generation exists, every refresh interval (and
-// at once when the volume lock was taken back) the runner writes the last
-// committed files again without rendering (Pipeline.verify); the writer compares
-// them with the volume and restores only what differs (a file of the live
-// generation removed or chmod-ed, a link removed), counted in
+// Verify rounds: once the first generation exists, every refresh interval (at
+// most once a second), and at once when the volume lock was taken back, the
+// runner writes the last committed files again without rendering
+// (Pipeline.verify); the writer compares them with the volume and restores
+// only what differs (a file of the live generation removed or chmod-ed, a link
+// removed), counted in
 // secrets_agent_volume_repairs_total, and the consumers of the restored files
 // are notified. While another agent holds the volume lock (output/lock.ts: the
 // lease was lost) the runner is not ready (notReadyReason) and writes nothing
@@ -58,6 +59,8 @@ import { SnapshotApplier, snapshotMetadata } from './snapshot.ts';
 const FIRST_RETRY_MS = 500;
 /** First render: secrets re-checked in parallel at most. */
 const FIRST_CHECK_CONCURRENCY = 8;
+/** Verify rounds come every refresh interval, but not more often than this (a 10 ms interval need not re-read the volume 100 times a second). */
+const VERIFY_MIN_MS = 1000;
 /** A group check: values fetched in parallel at most (only the moved ones are fetched). */
 const GROUP_FETCH_CONCURRENCY = 8;
 
@@ -165,7 +168,7 @@ export class Runner {
   #armVerify(): void {
     clearInterval(this.#verifyTimer);
     if (this.#stop.signal.aborted) return;
-    this.#verifyTimer = setInterval(() => this.#requestVerify(), Math.max(10, this.#pipeline.config.refresh.intervalMs));
+    this.#verifyTimer = setInterval(() => this.#requestVerify(), Math.max(VERIFY_MIN_MS, this.#pipeline.config.refresh.intervalMs));
     this.#verifyTimer.unref();
   }
 
