@@ -284,6 +284,14 @@ async function retakeOnce(h: Held): Promise<boolean> {
         await takeOver(h.file, h.dir, verdict.ino);
         continue;
       }
+      if (isMe(verdict.info, me)) {
+        // Our own lease, copied back in place (another inode): adopt it rather than wait for ourselves.
+        h.ino = verdict.ino;
+        h.dev = (await fs.lstat(h.file)).dev;
+        lost.delete(h.dir);
+        h.log?.warn({ outputDir: h.dir }, `the volume lock file on ${h.dir} was replaced by a copy of this agent's own lease; keeping it`);
+        return true;
+      }
       const reason = `another agent holds it (${holderText(verdict.info) || 'unknown holder'})`;
       if (lost.get(h.dir) !== reason) {
         lost.set(h.dir, reason);
@@ -386,6 +394,11 @@ async function takeOver(file: string, dir: string, ino: number): Promise<void> {
   // Another waiter took it over first and holds a fresh lease: put that one back.
   if (st && st.ino !== ino) await fs.link(aside, file).catch(() => undefined);
   await fs.unlink(aside).catch(() => undefined);
+}
+
+/** A lease naming this very process (pid, its start time, PID namespace and boot). */
+function isMe(info: LeaseInfo, me: LeaseInfo): boolean {
+  return info.pid === me.pid && info.start !== undefined && info.start === me.start && info.pidns === me.pidns && info.boot === me.boot;
 }
 
 function holderText(info: LeaseInfo): string {

@@ -563,10 +563,10 @@ class RemoveLock implements Cmd {
   toString = () => 'removeLock';
 }
 
-/** The volume lock replaced by what is no live lease: a symlink, or the lease of a holder that is gone. */
+/** The volume lock replaced by what is no other agent's live lease: a symlink, the lease of a holder that is gone, a copy of the agent's own lease (`cp` + `mv`: another inode). */
 class ReplaceLock implements Cmd {
-  readonly by: 'symlink' | 'deadHolder';
-  constructor(by: 'symlink' | 'deadHolder') {
+  readonly by: 'symlink' | 'deadHolder' | 'copy';
+  constructor(by: 'symlink' | 'deadHolder' | 'copy') {
     this.by = by;
   }
   check = () => true;
@@ -574,7 +574,8 @@ class ReplaceLock implements Cmd {
     const aside = join(r.dir, 'lock.planted');
     await rm(aside, { force: true });
     if (this.by === 'symlink') await symlink(join(r.dir, 'nowhere'), aside);
-    else await writeFile(aside, JSON.stringify(deadLease()));
+    else if (this.by === 'deadHolder') await writeFile(aside, JSON.stringify(deadLease()));
+    else await writeFile(aside, await readFile(join(r.out, '..lock')).catch(() => Buffer.from('')));
     await rename(aside, join(r.out, '..lock'));
     await sleep(2500);
     await settle(m, r, this.toString());
@@ -664,7 +665,7 @@ const allCommands: [string, fc.Arbitrary<Cmd>][] = [
   ['secondAgent', fc.constant(new SecondAgent())],
   ['notify', fc.constantFrom<NotifyMode>('succeed', 'fail', 'hang').map((mode): Cmd => new SetNotify(mode))],
   ['removeLock', fc.constant(new RemoveLock())],
-  ['replaceLock', fc.constantFrom<'symlink' | 'deadHolder'>('symlink', 'deadHolder').map((by): Cmd => new ReplaceLock(by))],
+  ['replaceLock', fc.constantFrom<'symlink' | 'deadHolder' | 'copy'>('symlink', 'deadHolder', 'copy').map((by): Cmd => new ReplaceLock(by))],
   ['tamper', fc.tuple(fc.constantFrom<'rm' | 'chmod' | 'rmLink'>('rm', 'chmod', 'rmLink'), fc.nat(9)).map(([how, pick]): Cmd => new TamperFile(how, pick))],
   ['clock', fc.constantFrom<'back' | 'forward'>('back', 'forward').map((d): Cmd => new ClockStep(d))],
 ];
