@@ -27,7 +27,7 @@
 // layouts' prepare() removes) and checks that it moved the very file it judged
 // stale; a holder checks before each write that `..lock` is still its own file.
 //
-// A lost lease (docs/reliability.md, "The volume lock"): at every refresh the
+// A lost lease (docs/reliability.md, "The volume, kept"): at every refresh the
 // holder checks that `..lock` is still its own file (same inode). When it is not
 // (removed by a clean-up job or an operator, replaced, taken over by an agent
 // that judged it stale) the holder logs it and tries to take it again at once,

@@ -36,9 +36,8 @@
 // runner writes the last committed files again without rendering
 // (Pipeline.verify); the writer compares them with the volume and restores
 // only what differs (a file of the live generation removed or chmod-ed, a link
-// removed), counted in
-// secrets_agent_volume_repairs_total, and the consumers of the restored files
-// are notified. While another agent holds the volume lock (output/lock.ts: the
+// removed), counted in secrets_agent_volume_repairs_total, and the consumers of
+// the restored files are notified. While another agent holds the volume lock (output/lock.ts: the
 // lease was lost) the runner is not ready (notReadyReason) and writes nothing
 // until the lease is its own again.
 import path from 'node:path';
@@ -421,16 +420,21 @@ export class Runner {
         });
       }
     } catch (err) {
-      this.#lastWriteError = err as Error;
-      this.#metrics.filesWritten('error');
-      // The previous generation is intact, and the new values are already the ones in use:
-      // no later check will see a change, so retry the write itself (ENOSPC clears, EACCES gets fixed).
-      const retryMs = Math.min(5000, this.#pipeline.config.refresh.intervalMs);
-      this.#log.error({ code: (err as { code?: string }).code, retryInMs: retryMs }, `${(err as Error).message}`);
-      clearTimeout(this.#retryTimer);
-      this.#retryTimer = setTimeout(() => this.requestCommit(), retryMs);
-      this.#retryTimer.unref();
+      this.#writeFailed(err);
     }
+  }
+
+  /** A commit or verify round failed: the previous generation is intact; log it and retry the write on its own timer. */
+  #writeFailed(err: unknown): void {
+    this.#lastWriteError = err as Error;
+    this.#metrics.filesWritten('error');
+    // The new values are already the ones in use: no later check will see a change,
+    // so retry the write itself (ENOSPC clears, EACCES gets fixed).
+    const retryMs = Math.min(5000, this.#pipeline.config.refresh.intervalMs);
+    this.#log.error({ code: (err as { code?: string }).code, retryInMs: retryMs }, `${(err as Error).message}`);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.requestCommit(), retryMs);
+    this.#retryTimer.unref();
   }
 
   /** A verify round: restore the live generation where the volume differs from it. */
@@ -449,14 +453,7 @@ export class Runner {
         });
       }
     } catch (err) {
-      // Same as a failed commit: logged, the write retried on its own timer.
-      this.#lastWriteError = err as Error;
-      this.#metrics.filesWritten('error');
-      const retryMs = Math.min(5000, this.#pipeline.config.refresh.intervalMs);
-      this.#log.error({ code: (err as { code?: string }).code, retryInMs: retryMs }, `${(err as Error).message}`);
-      clearTimeout(this.#retryTimer);
-      this.#retryTimer = setTimeout(() => this.requestCommit(), retryMs);
-      this.#retryTimer.unref();
+      this.#writeFailed(err);
     }
   }
 

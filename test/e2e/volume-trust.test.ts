@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CANARY, Leaks, chaosRun, cleanEnv, clockShift, get, metric } from '../support/chaos-harness.ts';
 import { serverUrl, startAgent, type RunningAgent, type RunOptions } from '../support/cli.ts';
 import { stopAll } from '../support/procs.ts';
-import { waitUntil } from '../support/wait.ts';
+import { readOr, waitUntil } from '../support/wait.ts';
 
 const dirs: string[] = [];
 const agents: RunningAgent[] = [];
@@ -51,6 +51,8 @@ files:
     secret: api
   - path: conf/db.env
     template: "PASS={{ secrets.db.pass }}\\n"
+notify:
+  - exec: ["/bin/sh", "-c", ${JSON.stringify(`echo "$SECRETS_AGENT_CHANGED_FILES" >> ${join(dir, 'notified')}`)}]
 server: { listen: "127.0.0.1:0" }
 `,
   );
@@ -150,7 +152,7 @@ describe('the sidecar keeps its volume (issue 22)', { concurrency: true }, () =>
     assert.deepEqual(leaks.findings(), []);
   });
 
-  it('a link removed and a file of the live generation chmod-ed or removed are restored within one interval, counted', async () => {
+  it('a link removed and a file of the live generation chmod-ed or removed are restored by the next verify rounds, counted, and the app notified', async () => {
     const p = await project('1s');
     const { url } = await start(p.config, 'sidecar');
     const before = await metricOf(url, 'secrets_agent_volume_repairs_total');
@@ -163,6 +165,8 @@ describe('the sidecar keeps its volume (issue 22)', { concurrency: true }, () =>
     await waitUntil('the file restored', () => servesExpected(p.out), 5000);
     // The count follows the write that restored the files: wait for it, briefly.
     await waitUntil('every repair counted', async () => (await metricOf(url, 'secrets_agent_volume_repairs_total')) >= before + 3, 3000);
+    // The app is told about the files restored, as after any change.
+    await waitUntil('the app notified of api.txt and conf/db.env', async () => /api\.txt/.test(await readOr(join(p.dir, 'notified'))) && /conf\/db\.env/.test(await readOr(join(p.dir, 'notified'))), 5000);
     assert.deepEqual(leaks.findings(), []);
   });
 
