@@ -46,6 +46,8 @@ export class Pipeline {
   readonly values = new Map<string, SecretValue>();
   /** Last rendered files of each entry of `files` that rendered at least once (by its path). */
   readonly #lastGood = new Map<string, readonly RenderedFile[]>();
+  /** What the last successful write put on the volume: the live generation, which verify() restores. */
+  #lastWritten: readonly RenderedFile[] | undefined;
 
   constructor(init: {
     config: AgentConfig;
@@ -136,7 +138,9 @@ export class Pipeline {
       const group = fresh ?? this.#lastGood.get(spec.path);
       if (group) groups.set(spec.path, group);
     }
-    const write = await this.writer.write(assembleFiles(this.config, groups));
+    const files = assembleFiles(this.config, groups);
+    const write = await this.writer.write(files);
+    this.#lastWritten = files;
     for (const [path, group] of outcome.groups) this.#lastGood.set(path, group);
     if (write.changed.length > 0) {
       const now = new Date();
@@ -148,6 +152,25 @@ export class Pipeline {
       this.#log.debug('rendered files unchanged; nothing written');
     }
     return { write, renderErrors: outcome.errors };
+  }
+
+  /**
+   * A verify round (the sidecar, every interval): write the files of the last
+   * successful commit again, without rendering. The writer compares them with
+   * the volume (names, link targets, modes, owners, sizes, bytes: level 2) and
+   * writes only what differs: a file of the live generation removed, chmod-ed
+   * or edited, a user-visible link removed or replaced. Undefined before the
+   * first successful commit of this pipeline.
+   */
+  async verify(): Promise<WriteResult | undefined> {
+    if (this.#lastWritten === undefined) return undefined;
+    const write = await this.writer.write(this.#lastWritten);
+    if (write.changed.length > 0) {
+      const now = new Date();
+      this.#metrics?.generationWritten(now);
+      for (const t of write.targets ?? []) if (t.changed.length > 0) this.#metrics?.targetWritten(t.target, now);
+    }
+    return write;
   }
 }
 

@@ -99,8 +99,9 @@ export async function run(opts: GlobalOptions): Promise<number> {
   // The heartbeat is the sidecar's one ref'd timer: every other timer is unref'd, so this
   // is what keeps the process alive until SIGTERM (cleared at shutdown), and /healthz
   // watches it to tell a turning event loop from a blocked one.
-  let lastBeat = Date.now();
-  const heartbeat = setInterval(() => (lastBeat = Date.now()), HEARTBEAT_MS);
+  // Monotonic: a wall-clock step (NTP, VM resume) must not make a turning loop look blocked.
+  let lastBeat = performance.now();
+  const heartbeat = setInterval(() => (lastBeat = performance.now()), HEARTBEAT_MS);
   const server = config.server.listen
     ? await startServer({
         listen: config.server.listen,
@@ -108,9 +109,9 @@ export async function run(opts: GlobalOptions): Promise<number> {
         log,
         // Live while the event loop turns (a blocked loop misses heartbeats).
         health: () => ({
-          live: Date.now() - lastBeat < 6 * HEARTBEAT_MS,
+          live: performance.now() - lastBeat < 6 * HEARTBEAT_MS,
           ready: runner.ready,
-          ...(runner.ready ? {} : { reason: runner.notReadyReason }),
+          ...(runner.ready ? {} : { reason: runner.notReadyReason ?? 'not ready' }),
         }),
       })
     : undefined;

@@ -154,8 +154,8 @@ async function endGroup(child: ChildProcess, onKill: () => void): Promise<void> 
   const pgid = child.pid;
   if (pgid === undefined) return;
   signalGroup(child, 'SIGTERM');
-  const graceEnds = Date.now() + KILL_GRACE_MS;
-  while (Date.now() < graceEnds) {
+  const graceEnds = performance.now() + KILL_GRACE_MS;
+  while (performance.now() < graceEnds) {
     if (!(await groupAlive(child, pgid))) return;
     await sleep(POLL_MS, undefined, { ref: false });
   }

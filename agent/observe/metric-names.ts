@@ -63,6 +63,8 @@ export const METRIC_TYPES = {
   secrets_agent_aws_retries_total: 'counter',
   secrets_agent_credentials_expiration_timestamp_seconds: 'gauge',
   secrets_agent_config_reloads_total: 'counter',
+  secrets_agent_volume_repairs_total: 'counter',
+  secrets_agent_volume_lock_lost_total: 'counter',
   secrets_agent_ready: 'gauge',
   secrets_agent_build_info: 'gauge',
 } as const;

@@ -62,6 +62,8 @@ export class AgentMetrics {
   readonly #awsRetries: Counter<'operation'>;
   readonly #credentialsExpiration: Gauge;
   readonly #configReloads: Counter<'result'>;
+  readonly #volumeRepairs: Counter;
+  readonly #volumeLockLost: Counter;
   readonly #ready: Gauge;
 
   readonly #secrets = new Set<string>();
@@ -194,6 +196,16 @@ export class AgentMetrics {
       name: 'secrets_agent_config_reloads_total',
       help: 'Configuration reloads by result (success|error; on error the previous configuration stays in use).',
       labelNames: ['result'],
+      registers,
+    });
+    this.#volumeRepairs = new Counter({
+      name: 'secrets_agent_volume_repairs_total',
+      help: 'Verify rounds that found the volume differing from the live generation (a file removed, chmod-ed or changed, a link removed) and restored it.',
+      registers,
+    });
+    this.#volumeLockLost = new Counter({
+      name: 'secrets_agent_volume_lock_lost_total',
+      help: 'Times the volume lock (..lock) was found not to be this agent\'s any more (removed, replaced or taken by another agent).',
       registers,
     });
     this.#ready = new Gauge({
@@ -423,6 +435,16 @@ export class AgentMetrics {
   /** One configuration reload. */
   configReloaded(result: Outcome): void {
     this.#configReloads.inc({ result: pick(result, OUTCOMES, 'error') });
+  }
+
+  /** A verify round restored the volume to the live generation. */
+  volumeRepaired(): void {
+    this.#volumeRepairs.inc();
+  }
+
+  /** The volume lock was found removed, replaced or taken. */
+  volumeLockLost(): void {
+    this.#volumeLockLost.inc();
   }
 
   /** Readiness as /readyz reports it. */

@@ -26,6 +26,18 @@
 // Takeover renames the stale lease away (`..lock.tmp-<hex>`, a temp name both
 // layouts' prepare() removes) and checks that it moved the very file it judged
 // stale; a holder checks before each write that `..lock` is still its own file.
+//
+// A lost lease (docs/reliability.md, "The volume, kept"): at every refresh the
+// holder checks that `..lock` is still its own file (same inode). When it is not
+// (removed by a clean-up job or an operator, replaced, taken over by an agent
+// that judged it stale) the holder logs it and tries to take it again at once,
+// by the same rules as any agent: a missing lease or a stale one is taken (and
+// the 'retaken' event tells the sidecar to verify and restore the volume); a
+// live lease of another agent is respected: the volume is reported lost
+// (lostLocks(), the 'lost' event: the sidecar is not ready) and the holder tries
+// again at every refresh until that agent releases it or goes stale.
+// Lease ages and deadlines inside this process are measured on the monotonic
+// clock; only the lease's mtime, shared with other processes, is wall time.
 import { randomBytes } from 'node:crypto';
 import { constants as C, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
@@ -56,13 +68,45 @@ interface LeaseInfo {
 interface Held {
   readonly dir: string;
   readonly file: string;
-  readonly dev: number;
-  readonly ino: number;
+  dev: number;
+  ino: number;
   readonly timer: NodeJS.Timeout;
+  readonly log: Logger | undefined;
+  /** A refresh is running (refreshes never overlap). */
+  busy?: boolean;
+  /** A retake in progress (the refresh's and a write's share it). */
+  retaking?: Promise<boolean> | undefined;
 }
 
+/** What happened to a lease this process held: 'lost' (another agent holds it now), 'retaken' (it is ours again after being removed, replaced or lost). */
+export type LockEvent = { readonly dir: string; readonly event: 'lost' | 'retaken'; readonly reason: string; /** 'retaken': whether a 'lost' came before (else the lease was simply removed or replaced by a non-lease). */ readonly wasLost?: boolean };
+
 const held = new Map<string, Held>();
+/** Volumes whose lease this process held and another agent holds now: dir -> why. */
+const lost = new Map<string, string>();
+const listeners = new Set<(e: LockEvent) => void>();
 let exitHookInstalled = false;
+
+/** Subscribe to lost/retaken leases (the sidecar: readiness, and a verify of the volume once retaken). Returns the unsubscribe. */
+export function onLockEvent(listener: (e: LockEvent) => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/** The volumes whose lease this process held and lost to another agent (not yet taken back), with the reason. */
+export function lostLocks(): ReadonlyMap<string, string> {
+  return lost;
+}
+
+function emit(e: LockEvent): void {
+  for (const l of listeners) {
+    try {
+      l(e);
+    } catch {
+      // A listener's failure is its own business.
+    }
+  }
+}
 
 /** This process's identity as written in a lease. */
 function self(): Required<Pick<LeaseInfo, 'pid' | 'host'>> & LeaseInfo {
@@ -109,13 +153,15 @@ export async function lockVolume(outputDir: string, options: { log?: Logger | un
   const mine = held.get(dir);
   if (mine) {
     if (stillOurs(mine)) return;
-    options.log?.error({ outputDir: dir }, `the volume lock on ${dir} was taken over by another agent (this one stalled for over ${STALE_MS / 1000}s); taking it again before writing`);
+    // Removed, replaced or taken: take it back at once if it is free or stale (as the refresh does).
+    if (await retake(mine)) return;
+    // A live agent holds it (retake() logged that): wait for it like any agent.
     await dropLease(mine, false);
   }
   const waitMs = options.waitMs ?? WAIT_MS;
   const file = path.join(dir, LOCK);
-  const deadline = Date.now() + waitMs;
-  const me = { ...self(), pidns: await pidNs(), since: new Date().toISOString() };
+  const deadline = performance.now() + waitMs;
+  const me = await myLease();
   let waitingLogged = false;
   for (;;) {
     let handle: FileHandle;
@@ -129,7 +175,7 @@ export async function lockVolume(outputDir: string, options: { log?: Logger | un
         await takeOver(file, dir, verdict.ino);
         continue;
       }
-      if (Date.now() >= deadline) throw lockedError(dir, verdict.info, verdict.ageMs, waitMs);
+      if (performance.now() >= deadline) throw lockedError(dir, verdict.info, verdict.ageMs, waitMs);
       if (!waitingLogged) {
         waitingLogged = true;
         options.log?.warn({ outputDir: dir, holder: verdict.info, waitMs }, 'another agent holds the volume lock; waiting for it');
@@ -152,9 +198,15 @@ export async function lockVolume(outputDir: string, options: { log?: Logger | un
       const timer = setInterval(() => void refresh(dir), REFRESH_MS);
       timer.unref();
       // No descriptor is kept open: a held lease must not keep the volume busy (umount).
-      held.set(dir, { dir, file, dev: st.dev, ino: st.ino, timer });
+      held.set(dir, { dir, file, dev: st.dev, ino: st.ino, timer, log: options.log });
       installExitHook();
       if (waitingLogged) options.log?.info({ outputDir: dir }, 'took the volume lock');
+      const wasLost = lost.get(dir);
+      if (wasLost !== undefined) {
+        lost.delete(dir);
+        options.log?.warn({ outputDir: dir }, 'took the volume lock back');
+        emit({ dir, event: 'retaken', reason: wasLost, wasLost: true });
+      }
       return;
     } catch (e) {
       await handle.close().catch(() => undefined);
@@ -172,6 +224,7 @@ export async function unlockVolume(outputDir: string): Promise<void> {
 
 async function dropLease(h: Held, unlink: boolean): Promise<void> {
   held.delete(h.dir);
+  if (unlink) lost.delete(h.dir);
   clearInterval(h.timer);
   if (unlink && stillOurs(h)) await fs.unlink(h.file).catch(() => undefined);
 }
@@ -185,12 +238,89 @@ function stillOurs(h: Held): boolean {
   }
 }
 
+async function myLease(): Promise<LeaseInfo> {
+  return { ...self(), pidns: await pidNs(), since: new Date().toISOString() };
+}
+
 async function refresh(dir: string): Promise<void> {
   const h = held.get(dir);
-  if (!h) return;
-  if (!stillOurs(h)) return;
-  const now = new Date();
-  await fs.lutimes(h.file, now, now).catch(() => undefined);
+  if (!h || h.busy) return;
+  h.busy = true;
+  try {
+    if (stillOurs(h)) {
+      const now = new Date();
+      await fs.lutimes(h.file, now, now).catch(() => undefined);
+      return;
+    }
+    await retake(h);
+  } catch (e) {
+    h.log?.warn({ outputDir: dir, code: errnoOf(e) }, 'could not check the volume lock; trying again at the next refresh');
+  } finally {
+    h.busy = false;
+  }
+}
+
+/**
+ * `h` is no longer our file: take the lease again if it is missing or stale
+ * (then 'retaken'), else record it as lost to its live holder (then 'lost',
+ * logged once per holder). Returns whether it is ours again.
+ */
+function retake(h: Held): Promise<boolean> {
+  h.retaking ??= retakeOnce(h).finally(() => (h.retaking = undefined));
+  return h.retaking;
+}
+
+async function retakeOnce(h: Held): Promise<boolean> {
+  const me = await myLease();
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let handle: FileHandle;
+    try {
+      handle = await fs.open(h.file, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o644);
+    } catch (e) {
+      if (errnoOf(e) !== 'EEXIST') throw e;
+      const verdict = await judge(h.file, me, h.dir);
+      if (verdict.ino === 0) continue; // removed meanwhile
+      if (verdict.stale) {
+        await takeOver(h.file, h.dir, verdict.ino);
+        continue;
+      }
+      if (isMe(verdict.info, me)) {
+        // Our own lease, copied back in place (another inode): adopt it rather than wait for ourselves.
+        h.ino = verdict.ino;
+        h.dev = (await fs.lstat(h.file)).dev;
+        lost.delete(h.dir);
+        h.log?.warn({ outputDir: h.dir }, `the volume lock file on ${h.dir} was replaced by a copy of this agent's own lease; keeping it`);
+        return true;
+      }
+      const reason = `another agent holds it (${holderText(verdict.info) || 'unknown holder'})`;
+      if (lost.get(h.dir) !== reason) {
+        lost.set(h.dir, reason);
+        h.log?.error(
+          { outputDir: h.dir, holder: verdict.info },
+          `the volume lock on ${h.dir} was lost: ${reason}; this agent writes nothing (a sidecar is not ready) until it takes the lock back, when that agent releases it or stops refreshing it`,
+        );
+        emit({ dir: h.dir, event: 'lost', reason });
+      }
+      return false;
+    }
+    try {
+      await handle.writeFile(JSON.stringify(me) + '\n').catch((e: unknown) => {
+        if (errnoOf(e) !== 'ENOSPC' && errnoOf(e) !== 'EDQUOT') throw e;
+      });
+      const st = await handle.stat();
+      h.dev = st.dev;
+      h.ino = st.ino;
+    } finally {
+      await handle.close();
+    }
+    const wasLost = lost.get(h.dir);
+    lost.delete(h.dir);
+    const reason = wasLost ?? 'the lease file was removed or replaced';
+    h.log?.warn({ outputDir: h.dir, reason }, `the volume lock on ${h.dir} was not this agent's any more (${reason}); took it again`);
+    emit({ dir: h.dir, event: 'retaken', reason, wasLost: wasLost !== undefined });
+    return true;
+  }
+  return false;
 }
 
 function installExitHook(): void {
@@ -266,12 +396,21 @@ async function takeOver(file: string, dir: string, ino: number): Promise<void> {
   await fs.unlink(aside).catch(() => undefined);
 }
 
-function lockedError(dir: string, info: LeaseInfo, ageMs: number, waitMs: number): WriteError {
-  const who = [
+/** A lease naming this very process (pid, its start time, PID namespace and boot). */
+function isMe(info: LeaseInfo, me: LeaseInfo): boolean {
+  return info.pid === me.pid && info.start !== undefined && info.start === me.start && info.pidns === me.pidns && info.boot === me.boot;
+}
+
+function holderText(info: LeaseInfo): string {
+  return [
     info.pid !== undefined ? `pid ${info.pid}` : undefined,
     info.host ? `on host ${info.host}` : undefined,
     info.since ? `since ${info.since}` : undefined,
   ].filter(Boolean).join(' ');
+}
+
+function lockedError(dir: string, info: LeaseInfo, ageMs: number, waitMs: number): WriteError {
+  const who = holderText(info);
   return new WriteError(
     `outputDir ${dir} is locked by another secrets-agent (${who || 'unknown holder'}, lease refreshed ${Math.max(0, Math.round(ageMs / 1000))}s ago) ` +
       `waiting ${Math.round(waitMs / 1000)}s for ${path.join(dir, LOCK)}: nothing was written, the previous files are unchanged; ` +

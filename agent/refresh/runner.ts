@@ -30,11 +30,23 @@
 //
 // A secret scheduled for deletion keeps serving its last value
 // (refresh/deletion.ts).
+//
+// Verify rounds: once the first generation exists, every refresh interval (at
+// most once a second), and at once when the volume lock was taken back, the
+// runner writes the last committed files again without rendering
+// (Pipeline.verify); the writer compares them with the volume and restores
+// only what differs (a file of the live generation removed or chmod-ed, a link
+// removed), counted in secrets_agent_volume_repairs_total, and the consumers of
+// the restored files are notified. While another agent holds the volume lock (output/lock.ts: the
+// lease was lost) the runner is not ready (notReadyReason) and writes nothing
+// until the lease is its own again.
+import path from 'node:path';
 import pLimit from 'p-limit';
 import type { SourceError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { AgentMetrics } from '../observe/metrics.ts';
 import type { Notifier } from '../notify/index.ts';
+import { lostLocks, onLockEvent, type LockEvent } from '../output/lock.ts';
 import { versionMoved, type Pipeline } from '../pipeline.ts';
 import { kindOf, sameSource, type SecretMetadata, type SecretSpec } from '../types.ts';
 import { DeletionReporter } from './deletion.ts';
@@ -46,6 +58,8 @@ import { SnapshotApplier, snapshotMetadata } from './snapshot.ts';
 const FIRST_RETRY_MS = 500;
 /** First render: secrets re-checked in parallel at most. */
 const FIRST_CHECK_CONCURRENCY = 8;
+/** Verify rounds come every refresh interval, but not more often than this (a 10 ms interval need not re-read the volume 100 times a second). */
+const VERIFY_MIN_MS = 1000;
 /** A group check: values fetched in parallel at most (only the moved ones are fetched). */
 const GROUP_FETCH_CONCURRENCY = 8;
 
@@ -82,6 +96,10 @@ export class Runner {
   #firstRun: Promise<boolean> | undefined;
   readonly #snapshots: SnapshotApplier;
   readonly #deletions: DeletionReporter;
+  /** A verify round is wanted (the drain runs it when no commit is pending). */
+  #verifyWanted = false;
+  #verifyTimer: NodeJS.Timeout | undefined;
+  readonly #unsubscribeLock: () => void;
 
   constructor(options: RunnerOptions) {
     this.#log = options.log;
@@ -113,19 +131,60 @@ export class Runner {
       },
       onCheckResult: (spec, err) => this.#metrics.secretChecked(spec.name, err ? 'error' : 'success'),
     });
+    this.#unsubscribeLock = onLockEvent((e) => this.#onLock(e));
   }
 
+  /** Ready: the first render is complete and this agent holds the volume lock. */
   get ready(): boolean {
-    return this.#ready;
+    return this.#ready && this.#lockLost() === undefined;
+  }
+
+  /**
+   * Why not ready, for /readyz; undefined when ready. Names and codes, never values: before the
+   * first render, its last failed attempt (the secrets it waits for, the files it cannot render,
+   * the write error); after it, a volume lock another agent holds.
+   */
+  get notReadyReason(): string | undefined {
+    if (!this.#ready) return this.#notReady;
+    const lost = this.#lockLost();
+    return lost === undefined ? undefined : `volume lock lost: ${lost}`;
+  }
+
+  /** Whether the volume lock of this pipeline's outputDir (or one of its targets) is held by another agent now. */
+  #lockLost(): string | undefined {
+    for (const [dir, reason] of lostLocks()) if (this.#ours(dir)) return `${dir}: ${reason}`;
+    return undefined;
+  }
+
+  #ours(dir: string): boolean {
+    const out = path.resolve(this.#pipeline.config.outputDir);
+    return dir === out || dir.startsWith(`${out}/`);
+  }
+
+  #onLock(e: LockEvent): void {
+    if (!this.#ours(e.dir) || this.#stop.signal.aborted) return;
+    if (e.event === 'lost' || !e.wasLost) this.#metrics.volumeLockLost();
+    this.#metrics.setReady(this.ready);
+    // Taken back: whatever the other writer did to the volume is undone now, not at the next round.
+    if (e.event === 'retaken') this.#requestVerify();
+  }
+
+  /** Every interval after the first render: a verify round (see the header). */
+  #armVerify(): void {
+    clearInterval(this.#verifyTimer);
+    if (this.#stop.signal.aborted) return;
+    this.#verifyTimer = setInterval(() => this.#requestVerify(), Math.max(VERIFY_MIN_MS, this.#pipeline.config.refresh.intervalMs));
+    this.#verifyTimer.unref();
+  }
+
+  #requestVerify(): void {
+    if (!this.#ready || this.#stop.signal.aborted || this.#lockLost() !== undefined) return;
+    this.#verifyWanted = true;
+    void this.#drain();
   }
 
   get pipeline(): Pipeline {
     return this.#pipeline;
-  }
-
-  /** Why not ready (undefined once ready): the last failed first-render attempt, by secret and file names and error codes, never values. */
-  get notReadyReason(): string | undefined {
-    return this.#ready ? undefined : this.#notReady;
   }
 
   /**
@@ -179,6 +238,7 @@ export class Runner {
     this.#metrics.setReady(true);
     this.#log.info({ outputDir: config.outputDir, files: config.files.length, secrets: config.secrets.length }, 'first render complete; ready');
     this.#scheduler.setSecrets(config.secrets);
+    this.#armVerify();
     return true;
   }
 
@@ -338,9 +398,16 @@ export class Runner {
   async #drain(): Promise<void> {
     if (this.#committing) return this.#committing; // the running drain loops while dirty
     const run = async (): Promise<void> => {
-      while (this.#dirty && !this.#stop.signal.aborted) {
-        this.#dirty = false;
-        await this.#commitOnce();
+      while ((this.#dirty || this.#verifyWanted) && !this.#stop.signal.aborted) {
+        if (this.#dirty) {
+          // A commit writes (and so verifies) everything: the verify wanted is done by it.
+          this.#dirty = false;
+          this.#verifyWanted = false;
+          await this.#commitOnce();
+        } else {
+          this.#verifyWanted = false;
+          await this.#verifyOnce();
+        }
       }
     };
     this.#committing = run().finally(() => {
@@ -362,15 +429,40 @@ export class Runner {
         });
       }
     } catch (err) {
-      this.#lastWriteError = err as Error;
-      this.#metrics.filesWritten('error');
-      // The previous generation is intact, and the new values are already the ones in use:
-      // no later check will see a change, so retry the write itself (ENOSPC clears, EACCES gets fixed).
-      const retryMs = Math.min(5000, this.#pipeline.config.refresh.intervalMs);
-      this.#log.error({ code: (err as { code?: string }).code, retryInMs: retryMs }, `${(err as Error).message}`);
-      clearTimeout(this.#retryTimer);
-      this.#retryTimer = setTimeout(() => this.requestCommit(), retryMs);
-      this.#retryTimer.unref();
+      this.#writeFailed(err);
+    }
+  }
+
+  /** A commit or verify round failed: the previous generation is intact; log it and retry the write on its own timer. */
+  #writeFailed(err: unknown): void {
+    this.#lastWriteError = err as Error;
+    this.#metrics.filesWritten('error');
+    // The new values are already the ones in use: no later check will see a change,
+    // so retry the write itself (ENOSPC clears, EACCES gets fixed).
+    const retryMs = Math.min(5000, this.#pipeline.config.refresh.intervalMs);
+    this.#log.error({ code: (err as { code?: string }).code, retryInMs: retryMs }, `${(err as Error).message}`);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.requestCommit(), retryMs);
+    this.#retryTimer.unref();
+  }
+
+  /** A verify round: restore the live generation where the volume differs from it. */
+  async #verifyOnce(): Promise<void> {
+    if (this.#lockLost() !== undefined) return;
+    try {
+      const write = await this.#pipeline.verify();
+      const changed = write?.changed ?? [];
+      if (changed.length === 0) return;
+      this.#metrics.volumeRepaired();
+      this.#log.warn({ outputDir: this.#pipeline.config.outputDir, changed, ...(write?.generation ? { generation: write.generation } : {}) }, 'the volume differed from the files last written (removed, changed or chmod-ed by someone else); restored them');
+      if (!this.#stop.signal.aborted) {
+        await this.#notifier.notify(changed, {
+          outputDir: this.#pipeline.config.outputDir,
+          ...(write?.generation ? { generation: write.generation } : {}),
+        });
+      }
+    } catch (err) {
+      this.#writeFailed(err);
     }
   }
 
@@ -432,6 +524,7 @@ export class Runner {
     await oldNotifier.stop();
     if (!this.#coalesceFixed) this.#coalesceMs = Math.min(500, next.config.refresh.intervalMs / 4);
     this.#scheduler.setRefresh(next.config.refresh);
+    if (this.#ready) this.#armVerify();
   }
 
   /** Stop checking, let the write in flight finish, cancel pending notifications. */
@@ -439,6 +532,8 @@ export class Runner {
     this.#stop.abort(new Error('shutting down'));
     clearTimeout(this.#commitTimer);
     clearTimeout(this.#retryTimer);
+    clearInterval(this.#verifyTimer);
+    this.#unsubscribeLock();
     await this.#scheduler.stop();
     await this.#firstRun?.catch(() => false);
     await this.#committing;

@@ -19,6 +19,10 @@
 //   one request (SchedulerOptions.checkMany, .batches): rounds.ts, whose
 //   header states the rules. Backoff, terminal-error logs and rotation probes
 //   stay per secret.
+// - Time: every wait is measured on the monotonic clock (performance.now()),
+//   so a wall-clock step (NTP, a VM resumed) neither stops the checks (a step
+//   back) nor makes them all due at once (a step forward). Wall time is used
+//   only to place a NextRotationDate (a wall-clock date) relative to now.
 // At most `concurrency` checks (a group counts as one) run at once (p-limit).
 // All timers are unref'd; stop() aborts checks in flight and drops the queued
 // ones, and a check aborted that way counts as neither success nor error.
@@ -70,8 +74,10 @@ export interface SchedulerOptions extends RefreshSettings {
   readonly onCheckResult?: (spec: SecretSpec, error: SourceError | undefined) => void;
   /** Max checks in flight at once. @default 8 */
   readonly concurrency?: number;
-  /** Clock, for tests. @default Date.now */
+  /** Monotonic clock (ms) every due time is on, for tests. @default performance.now */
   readonly now?: () => number;
+  /** Wall clock (ms since the epoch), only to place a NextRotationDate, for tests. @default Date.now */
+  readonly wall?: () => number;
 }
 
 /** Extra checks after a NextRotationDate: 1+2+4+…+128 s ≈ 4 min of rotation Lambda time covered. */
@@ -106,6 +112,7 @@ export class Scheduler {
   readonly #o: SchedulerOptions;
   #refresh: RefreshSettings;
   readonly #now: () => number;
+  readonly #wall: () => number;
   readonly #states = new Map<string, SecretState>();
   readonly #heap = new DueHeap<{ name: string; token: number }>();
   readonly #abort = new AbortController();
@@ -123,7 +130,8 @@ export class Scheduler {
     this.#o = options;
     this.#repeats = new RepeatLimiter(options.log);
     this.#refresh = { intervalMs: options.intervalMs, jitter: options.jitter, rotationAware: options.rotationAware };
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => performance.now());
+    this.#wall = options.wall ?? Date.now;
     this.#limit = pLimit({ concurrency: options.concurrency ?? 8, rejectOnClear: true });
   }
 
@@ -390,14 +398,16 @@ export class Scheduler {
     if (!this.#refresh.rotationAware || !outcome) return regular;
     const { metadata, changed } = outcome;
     if (changed) delete state.rotation;
+    // `r.at` and NextRotationDate are wall-clock dates; due times are monotonic: `wall` maps one onto the other.
+    const wall = this.#wall();
     const next = metadata.rotationEnabled ? metadata.nextRotationDate?.getTime() : undefined;
-    if (next !== undefined && next > now - ROTATION_GRACE_MS && !changed && (!state.rotation || state.rotation.at !== next)) {
+    if (next !== undefined && next > wall - ROTATION_GRACE_MS && !changed && (!state.rotation || state.rotation.at !== next)) {
       // A new scheduled rotation: watch it.
       state.rotation = { at: next, probes: 0 };
     }
     const r = state.rotation;
     if (!r) return regular;
-    if (r.at > now) return Math.min(regular, r.at + 1000);
+    if (r.at > wall) return Math.min(regular, now + (r.at - wall) + 1000);
     if (changed || r.probes >= ROTATION_PROBES) {
       delete state.rotation;
       return regular;

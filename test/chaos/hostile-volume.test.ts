@@ -7,7 +7,7 @@
 // and inode (compared before and after every case).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -283,20 +283,17 @@ ${extra}`;
       const agent = chaosAgent('run', ['run', '--config', path, '--log-level', 'debug'], leaks, { env: cleanEnv() });
       agents.push(agent);
       await agent.waitFor(/first render complete/);
+      // Each plant is atomic (a link made aside, renamed over the name): the sidecar verifies its
+      // volume every interval, so an `rm` then `symlink` would race its repair of the name.
+      const plant = async (target: string, at: string): Promise<void> => {
+        await symlink(target, `${at}.planted`);
+        await rename(`${at}.planted`, at);
+      };
       const attacks: ((o: string) => Promise<void>)[] = [
-        async (o) => {
-          await rm(join(o, 'db.env'));
-          await symlink(join(outside, 'db.env'), join(o, 'db.env'));
-        },
-        async (o) => {
-          await rm(join(o, 'conf'));
-          await symlink(join(outside, 'conf'), join(o, 'conf'));
-        },
+        (o) => plant(join(outside, 'db.env'), join(o, 'db.env')),
+        (o) => plant(join(outside, 'conf'), join(o, 'conf')),
         (o) => symlink(outside, join(o, '..data_tmp')),
-        async (o) => {
-          await rm(join(o, 'api-key'));
-          await symlink(join(outside, 'sentinel'), join(o, 'api-key'));
-        },
+        (o) => plant(join(outside, 'sentinel'), join(o, 'api-key')),
       ];
       for (const [n, attack] of attacks.entries()) {
         await attack(out);

@@ -5,7 +5,12 @@
 // put it back; break and fix a template file; add and remove files in the
 // config; an invalid config edit; SIGHUP; SIGTERM and restart; kill -9 and
 // restart; a second agent on the same volume; a notify that hangs, fails or
-// succeeds. The layout (restart-only) is drawn once per sequence.
+// succeeds; the volume lock removed or replaced (by a symlink, by the lease of a
+// holder that is gone); a file of the live generation removed or chmod-ed, a
+// user-visible link removed; the agent's wall clock stepped back or forward an
+// hour (test/support/clock-shift.mjs, loaded into every agent: it shifts Date
+// only). The layout (restart-only) is drawn once per sequence. Each command is
+// one class and one row of `allCommands`: a new event is a class and a row.
 //
 // The model holds the source, the templates and the config, and recomputes the
 // exact bytes the volume must hold. After every command the test waits for the
@@ -13,10 +18,14 @@
 // bounded by SETTLE_MS: a bound on convergence, never a sleep that must be long
 // enough), then checks the invariants:
 // - /readyz (and secrets_agent_ready) is 200/1 exactly when this agent process
-//   completed a render; otherwise 503/0;
+//   completed a render; otherwise 503/0; /healthz answers 200 within 1 s;
+// - once ready, checks keep happening: secrets_agent_secret_checks_total grows
+//   within one refresh interval (+ CHECK_SLACK_MS for a loaded machine);
 // - the volume holds exactly one complete generation, byte for byte the render
 //   of one snapshot of the source (the last one that renders), and nothing else:
-//   files removed from the config are gone, no leftovers, no empty directories;
+//   files removed from the config are gone, no leftovers, no empty directories,
+//   every file with its configured mode (0400) and every link in place: what
+//   others removed or chmod-ed is restored (the agent's verify rounds);
 // - after SIGTERM the agent exits 0 and no process it started outlives it;
 // - every exit code is 0, 1 or 2, every stdout/stderr line is one JSON object
 //   without a stack trace;
@@ -26,13 +35,15 @@
 // A failure prints fast-check's seed, path and the shrunk command list; replay
 // with MODEL_SEED=<seed> MODEL_PATH=<path> (and MODEL_REPLAY=<replayPath>).
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, readlink, lstat, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, readlink, lstat, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
-import { CANARY, GENERATION_RE, Leaks, cleanEnv, chaosAgent, get, hasStackTrace, listenAddress, metric } from '../support/chaos-harness.ts';
+import { CANARY, GENERATION_RE, Leaks, cleanEnv, chaosAgent, clockShift, get, hasStackTrace, listenAddress, metric } from '../support/chaos-harness.ts';
 import type { RunningAgent } from '../support/cli.ts';
 import { killAgent, stopAgent } from '../support/procs.ts';
 
@@ -49,6 +60,16 @@ const SKIP = new Set((process.env['MODEL_SKIP'] ?? '').split(',').filter(Boolean
 const TIME_LIMIT_MS = Number(process.env['MODEL_TIME_LIMIT_MS'] ?? 240_000);
 /** How long the agent may take to reflect a change (a loaded 2-core machine). */
 const SETTLE_MS = 20_000;
+/** The refresh interval of the config below; checks must keep happening within it (+ slack). */
+const INTERVAL_MS = 300;
+/** Slack on "a check within one interval" for a loaded 2-core machine (a stopped scheduler misses it by the clock step: an hour). */
+const CHECK_SLACK_MS = 2_000;
+/** /healthz must answer within this long after every step. */
+const HEALTHZ_MS = 1_000;
+/** The files' mode (the config sets none: the default). */
+const FILE_MODE = 0o400;
+/** How far the clock commands step the agent's wall clock. */
+const CLOCK_STEP_MS = 3_600_000;
 
 /**
  * What a second `run` on the same outputDir must do (issue 11, defect 6):
@@ -87,6 +108,8 @@ interface Model {
   live: Map<string, string> | undefined;
   /** Whether the running agent process completed a render. */
   ready: boolean;
+  /** The agents' wall-clock offset (ms), as clock-shift.mjs applies it. */
+  clock: number;
 }
 
 /** Each configured file's bytes, or undefined for a file whose template cannot render (strict Liquid: db.pass missing). */
@@ -135,6 +158,8 @@ interface Real {
   agents: RunningAgent[];
   /** Every exit seen: label and code/signal. */
   exits: string[];
+  /** The file clock-shift.mjs reads the offset from. */
+  clock: string;
 }
 
 const tplText = (v: number) => `# v${v}\nuser={{ secrets.db.user }}\n`;
@@ -147,7 +172,7 @@ function configText(m: Model, dir: string): string {
   return `source: { type: file, path: secrets.json }
 outputDir: out
 layout: ${m.layout}
-refresh: { interval: 300ms, jitter: 0.1 }
+refresh: { interval: ${INTERVAL_MS}ms, jitter: 0.1 }
 secrets:
   api: { id: api }
   db: { id: db }
@@ -174,10 +199,9 @@ async function writeSource(m: Model, r: Real): Promise<void> {
   await writeFile(join(r.dir, 'secrets.json'), JSON.stringify({ api: m.api, db }));
 }
 
-const env = () => cleanEnv();
-
 function startRun(r: Real, label: string): RunningAgent {
-  const a = chaosAgent(label, ['run', '--config', r.config], r.leaks, { env: env() });
+  const shift = clockShift(r.clock);
+  const a = chaosAgent(label, ['run', '--config', r.config], r.leaks, { env: cleanEnv(shift.env), nodeFlags: shift.nodeFlags });
   r.agents.push(a);
   return a;
 }
@@ -218,8 +242,11 @@ async function observe(out: string, layout: Layout): Promise<{ files: Map<string
       const rel = `${prefix}${e.name}`;
       if (top && AGENT_METADATA_RE.test(e.name)) continue;
       if (e.isDirectory()) await walk(join(dir, e.name), `${rel}/`, false);
-      else if (e.isFile()) files.set(rel, await readFile(join(dir, e.name), 'utf8'));
-      else problems.push(`${rel} is not a regular file or directory`);
+      else if (e.isFile()) {
+        files.set(rel, await readFile(join(dir, e.name), 'utf8'));
+        const mode = (await lstat(join(dir, e.name))).mode & 0o7777;
+        if (mode !== FILE_MODE) problems.push(`${rel} has mode ${mode.toString(8)}, want ${FILE_MODE.toString(8)}`);
+      } else problems.push(`${rel} is not a regular file or directory`);
     }
   };
   if (layout === 'files') {
@@ -308,8 +335,25 @@ async function settle(m: Model, r: Real, what: string): Promise<void> {
     if (Date.now() > deadline) assert.fail(`after ${what}: not settled in ${SETTLE_MS} ms: ${problems.join('; ')}\nagent log tail:\n${redact(r.agent.output().stderr.slice(-2500))}`);
     await sleep(100);
   }
+  const t = performance.now();
+  const health = await get(`${r.url}/healthz`, r.leaks, HEALTHZ_MS);
+  assert.equal(health.status, 200, `after ${what}: /healthz did not answer 200 within ${HEALTHZ_MS} ms (${health.status} after ${Math.round(performance.now() - t)} ms)`);
+  if (m.ready) await checksGoOn(r, what);
   checkOutputs(r);
   assert.deepEqual(r.leaks.findings(), [], `after ${what}: the canary appeared in agent output or an endpoint`);
+}
+
+/** Once ready, the scheduler keeps checking: the check counter grows within one interval (+ slack). */
+async function checksGoOn(r: Real, what: string): Promise<void> {
+  const checks = async () => metric((await get(`${r.url}/metrics`, r.leaks)).body, 'secrets_agent_secret_checks_total') ?? 0;
+  const before = await checks();
+  const t = performance.now();
+  for (;;) {
+    if ((await checks()) > before) return;
+    const waited = performance.now() - t;
+    if (waited > INTERVAL_MS + CHECK_SLACK_MS) assert.fail(`after ${what}: no check in ${Math.round(waited)} ms (interval ${INTERVAL_MS} ms)\nagent log tail:\n${redact(r.agent.output().stderr.slice(-2500))}`);
+    await sleep(50);
+  }
 }
 
 /** SIGTERM: exit 0, and nothing the agent started outlives it. */
@@ -506,6 +550,107 @@ class SetNotify implements Cmd {
   toString = () => `notify(${this.mode})`;
 }
 
+
+/** The volume lock removed (a clean-up job, an operator): the agent takes it again and stays ready. */
+class RemoveLock implements Cmd {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    await unlink(join(r.out, '..lock')).catch(() => undefined);
+    await sleep(2500); // one lease refresh (2 s): the agent sees it
+    await settle(m, r, this.toString());
+    await lockHeldBy(r, this.toString());
+  }
+  toString = () => 'removeLock';
+}
+
+/** The volume lock replaced by what is no other agent's live lease: a symlink, the lease of a holder that is gone, a copy of the agent's own lease (`cp` + `mv`: another inode). */
+class ReplaceLock implements Cmd {
+  readonly by: 'symlink' | 'deadHolder' | 'copy';
+  constructor(by: 'symlink' | 'deadHolder' | 'copy') {
+    this.by = by;
+  }
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const aside = join(r.dir, 'lock.planted');
+    await rm(aside, { force: true });
+    if (this.by === 'symlink') await symlink(join(r.dir, 'nowhere'), aside);
+    else if (this.by === 'deadHolder') await writeFile(aside, JSON.stringify(deadLease()));
+    else await writeFile(aside, await readFile(join(r.out, '..lock')).catch(() => Buffer.from('')));
+    await rename(aside, join(r.out, '..lock'));
+    await sleep(2500);
+    await settle(m, r, this.toString());
+    await lockHeldBy(r, this.toString());
+  }
+  toString = () => `replaceLock(${this.by})`;
+}
+
+/** A lease in this boot and PID namespace naming a process that has exited. */
+function deadLease(): Record<string, unknown> {
+  const gone = spawnSync('/bin/true');
+  return {
+    pid: gone.pid,
+    start: '1',
+    pidns: readlinkSync('/proc/self/ns/pid'),
+    boot: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+    host: 'model',
+    since: new Date().toISOString(),
+  };
+}
+
+/** The running agent holds the volume lock (once it took the volume: a first render is not needed). */
+async function lockHeldBy(r: Real, what: string): Promise<void> {
+  const deadline = Date.now() + SETTLE_MS;
+  for (;;) {
+    let pid: unknown;
+    try {
+      pid = (JSON.parse(await readFile(join(r.out, '..lock'), 'utf8')) as { pid?: unknown }).pid;
+    } catch {
+      pid = undefined;
+    }
+    if (pid === r.agent.child.pid) return;
+    if (Date.now() > deadline) assert.fail(`after ${what}: the volume lock is not the agent's (holder ${String(pid)})\nagent log tail:\n${redact(r.agent.output().stderr.slice(-2500))}`);
+    await sleep(100);
+  }
+}
+
+/** Someone with access to the volume removes or chmods a file of the live generation, or removes a user-visible link. */
+class TamperFile implements Cmd {
+  readonly how: 'rm' | 'chmod' | 'rmLink';
+  readonly pick: number;
+  constructor(how: 'rm' | 'chmod' | 'rmLink', pick: number) {
+    this.how = how;
+    this.pick = pick;
+  }
+  check = (m: Readonly<Model>) => m.live !== undefined && m.live.size > 0 && (this.how !== 'rmLink' || m.layout === 'generations');
+  async run(m: Model, r: Real) {
+    const paths = [...m.live!.keys()].sort();
+    const rel = paths[this.pick % paths.length]!;
+    // Through `..data` (generations): the file inside the live generation itself.
+    const base = m.layout === 'generations' ? join(r.out, '..data') : r.out;
+    if (this.how === 'rm') await unlink(join(base, rel)).catch(() => undefined);
+    else if (this.how === 'chmod') await chmod(join(base, rel), 0o666).catch(() => undefined);
+    else await unlink(join(r.out, rel.split('/')[0]!)).catch(() => undefined);
+    await settle(m, r, this.toString());
+  }
+  toString = () => `tamper(${this.how} #${this.pick})`;
+}
+
+/** The agents' wall clock steps (NTP, a VM resumed): nothing on the volume changes, checks go on, /healthz answers. */
+class ClockStep implements Cmd {
+  readonly dir: 'back' | 'forward';
+  constructor(dir: 'back' | 'forward') {
+    this.dir = dir;
+  }
+  check = () => true;
+  async run(m: Model, r: Real) {
+    m.clock += this.dir === 'back' ? -CLOCK_STEP_MS : CLOCK_STEP_MS;
+    await writeFile(r.clock, String(m.clock));
+    await sleep(100); // the preload reads the offset every 20 ms
+    await settle(m, r, this.toString());
+  }
+  toString = () => `clock(${this.dir})`;
+}
+
 const allCommands: [string, fc.Arbitrary<Cmd>][] = [
   ['edit', fc.constantFrom<'api' | 'user' | 'pass'>('api', 'user', 'pass').map((w): Cmd => new EditSecret(w))],
   ['removeKey', fc.constant(new RemoveKey())],
@@ -519,6 +664,10 @@ const allCommands: [string, fc.Arbitrary<Cmd>][] = [
   ['kill-9+restart', fc.constant(new KillRestart())],
   ['secondAgent', fc.constant(new SecondAgent())],
   ['notify', fc.constantFrom<NotifyMode>('succeed', 'fail', 'hang').map((mode): Cmd => new SetNotify(mode))],
+  ['removeLock', fc.constant(new RemoveLock())],
+  ['replaceLock', fc.constantFrom<'symlink' | 'deadHolder' | 'copy'>('symlink', 'deadHolder', 'copy').map((by): Cmd => new ReplaceLock(by))],
+  ['tamper', fc.tuple(fc.constantFrom<'rm' | 'chmod' | 'rmLink'>('rm', 'chmod', 'rmLink'), fc.nat(9)).map(([how, pick]): Cmd => new TamperFile(how, pick))],
+  ['clock', fc.constantFrom<'back' | 'forward'>('back', 'forward').map((d): Cmd => new ClockStep(d))],
 ];
 const commands = allCommands.filter(([name]) => !SKIP.has(name)).map(([, arb]) => arb);
 
@@ -537,8 +686,9 @@ async function sequence(layout: Layout, initialFiles: OptionalFile[], cmds: Iter
     notify: 'succeed',
     live: undefined,
     ready: false,
+    clock: 0,
   };
-  const r: Real = { dir, out: join(dir, 'out'), config: join(dir, 'config.yaml'), agent: undefined as unknown as RunningAgent, url: '', leaks: new Leaks(), agents: [], exits: [] };
+  const r: Real = { dir, out: join(dir, 'out'), config: join(dir, 'config.yaml'), agent: undefined as unknown as RunningAgent, url: '', leaks: new Leaks(), agents: [], exits: [], clock: join(dir, 'clock-offset') };
   try {
     await writeFile(join(dir, 'notify.sh'), NOTIFY_SH);
     await writeFile(join(dir, 'notify-mode'), 'succeed');

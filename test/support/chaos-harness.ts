@@ -230,6 +230,15 @@ export function heapProbe(file: string): { file: string; nodeFlags: string[]; en
 }
 
 /**
+ * Node flags and environment that load test/support/clock-shift.mjs into the
+ * agent: writing a number of ms to `file` steps the agent's wall clock (Date)
+ * by that much, its monotonic clocks untouched.
+ */
+export function clockShift(file: string): { file: string; nodeFlags: string[]; env: Record<string, string> } {
+  return { file, nodeFlags: ['--import', fileURLToPath(new URL('./clock-shift.mjs', import.meta.url))], env: { CLOCK_SHIFT_FILE: file } };
+}
+
+/**
  * The V8 heap in use right after a full garbage collection in the agent, in bytes:
  * the next sample the heap probe writes after this call (at most ~1 s later).
  */

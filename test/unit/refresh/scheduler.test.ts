@@ -75,6 +75,33 @@ describe('Scheduler', () => {
     assert.ok(errors.some((e) => e !== undefined), 'saw the failures');
   });
 
+  it('waits on the monotonic clock: with the wall clock an hour behind or ahead, a NextRotationDate 300 ms ahead on the wall clock is checked about 1.3 s later', async () => {
+    await Promise.all(
+      [-3_600_000, 3_600_000].map(async (skew) => {
+        const wall = () => Date.now() + skew;
+        let checks = 0;
+        const s = new Scheduler({
+          log,
+          intervalMs: 3_600_000,
+          jitter: 0,
+          rotationAware: true,
+          wall,
+          check: (): Promise<CheckOutcome> => {
+            checks++;
+            return Promise.resolve({ metadata: meta({ rotationEnabled: true, nextRotationDate: new Date(wall() + 300) }), changed: false });
+          },
+        });
+        s.setSecrets([{ name: 'r', id: 'r' }]);
+        for (let i = 0; i < 80 && checks === 0; i++) await sleep(50); // the first look: within 2 s
+        await sleep(20);
+        const due = (s.nextDue('r') ?? Infinity) - performance.now();
+        await s.stop();
+        assert.ok(checks >= 1, 'the first look happened');
+        assert.ok(due > 0 && due < 2_000, `skew ${skew}: the probe after NextRotationDate is due in ${due} ms`);
+      }),
+    );
+  });
+
   it('with rotationAware, it checks just after NextRotationDate even with a 1 h interval, and stops when the version changes', async () => {
     const next = new Date(Date.now() + 300);
     let rotated = false;
@@ -106,7 +133,7 @@ describe('Scheduler', () => {
     const due = s.nextDue('r') ?? 0;
     await s.stop();
     assert.ok(checks.length > seen, 'probing continued until the change');
-    assert.ok(due - Date.now() > 60_000, 'after the change, back to the regular interval');
+    assert.ok(due - performance.now() > 60_000, 'after the change, back to the regular interval');
   });
 
   it('stop() aborts the checks in flight and schedules nothing more', async () => {
@@ -200,7 +227,7 @@ describe('Scheduler: grouped checks', () => {
     await s.stop();
     assert.deepEqual(groups[0], ['a', 'b', 'early']);
     assert.ok(!groups.flat().includes('late'), 'late is not pulled in');
-    assert.ok(lateDue - Date.now() > 4_000, 'late keeps its own due time');
+    assert.ok(lateDue - performance.now() > 4_000, 'late keeps its own due time');
   });
 
   it('a member that failed transiently is retried on its own with check(); the others are not re-checked; a terminal one is logged once', async () => {
@@ -309,6 +336,8 @@ describe('Scheduler: rounds (batching secrets at the default jitter), on a fake 
       intervalMs: INTERVAL,
       jitter: 0.2,
       rotationAware: options.rotationAware ?? false,
+      // Under faked timers the fake Date is both clocks (mock.timers does not fake performance.now).
+      now: () => Date.now(),
       check: (spec) => {
         singles.push({ at: Date.now(), name: spec.name });
         return settle(answer(spec.name, true));
