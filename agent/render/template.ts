@@ -39,7 +39,7 @@ export class FilterError extends Error {
  * empty string, an object or array its JSON.
  */
 export const FILTERS: Readonly<Record<string, (value: unknown, ...args: unknown[]) => unknown>> = {
-  json: (value, indent) => JSON.stringify((value instanceof Drop ? value.valueOf() : value) ?? null, null, typeof indent === 'number' ? indent : undefined),
+  json: (value, indent) => JSON.stringify((value instanceof Drop ? value.valueOf() : value) ?? null, exactIntegers, typeof indent === 'number' ? indent : undefined),
   base64_encode: (value) => Buffer.from(text(value), 'utf8').toString('base64'),
   base64_decode: (value) => base64Decode(text(value)),
   dotenv: (value) => dotenvQuote(text(value)),
@@ -125,7 +125,18 @@ export function createTemplateEngine(): Liquid {
     // The tag table is a plain record; removing a tag makes using it a parse error.
     delete engine.tags[tag];
   }
-  for (const [name, filter] of Object.entries(FILTERS)) {
+  for (const name of MATH_FILTERS) {
+    const math = engine.filters[name];
+    if (!math) continue;
+    engine.registerFilter(name, function (this: unknown, ...args: unknown[]) {
+      if (args.some((a) => typeof a === 'bigint')) {
+        throw new FilterError(`${name}: an integer beyond 2^53 cannot be computed with exactly here; write it as it is ({{ value }}, | json) or store it as a string`);
+      }
+      return (math as (...a: unknown[]) => unknown).apply(this, args);
+    });
+  }
+  // Liquid's jsonify is its json: ours too (exact integers).
+  for (const [name, filter] of [...Object.entries(FILTERS), ['jsonify', FILTERS.json!] as const]) {
     // Charged to Liquid's memoryLimit like Liquid's own string filters (input,
     // then output): base64_encode in a loop must not grow a string (and its
     // off-heap Buffer, which no heap limit sees) without bound.
@@ -139,6 +150,14 @@ export function createTemplateEngine(): Liquid {
   }
   return engine;
 }
+
+/** JSON.stringify's replacer: an integer beyond 2^53 (a BigInt, context.ts) as a JSON number with its exact digits. */
+function exactIntegers(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(value.toString()) : value;
+}
+
+/** Liquid's math filters, which would turn a BigInt into the nearest double without a word. */
+const MATH_FILTERS = ['abs', 'at_least', 'at_most', 'ceil', 'divided_by', 'floor', 'minus', 'modulo', 'plus', 'round', 'times'];
 
 /** What a filter's input or output is charged to memoryLimit: characters of a string, elements of an array. */
 function sizeOf(value: unknown): number {
@@ -155,7 +174,7 @@ function text(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
   if (value instanceof Date) return value.toISOString();
   // Objects and arrays as JSON; what JSON cannot hold (functions, symbols) as nothing.
-  const json: string | undefined = JSON.stringify(value);
+  const json: string | undefined = JSON.stringify(value, exactIntegers);
   return json ?? '';
 }
 
