@@ -2,7 +2,10 @@
 // it statically (used by `validate` and at startup); renderFiles turns one set
 // of secret values into one RenderedFile per configured file. One bad file
 // never stops the others, and no message ever carries a secret value: errors
-// name files, lines, variables, secrets and keys.
+// name files, lines, variables, secrets and keys. Template files render in
+// a worker thread (sandbox.ts), bounded in time and memory per file
+// (limits.ts), so a template that runs away fails its file and never blocks
+// the agent's event loop.
 //
 // An `eachKey` entry renders to one file per key of its secret (value.ts has
 // the rules for what each file holds); assembleFiles() puts the entries
