@@ -269,6 +269,15 @@ function unexpected(file: CompiledFile, err: unknown): RenderError {
 }
 
 /**
+ * Starts the render worker when `compiled` has template files, ahead of the
+ * first render (`init` and `run` call it before fetching): its start overlaps
+ * the fetch. No template files: nothing.
+ */
+export function prepareRender(compiled: CompiledFiles): void {
+  if (compiled.files.some((f) => f.template)) sandbox().warm(compiled);
+}
+
+/**
  * One payload from what each entry of `config.files` gave (by its path):
  * every explicit file, then the keys of the eachKey entries, the later entry
  * first; a key whose path is taken (or is a directory of a taken path, or

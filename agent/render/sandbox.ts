@@ -64,6 +64,18 @@ export class TemplateSandbox {
     return run;
   }
 
+  /**
+   * Starts the worker for `compiled` ahead of its first render, so its start
+   * (tens of ms) overlaps the fetch instead of following it. Stopped like an
+   * idle one if no render comes.
+   */
+  warm(compiled: CompiledFiles): void {
+    if (this.#running || !compiled.files.some((f) => f.template)) return;
+    this.#worker(compiled);
+    clearTimeout(this.#idle);
+    this.#idle = setTimeout(() => void this.close(), WORKER_IDLE_MS).unref();
+  }
+
   /** Stops the worker now (tests; the process may also just exit: the worker does not hold it). */
   async close(): Promise<void> {
     clearTimeout(this.#idle);
