@@ -485,6 +485,10 @@ function describeLiquidError(err: unknown, render: { context: TemplateContext; f
   if (err.name === 'ParseError' || err.name === 'TokenizationError') {
     return { row, message: err.message.replace(/, line:\d+, col:\d+$/, ''), safe: true };
   }
+  // V8's fixed text when a string would pass its maximum length (~512 Mi characters): a capture that grows without end.
+  if (original instanceof RangeError && original.message === 'Invalid string length') {
+    return { row, message: 'a string grew longer than the engine can hold (~512 Mi characters): a capture or loop that grows without end?', safe: false };
+  }
   // Anything else (a TypeError inside a filter, say) may have been built from a value.
   return { row, message: `template failed (${original ? `${err.name}: ${original.name}` : err.name})`, safe: false };
 }
