@@ -42,6 +42,9 @@ export const ENTRY = join(ROOT, 'agent', 'main.ts');
 export const BUNDLE = join(ROOT, 'dist', 'secrets-agent.mjs');
 export const LOADER = join(ROOT, 'agent', 'loader.ts');
 export const WARMUP = join(ROOT, 'scripts', 'code-cache-warmup.ts');
+/** The render worker (agent/render/sandbox.ts) and the module that carries its code into the bundle. */
+export const RENDER_WORKER = join(ROOT, 'agent', 'render', 'worker.ts');
+const RENDER_WORKER_SOURCE = join(ROOT, 'agent', 'render', 'worker-source.ts');
 
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
@@ -114,6 +117,37 @@ export interface BuildResult {
 
 /** Separates the loader from the code in dist/secrets-agent.mjs (agent/loader.ts finds it; a real newline on each side). */
 export const CODE_MARKER = '\n//# secrets-agent code: each line below starts with //\n';
+/**
+ * agent/render/worker.ts as one CommonJS script (ASCII, minified), for
+ * `new Worker(code, { eval: true })`: the bundle stays one file. Its
+ * `import.meta.url` is only used unbundled (sandbox.ts, never run in the worker).
+ */
+export async function buildRenderWorker(): Promise<string> {
+  const result = await build({
+    entryPoints: [RENDER_WORKER],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node24',
+    minify: true,
+    define: { 'import.meta.url': 'undefined' },
+    legalComments: 'none',
+    logLevel: 'warning',
+    write: false,
+  });
+  return asciiSource(result.outputFiles[0]!.text);
+}
+
+/** Puts the render worker's code in agent/render/worker-source.ts (WORKER_SOURCE) for the bundle. */
+function renderWorkerSource(code: string): Plugin {
+  return {
+    name: 'render-worker-source',
+    setup(b) {
+      b.onLoad({ filter: new RegExp(`^${escapeRe(RENDER_WORKER_SOURCE)}$`) }, () => ({ contents: `export const WORKER_SOURCE = ${JSON.stringify(code)};`, loader: 'js' }));
+    },
+  };
+}
+
 /** The name the code gets inside its wrapper for `import.meta.url` (the loader passes the bundle's URL). */
 const IMPORT_META_URL = '__secretsAgentImportMetaUrl';
 
@@ -145,7 +179,7 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
     sourcemap: 'external',
     // No `import.meta` inside a function compiled by vm.Script: the loader passes the URL.
     define: { 'import.meta.url': IMPORT_META_URL },
-    plugins: [builtinsViaRequire],
+    plugins: [builtinsViaRequire, renderWorkerSource(await buildRenderWorker())],
     legalComments: 'eof',
     metafile: true,
     logLevel: 'warning',

@@ -16,7 +16,7 @@ import { Pipeline } from '../pipeline.ts';
 import type { Logger } from '../observe/log.ts';
 import { RepeatLimiter } from '../observe/repeats.ts';
 import { firstRender, type FirstRenderResult } from '../refresh/first-render.ts';
-import { compileFiles } from '../render/render.ts';
+import { compileFiles, prepareRender } from '../render/render.ts';
 import { createWriter } from '../output/index.ts';
 import { handleSignals } from '../signals.ts';
 import { createSource } from '../source/index.ts';
@@ -86,6 +86,8 @@ export async function init(opts: GlobalOptions, flags: { timeout?: string | unde
   const loaded = await loadConfig(opts.configPath);
   const config = flags.outputDir ? { ...loaded, outputDir: (await import('node:path')).resolve(flags.outputDir) } : loaded;
   const compiled = await compileFiles(config);
+  // Template files render in a worker: start it now, while the values are fetched.
+  prepareRender(compiled);
   let source;
   try {
     source = await createSource(config, log);

@@ -15,7 +15,7 @@ import { startServer } from '../observe/server.ts';
 import { Pipeline } from '../pipeline.ts';
 import { startHotReload } from '../refresh/reload.ts';
 import { Runner } from '../refresh/runner.ts';
-import { compileFiles } from '../render/render.ts';
+import { compileFiles, prepareRender } from '../render/render.ts';
 import { createWriter } from '../output/index.ts';
 import { handleSignals } from '../signals.ts';
 import { createSource } from '../source/index.ts';
@@ -66,6 +66,8 @@ export async function run(opts: GlobalOptions): Promise<number> {
   };
   const config = await load(opts.configPath);
   const compiled = await compileFiles(config);
+  // Template files render in a worker: start it now, while the values are fetched.
+  prepareRender(compiled);
   const metrics = new AgentMetrics({ version: VERSION });
   metrics.declareConfig(config);
   const source = await createSource(config, log, metrics);

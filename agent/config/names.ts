@@ -16,6 +16,17 @@ export const PARAMETER_PATH_MAX = 2048;
 const PARAMETER_LEVELS_MAX = 15;
 const PARAMETER_ARN = /^arn:aws[-a-z]*:ssm:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:parameter(\/.*)$/;
 const PARAMETER_CHARS = /^[A-Za-z0-9_./-]+$/;
+/**
+ * Parameter Store refuses to create a name whose first level starts with "aws"
+ * or "ssm", in any case (`awsTestParameter`, `SSM-testparameter`,
+ * `/aws/testparam1`), so no such parameter of an account exists. AWS's own
+ * parameters are the exceptions a reader may name: public parameters under
+ * `/aws/service/` and Secrets Manager references under
+ * `/aws/reference/secretsmanager/` (a name, not a path). docs/aws.md, "Parameter names".
+ */
+const RESERVED_FIRST_LEVEL = /^\/?(?:aws|ssm)/i;
+const AWS_OWNED_NAME = /^\/aws\/(?:service|reference\/secretsmanager)\/./;
+const AWS_OWNED_PATH = /^\/aws\/service(?:\/|$)/;
 
 /** Why `v` is not a parameter name (or hierarchy) SSM accepts, or undefined. `path`: a parameterPath. */
 function hierarchyReason(v: string, path: boolean): string | undefined {
@@ -25,6 +36,10 @@ function hierarchyReason(v: string, path: boolean): string | undefined {
   if (path && levels.at(-1) === '') levels.pop();
   if (v !== '/' && levels.some((l) => l === '')) return `${show(v)} has an empty level ("//"${path ? '' : ' or a trailing "/"'})`;
   if (levels.length > PARAMETER_LEVELS_MAX) return `${show(v)} has ${levels.length} levels; SSM allows at most ${PARAMETER_LEVELS_MAX}`;
+  if (RESERVED_FIRST_LEVEL.test(v) && !(path ? AWS_OWNED_PATH : AWS_OWNED_NAME).test(v)) {
+    const owned = path ? 'public parameters are read under "/aws/service/"' : 'AWS\'s public parameters ("/aws/service/...") and Secrets Manager references ("/aws/reference/secretsmanager/...") can be read';
+    return `${show(v)}: Parameter Store reserves names whose first level starts with "aws" or "ssm" (in any case), so no such parameter can exist in an account (${owned}); rename the parameter`;
+  }
   return undefined;
 }
 
@@ -60,9 +75,14 @@ export function parameterLabelReason(v: string): string | undefined {
   return undefined;
 }
 
-// The same rules as JSON Schema patterns for editors (all but the level count and, for names, the length with the ARN).
-export const PARAMETER_NAME_JSON = '^(?:arn:aws[-a-z]*:ssm:[a-z]{2}(?:-[a-z]+)+-\\d+:\\d{12}:parameter/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*|[A-Za-z0-9_.-]+|(?:/[A-Za-z0-9_.-]+)+)$';
-export const PARAMETER_PATH_JSON = '^/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]*$';
+// The same rules as JSON Schema patterns for editors (all but the level count,
+// for names the length with the ARN, and the case of the "/aws/service/" and
+// "/aws/reference/secretsmanager/" exceptions to the reserved prefixes, which
+// the patterns take in any case).
+const RESERVED_JSON = '(?!/?(?:[Aa][Ww][Ss]|[Ss][Ss][Mm]))';
+const AWS_OWNED_NAME_JSON = '/[Aa][Ww][Ss]/(?:[Ss][Ee][Rr][Vv][Ii][Cc][Ee]|[Rr][Ee][Ff][Ee][Rr][Ee][Nn][Cc][Ee]/[Ss][Ee][Cc][Rr][Ee][Tt][Ss][Mm][Aa][Nn][Aa][Gg][Ee][Rr])(?:/[A-Za-z0-9_.-]+)+';
+export const PARAMETER_NAME_JSON = `^(?:arn:aws[-a-z]*:ssm:[a-z]{2}(?:-[a-z]+)+-\\d+:\\d{12}:parameter/${RESERVED_JSON}[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*|${RESERVED_JSON}[A-Za-z0-9_.-]+|${RESERVED_JSON}(?:/[A-Za-z0-9_.-]+)+|${AWS_OWNED_NAME_JSON})$`;
+export const PARAMETER_PATH_JSON = `^(?:${RESERVED_JSON}/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]*|/[Aa][Ww][Ss]/[Ss][Ee][Rr][Vv][Ii][Cc][Ee](?:/[A-Za-z0-9_.-]*)*)$`;
 export const PARAMETER_LABEL_JSON = '^(?![0-9]|[Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.-]{1,100}$';
 
 export function checked(what: string, reason: (v: string) => string | undefined, json: { pattern: string; maxLength: number }): z.ZodString {

@@ -11,6 +11,7 @@
 // - Label sets are created at 0 when a secret, file or target is declared, so
 //   `rate()` and `increase()` work from the first scrape after start-up.
 // Names, types and label words: observe/metric-names.ts.
+import { createHistogram, performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import {
   AWS_DURATION_BUCKETS,
@@ -27,6 +28,66 @@ import {
 } from './metric-names.ts';
 // Re-exported: callers import the metrics and their vocabulary from one module.
 export * from './metric-names.ts';
+
+/**
+ * Event-loop lag is sampled every LAG_SAMPLE_MS: every second, not prom-client's
+ * default 10 ms, which was ~80% of an idle agent's CPU (29.6 -> 5.6 CPU s/hour,
+ * 96 -> 1.4 wakeups/s; `npm run bench -- --only=idle`).
+ */
+export const LAG_SAMPLE_MS = 1000;
+/** prom-client's own monitor, whose gauges are dropped: an interval that never comes (~24.8 days, the largest a timer takes). */
+const IDLE_MONITOR_MS = 2 ** 31 - 1;
+const EVENT_LOOP_LAG_METRICS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'].map((s) => `nodejs_eventloop_lag_${s}_seconds`);
+
+/**
+ * nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds over the
+ * samples since the previous scrape, as true lag: how late a timer repeating
+ * every LAG_SAMPLE_MS fires (on time: ~0; held up by a blocked loop: the
+ * block). Not monitorEventLoopDelay: it records the time between two ticks, the
+ * interval included, and its reset() (prom-client's, at every scrape) also
+ * forgets the previous tick, so the sample spanning a scrape, a block that
+ * came right after one included, is lost. Here the previous tick survives the
+ * reset. No sample since the last scrape: 0.
+ */
+function eventLoopLag(registry: Registry): void {
+  const histogram = createHistogram();
+  let previous = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    // A histogram records integers >= 1: nanoseconds, and 1 for "on time".
+    histogram.record(Math.max(1, Math.round((now - previous - LAG_SAMPLE_MS) * 1e6)));
+    previous = now;
+  }, LAG_SAMPLE_MS).unref();
+  const seconds = (ns: number): number => (ns <= 1 ? 0 : ns / 1e9);
+  const gauges = new Map<string, Gauge>();
+  const collect = (): void => {
+    const none = histogram.count === 0;
+    const values: Record<string, number> = {
+      min: none ? 0 : seconds(histogram.min),
+      max: none ? 0 : seconds(histogram.max),
+      mean: none ? 0 : seconds(histogram.mean),
+      stddev: none ? 0 : histogram.stddev / 1e9,
+      p50: none ? 0 : seconds(histogram.percentile(50)),
+      p90: none ? 0 : seconds(histogram.percentile(90)),
+      p99: none ? 0 : seconds(histogram.percentile(99)),
+    };
+    for (const [stat, gauge] of gauges) gauge.set(values[stat]!);
+    histogram.reset();
+  };
+  const help: Record<string, string> = {
+    min: 'The smallest event-loop lag (how late a timer due every second ran) since the last scrape.',
+    max: 'The largest event-loop lag (how late a timer due every second ran) since the last scrape.',
+    mean: 'The mean event-loop lag (how late a timer due every second ran) since the last scrape.',
+    stddev: 'The standard deviation of the event-loop lag (how late a timer due every second ran) since the last scrape.',
+    p50: 'The 50th percentile of the event-loop lag (how late a timer due every second ran) since the last scrape.',
+    p90: 'The 90th percentile of the event-loop lag (how late a timer due every second ran) since the last scrape.',
+    p99: 'The 99th percentile of the event-loop lag (how late a timer due every second ran) since the last scrape.',
+  };
+  for (const [i, stat] of Object.keys(help).entries()) {
+    // The first gauge's collect sets them all (prom-client collects metrics in registration order).
+    gauges.set(stat, new Gauge({ name: `nodejs_eventloop_lag_${stat}_seconds`, help: help[stat]!, registers: [registry], ...(i === 0 ? { collect } : {}) }));
+  }
+}
 
 const OPERATION_RE = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
 
@@ -75,14 +136,18 @@ export class AgentMetrics {
     this.registry = new Registry();
     const registers = [this.registry];
     if (options.processMetrics ?? true) {
-      // eventLoopMonitoringPrecision: prom-client samples event-loop lag every 10 ms by
-      // default, which was ~80% of an idle agent's CPU (29.6 -> 5.6 CPU s/hour, 96 -> 1.4
-      // wakeups/s with 1 s; `npm run bench -- --only=idle`). Lag percentiles stay meaningful.
-      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
+      // prom-client's nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds report
+      // monitorEventLoopDelay's samples as they are: the time between two ticks of its
+      // timer, the 1 s sampling interval included, so an idle agent read ~1 s. They are
+      // replaced by the same names reporting true lag (eventLoopLag below); prom-client's
+      // own monitor is given an interval so long that it never ticks.
+      // nodejs_eventloop_lag_seconds (a setImmediate at scrape time) was true lag already: kept.
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: IDLE_MONITOR_MS });
       // Gauges named *_total break the exposition conventions (`promtool check metrics`
       // rejects them) and only repeat the sum of their per-type siblings
       // nodejs_active_handles{type}, nodejs_active_requests{type}, nodejs_active_resources{type}.
-      for (const name of DROPPED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
+      for (const name of [...DROPPED_DEFAULT_METRICS, ...EVENT_LOOP_LAG_METRICS]) this.registry.removeSingleMetric(name);
+      eventLoopLag(this.registry);
     }
 
     this.#checks = new Counter({

@@ -10,6 +10,9 @@
 // is the JSON object of the entries' raw values, its `meta.parameters` the
 // entries' meta.
 //
+// An integer beyond 2^53 in a JSON secret reads as its exact digits (a BigInt
+// made from the source text; see parseExact).
+//
 // `meta.region`: the AWS region that served the value (the aws source only;
 // source.failoverRegion after a failover).
 import type { SecretValue } from '../types.ts';
@@ -92,7 +95,7 @@ function makeView(value: SecretValue): SecretView {
   let tooDeep = false;
   if (!binary && /^[\t\n\r ]*\{/.test(raw)) {
     try {
-      const candidate: unknown = JSON.parse(raw);
+      const candidate: unknown = parseExact(raw);
       if (isJsonObject(candidate)) {
         parsed = freezeWithin(candidate, MAX_JSON_DEPTH);
         tooDeep = parsed === undefined;
@@ -142,6 +145,22 @@ function pathView(value: SecretValue, entries: ReadonlyMap<string, SecretValue>)
     invalidJson: false,
     tooDeep: false,
     binary: false,
+  });
+}
+
+/**
+ * JSON.parse, except that an integer beyond 2^53 (which a double cannot hold:
+ * 12345678901234567890123 would read 1.2345678901234568e+22) becomes a BigInt
+ * made from its source text, so a template writes it as stored, as `key:` does
+ * (value.ts). Templates print a BigInt as its digits and `json` writes it as a
+ * JSON number (template.ts); arithmetic on it is refused. The reviver (which
+ * sees each number's source text) runs only when the text has such a run of digits.
+ */
+function parseExact(raw: string): unknown {
+  if (!/\d{16}/.test(raw)) return JSON.parse(raw);
+  return JSON.parse(raw, function (_key, value: unknown, context?: { source?: string }) {
+    if (typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value) && context?.source && /^-?\d+$/.test(context.source)) return BigInt(context.source);
+    return value;
   });
 }
 

@@ -2,7 +2,10 @@
 // it statically (used by `validate` and at startup); renderFiles turns one set
 // of secret values into one RenderedFile per configured file. One bad file
 // never stops the others, and no message ever carries a secret value: errors
-// name files, lines, variables, secrets and keys.
+// name files, lines, variables, secrets and keys. Template files render in
+// a worker thread (sandbox.ts), bounded in time and memory per file
+// (limits.ts), so a template that runs away fails its file and never blocks
+// the agent's event loop.
 //
 // An `envFile` entry is rendered last, from the files just rendered in its
 // directory (envfile.ts: the kubelet's syntax, and what it cannot carry).
@@ -14,19 +17,24 @@
 // over earlier).
 import { readFile } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { LiquidError, type Template } from 'liquidjs';
+import { Context, LiquidError, toValueSync, type Template } from 'liquidjs';
 import { ConfigError, RenderError, type ConfigIssue } from '../errors.ts';
 import type { AgentConfig, Decoding, FileSpec, RenderedFile, SecretValue } from '../types.ts';
-import { buildContext, fileScope, MAX_JSON_DEPTH, viewOf, type SecretView, type TemplateContext } from './context.ts';
-import { createTemplateEngine, FilterError, isJsonObject } from './template.ts';
+import { fileScope, MAX_JSON_DEPTH, viewOf, type SecretView, type TemplateContext } from './context.ts';
+import { TEMPLATE_TIME_LIMIT_MS } from './limits.ts';
+import { TemplateSandbox } from './sandbox.ts';
+import { CappedEmitter, createTemplateEngine, FilterError, isJsonObject, TEMPLATE_MEMORY_UNITS } from './template.ts';
 import { decodeBytes, extractString, gjsonString, lookup, parseJson, type JsonNode } from './value.ts';
 import { unsafePathReason } from '../config/values.ts';
 import { envKeyProblem, envTemplateProblem, envValueProblem, formatEnvFile } from './envfile.ts';
 
 // Created on first use: a config whose files are all raw secrets never pays for
-// the Liquid engine (~15 ms of every such init, measured by `npm run bench`).
+// the Liquid engine (~15 ms of every such init, measured by `npm run bench`),
+// nor for the render worker.
 let liquid: ReturnType<typeof createTemplateEngine> | undefined;
 const engine = (): ReturnType<typeof createTemplateEngine> => (liquid ??= createTemplateEngine());
+let templates: TemplateSandbox | undefined;
+const sandbox = (): TemplateSandbox => (templates ??= new TemplateSandbox());
 
 /** Where a template's text came from, to point messages at the right line. */
 export type TemplateOrigin =
@@ -55,6 +63,8 @@ export interface CompiledFile {
 
 export interface CompiledTemplate {
   readonly parsed: Template[];
+  /** The template's text (the render worker parses it again). */
+  readonly source: string;
   readonly origin: TemplateOrigin;
   /**
    * Every variable path written literally in the template, with its prefixes
@@ -200,7 +210,7 @@ export async function compileFiles(config: AgentConfig): Promise<CompiledFiles> 
         }
       }
     }
-    files.push({ index, spec, template: { parsed, origin, literalPaths, computed }, secrets: usesAll ? new Set([...used, ...declared]) : used });
+    files.push({ index, spec, template: { parsed, source, origin, literalPaths, computed }, secrets: usesAll ? new Set([...used, ...declared]) : used });
   }
 
   // An env file cannot carry what a template of its directory always writes.
@@ -233,16 +243,16 @@ export async function compileFiles(config: AgentConfig): Promise<CompiledFiles> 
 /**
  * Renders every compiled file against one set of values (local name -> value).
  * Every file is attempted; a file that fails is left out of `files` and has
- * one RenderError in `errors`. Each secret version is parsed once, whatever
- * the number of files that read it.
+ * one RenderError in `errors`. Template files render in the render worker
+ * (sandbox.ts: bounded in time and memory, off the agent's event loop), each
+ * secret version parsed once there, whatever the number of files that read it;
+ * `secret:` and `eachKey` files, linear in their value, render here.
  */
 export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, values: ReadonlyMap<string, SecretValue>): Promise<RenderOutcome> {
-  const context = buildContext(
-    config.secrets.map((s) => s.name),
-    values,
-  );
   const outcome: RenderOutcome = { files: [], groups: new Map(), errors: [] };
   const envFiles: CompiledFile[] = [];
+  const results = new Map<number, RenderedFile[] | RenderError>();
+  const templated: CompiledFile[] = [];
   for (const [n, file] of compiled.files.entries()) {
     if (file.spec.kind === 'envFile') {
       envFiles.push(file);
@@ -253,21 +263,36 @@ export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, 
     const { spec } = file;
     const out = (path: string, content: Buffer): RenderedFile => ({ path, content, mode: spec.mode, uid: spec.uid, gid: spec.gid });
     try {
+      missingSecrets(file, values);
       if (spec.kind === 'eachKey') {
-        missingSecrets(file, context);
         const dir = spec.path === '.' ? '' : `${spec.path}/`;
-        outcome.groups.set(spec.path, eachKeyFiles(spec.path, spec.secret, spec.key, spec.decode, values.get(spec.secret)!).map(([k, v]) => out(`${dir}${k}`, v)));
+        results.set(file.index, eachKeyFiles(spec.path, spec.secret, spec.key, spec.decode, values.get(spec.secret)!).map(([k, v]) => out(`${dir}${k}`, v)));
+      } else if (spec.kind === 'secret') {
+        results.set(file.index, [out(spec.path, secretBytes(spec.path, spec.secret, spec.key, spec.decode, values.get(spec.secret)!))]);
       } else {
-        outcome.groups.set(spec.path, [out(spec.path, renderOne(file, context, values))]);
+        templated.push(file);
       }
     } catch (err) {
-      outcome.errors.push(
-        err instanceof RenderError
-          ? err
-          // No cause: an error we did not expect may hold anything.
-          : new RenderError(file.spec.path, `unexpected ${err instanceof Error ? err.name : typeof err} while rendering (a bug: please report it)`),
-      );
+      results.set(file.index, unexpected(file, err));
     }
+  }
+  if (templated.length > 0) {
+    const rendered = await sandbox().render(
+      compiled,
+      config.secrets.map((s) => s.name),
+      values,
+      templated,
+    );
+    for (const file of templated) {
+      const { spec } = file;
+      const r = rendered.get(file.index) ?? new RenderError(spec.path, 'the render worker gave no answer (a bug: please report it)');
+      results.set(file.index, r instanceof RenderError ? r : [{ path: spec.path, content: r, mode: spec.mode, uid: spec.uid, gid: spec.gid }]);
+    }
+  }
+  for (const file of compiled.files) {
+    const r = results.get(file.index);
+    if (r instanceof RenderError) outcome.errors.push(r);
+    else if (r) outcome.groups.set(file.spec.path, r);
   }
   outcome.files = assembleFiles(config, outcome.groups);
   if (envFiles.length > 0) {
@@ -281,6 +306,22 @@ export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, 
     outcome.files = assembleFiles(config, outcome.groups);
   }
   return outcome;
+}
+
+function unexpected(file: CompiledFile, err: unknown): RenderError {
+  return err instanceof RenderError
+    ? err
+    // No cause: an error we did not expect may hold anything.
+    : new RenderError(file.spec.path, `unexpected ${err instanceof Error ? err.name : typeof err} while rendering (a bug: please report it)`);
+}
+
+/**
+ * Starts the render worker when `compiled` has template files, ahead of the
+ * first render (`init` and `run` call it before fetching): its start overlaps
+ * the fetch. No template files: nothing.
+ */
+export function prepareRender(compiled: CompiledFiles): void {
+  if (compiled.files.some((f) => f.template)) sandbox().warm(compiled);
 }
 
 /**
@@ -345,28 +386,37 @@ export function secretsUsedBy(compiled: CompiledFiles): ReadonlyMap<string, Read
   return new Map(compiled.files.map((f) => [f.spec.path, f.secrets]));
 }
 
-function missingSecrets(file: CompiledFile, context: TemplateContext): void {
-  const missing = [...file.secrets].filter((name) => !context.views.has(name));
+function missingSecrets(file: CompiledFile, values: ReadonlyMap<string, SecretValue>): void {
+  // A declared secret is in a render's context exactly when it has a value (buildContext).
+  const missing = [...file.secrets].filter((name) => !values.has(name));
   if (missing.length > 0) {
     const names = missing.map((n) => JSON.stringify(n)).join(', ');
     throw new RenderError(file.spec.path, `${missing.length === 1 ? 'secret' : 'secrets'} ${names} ${missing.length === 1 ? 'has' : 'have'} no value (could not be fetched)`);
   }
 }
 
-function renderOne(file: CompiledFile, context: TemplateContext, values: ReadonlyMap<string, SecretValue>): Buffer {
-  const { spec } = file;
-  missingSecrets(file, context);
-  if (spec.kind === 'eachKey') throw new Error('eachKey entries are rendered by eachKeyFiles');
-  if (spec.kind === 'secret') return secretBytes(spec.path, spec.secret, spec.key, spec.decode, values.get(spec.secret)!);
 
-  const template = file.template!;
+/**
+ * A template file's bytes; a RenderError naming the file, line and variable
+ * otherwise. Runs in the render worker (worker.ts), never on the agent's own thread.
+ */
+export function renderTemplate(path: string, fileSecret: string | undefined, template: CompiledTemplate, context: TemplateContext): Buffer {
   try {
-    const out: unknown = engine().renderSync(template.parsed, fileScope(context, spec.secret));
-    return Buffer.from(typeof out === 'string' ? out : String(out), 'utf8');
+    // renderSync, with an output buffer that stops at TEMPLATE_OUTPUT_LIMIT.
+    const liquid = engine();
+    const emitter = new CappedEmitter();
+    const ctx = new Context(fileScope(context, fileSecret), liquid.options, { sync: true }, { liquid });
+    toValueSync(liquid.renderer.renderTemplates(template.parsed, ctx, emitter));
+    return Buffer.from(emitter.buffer, 'utf8');
   } catch (err) {
-    const { row, message, safe } = describeLiquidError(err, { context, fileSecret: spec.secret, template });
-    return fail(spec.path, `${where(template.origin, row)}: ${message}`, safe ? err : undefined);
+    const { row, message, safe } = describeLiquidError(err, { context, fileSecret, template });
+    return fail(path, `${where(template.origin, row)}: ${message}`, safe ? err : undefined);
   }
+}
+
+/** Parses a template's text again (the render worker's copy of what compileFiles parsed). */
+export function parseTemplate(text: string): Template[] {
+  return engine().parse(text);
 }
 
 function readProblem(err: NodeJS.ErrnoException): string {
@@ -506,14 +556,25 @@ function describeLiquidError(err: unknown, render: { context: TemplateContext; f
   }
   // Our filters' errors are written not to hold values; LiquidJS's own
   // assertions (render and memory limits) carry fixed texts.
-  if (original instanceof FilterError || original?.name === 'AssertionError') return { row, message: original.message, safe: true };
+  if (original instanceof FilterError) return { row, message: original.message, safe: true };
+  if (original?.name === 'AssertionError') return { row, message: `${original.message}${LIQUID_LIMITS[original.message] ?? ''}`, safe: true };
   // Parse and tokenization errors quote template text only.
   if (err.name === 'ParseError' || err.name === 'TokenizationError') {
     return { row, message: err.message.replace(/, line:\d+, col:\d+$/, ''), safe: true };
   }
+  // V8's fixed text when a string would pass its maximum length (~512 Mi characters): a capture that grows without end.
+  if (original instanceof RangeError && original.message === 'Invalid string length') {
+    return { row, message: 'a string grew longer than the engine can hold (~512 Mi characters): a capture or loop that grows without end?', safe: false };
+  }
   // Anything else (a TypeError inside a filter, say) may have been built from a value.
   return { row, message: `template failed (${original ? `${err.name}: ${original.name}` : err.name})`, safe: false };
 }
+
+/** What Liquid's own limits mean (its texts are fixed: template.ts sets them). */
+const LIQUID_LIMITS: Readonly<Record<string, string>> = {
+  'memory alloc limit exceeded': ` (ranges and string filters may handle ${TEMPLATE_MEMORY_UNITS / 1e6} million elements or characters in all in one template file: a range or a string that grows without end?)`,
+  'template render limit exceeded': ` (every template file has ${TEMPLATE_TIME_LIMIT_MS / 1000} s: a loop that runs away?)`,
+};
 
 /** Why `secrets.db.password` is undefined when the reason is the secret's shape. */
 function hint(variable: string, context: TemplateContext, fileSecret: string | undefined): string {

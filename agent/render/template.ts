@@ -3,6 +3,7 @@
 // names the filter and what was wrong, never the input: the input is a secret.
 import { createHash } from 'node:crypto';
 import { Drop, Liquid } from 'liquidjs';
+import { TEMPLATE_TIME_LIMIT_MS } from './limits.ts';
 
 /**
  * A filter refused its input. The message says why without quoting the input;
@@ -38,7 +39,7 @@ export class FilterError extends Error {
  * empty string, an object or array its JSON.
  */
 export const FILTERS: Readonly<Record<string, (value: unknown, ...args: unknown[]) => unknown>> = {
-  json: (value, indent) => JSON.stringify((value instanceof Drop ? value.valueOf() : value) ?? null, null, typeof indent === 'number' ? indent : undefined),
+  json: (value, indent) => JSON.stringify((value instanceof Drop ? value.valueOf() : value) ?? null, exactIntegers, typeof indent === 'number' ? indent : undefined),
   base64_encode: (value) => Buffer.from(text(value), 'utf8').toString('base64'),
   base64_decode: (value) => base64Decode(text(value)),
   dotenv: (value) => dotenvQuote(text(value)),
@@ -65,6 +66,27 @@ export const FILTERS: Readonly<Record<string, (value: unknown, ...args: unknown[
   mycnf: (value) => mycnfQuote(text(value)),
 };
 
+/** Liquid's memoryLimit (see createTemplateEngine). */
+export const TEMPLATE_MEMORY_UNITS = 4_000_000;
+/** The most characters one template file may write (docs/templates.md, "Limits"): 8 Mi. */
+export const TEMPLATE_OUTPUT_LIMIT = 8 * 1024 * 1024;
+
+/**
+ * Liquid's output buffer, stopping at TEMPLATE_OUTPUT_LIMIT characters: the
+ * output is the one thing Liquid's memoryLimit does not count, and a string of
+ * hundreds of MB made in one allocation would pass any heap check in one step.
+ */
+export class CappedEmitter {
+  buffer = '';
+  write(html: unknown): void {
+    const s = typeof html === 'string' ? html : text(html);
+    if (this.buffer.length + s.length > TEMPLATE_OUTPUT_LIMIT) {
+      throw new FilterError(`output: the file would be longer than ${TEMPLATE_OUTPUT_LIMIT / 1024 / 1024} Mi characters, the limit for one template file`);
+    }
+    this.buffer += s;
+  }
+}
+
 /**
  * A fresh engine. Options and why:
  * - strictVariables / strictFilters: a typo is an error, not an empty string.
@@ -75,7 +97,11 @@ export const FILTERS: Readonly<Record<string, (value: unknown, ...args: unknown[
  * - outputEscape is not HTML escaping: it writes objects and arrays as JSON
  *   instead of "[object Object]", and nil as nothing.
  * - renderLimit, memoryLimit: a runaway loop or a `(1..1000000000)` range fails
- *   one file instead of hanging the agent or eating its memory.
+ *   one file with Liquid's own error. memoryLimit counts range elements and the
+ *   characters of Liquid's string filters over one render: 4 million keeps the
+ *   largest array or string it lets through (32 MB) well inside the render
+ *   worker's heap (sandbox.ts), whose time and heap bounds hold whatever the
+ *   template does; these only fail sooner and say why.
  * - locale: fixed, so `| date` output does not depend on the container's
  *   environment; left unset, Liquid asks Intl.DateTimeFormat for the default
  *   locale, which pages ICU data into every agent (+6.4 MB file-backed, 8.2 MB
@@ -91,16 +117,52 @@ export function createTemplateEngine(): Liquid {
     relativeReference: false,
     dynamicPartials: false,
     outputEscape: text,
-    renderLimit: 5_000,
-    memoryLimit: 100_000_000,
+    renderLimit: TEMPLATE_TIME_LIMIT_MS,
+    memoryLimit: TEMPLATE_MEMORY_UNITS,
     locale: 'en-US',
   });
   for (const tag of ['include', 'render', 'layout', 'block']) {
     // The tag table is a plain record; removing a tag makes using it a parse error.
     delete engine.tags[tag];
   }
-  for (const [name, filter] of Object.entries(FILTERS)) engine.registerFilter(name, filter);
+  for (const name of MATH_FILTERS) {
+    const math = engine.filters[name];
+    if (!math) continue;
+    engine.registerFilter(name, function (this: unknown, ...args: unknown[]) {
+      if (args.some((a) => typeof a === 'bigint')) {
+        throw new FilterError(`${name}: an integer beyond 2^53 cannot be computed with exactly here; write it as it is ({{ value }}, | json) or store it as a string`);
+      }
+      return (math as (...a: unknown[]) => unknown).apply(this, args);
+    });
+  }
+  // Liquid's jsonify is its json: ours too (exact integers).
+  for (const [name, filter] of [...Object.entries(FILTERS), ['jsonify', FILTERS.json!] as const]) {
+    // Charged to Liquid's memoryLimit like Liquid's own string filters (input,
+    // then output): base64_encode in a loop must not grow a string (and its
+    // off-heap Buffer, which no heap limit sees) without bound.
+    engine.registerFilter(name, function (this: { context: { memoryLimit: { use(n: number): void } } }, value: unknown, ...args: unknown[]) {
+      const limit = this.context.memoryLimit;
+      limit.use(sizeOf(value));
+      const out = filter(value, ...args);
+      limit.use(sizeOf(out));
+      return out;
+    });
+  }
   return engine;
+}
+
+/** JSON.stringify's replacer: an integer beyond 2^53 (a BigInt, context.ts) as a JSON number with its exact digits. */
+function exactIntegers(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(value.toString()) : value;
+}
+
+/** Liquid's math filters, which would turn a BigInt into the nearest double without a word. */
+const MATH_FILTERS = ['abs', 'at_least', 'at_most', 'ceil', 'divided_by', 'floor', 'minus', 'modulo', 'plus', 'round', 'times'];
+
+/** What a filter's input or output is charged to memoryLimit: characters of a string, elements of an array. */
+function sizeOf(value: unknown): number {
+  if (typeof value === 'string' || Array.isArray(value)) return value.length;
+  return 1;
 }
 
 /** How a filter (and the output) sees its input. */
@@ -112,7 +174,7 @@ function text(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
   if (value instanceof Date) return value.toISOString();
   // Objects and arrays as JSON; what JSON cannot hold (functions, symbols) as nothing.
-  const json: string | undefined = JSON.stringify(value);
+  const json: string | undefined = JSON.stringify(value, exactIntegers);
   return json ?? '';
 }
 

@@ -651,6 +651,35 @@ class ClockStep implements Cmd {
   toString = () => `clock(${this.dir})`;
 }
 
+/**
+ * A template that runs away (400^3 loop steps: past the 5 s bound) replaces app.liquid: the file fails within its bound and keeps its
+ * bytes, /healthz answers within 1 s all along; then a new version fixes it.
+ */
+class RunawayTemplate implements Cmd {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const seen = (): number => (r.agent.output().stdout + r.agent.output().stderr).match(/ran longer than 5 s|template render limit exceeded/g)?.length ?? 0;
+    const before = seen();
+    const chars = 'x'.repeat(400);
+    await writeFile(join(r.dir, 'app.liquid'), `{% assign a = "${chars}" | split: "" %}{% for i in a %}{% for j in a %}{% for k in a %}{% endfor %}{% endfor %}{% endfor %}user={{ secrets.db.user }}\n`);
+    const waitsForFailure = m.ready && m.files.has('conf/app.properties');
+    const deadline = Date.now() + (waitsForFailure ? 15_000 : 6_000);
+    while (waitsForFailure ? seen() === before : Date.now() < deadline) {
+      assert.ok(Date.now() < deadline, `${this.toString()}: the runaway template did not fail within 15 s:\n${redact(r.agent.output().stderr.slice(-2000))}`);
+      const t = Date.now();
+      await fetch(`${r.url}/healthz`, { signal: AbortSignal.timeout(5_000) });
+      assert.ok(Date.now() - t < 1_000, `${this.toString()}: /healthz took ${Date.now() - t} ms during the render`);
+      await sleep(100);
+    }
+    await settle(m, r, `${this.toString()} (running away)`);
+    m.tplVersion++;
+    await writeFile(join(r.dir, 'app.liquid'), tplText(m.tplVersion));
+    converge(m);
+    await settle(m, r, `${this.toString()} (fixed)`);
+  }
+  toString = () => 'runawayTemplate';
+}
+
 const allCommands: [string, fc.Arbitrary<Cmd>][] = [
   ['edit', fc.constantFrom<'api' | 'user' | 'pass'>('api', 'user', 'pass').map((w): Cmd => new EditSecret(w))],
   ['removeKey', fc.constant(new RemoveKey())],
@@ -668,6 +697,7 @@ const allCommands: [string, fc.Arbitrary<Cmd>][] = [
   ['replaceLock', fc.constantFrom<'symlink' | 'deadHolder' | 'copy'>('symlink', 'deadHolder', 'copy').map((by): Cmd => new ReplaceLock(by))],
   ['tamper', fc.tuple(fc.constantFrom<'rm' | 'chmod' | 'rmLink'>('rm', 'chmod', 'rmLink'), fc.nat(9)).map(([how, pick]): Cmd => new TamperFile(how, pick))],
   ['clock', fc.constantFrom<'back' | 'forward'>('back', 'forward').map((d): Cmd => new ClockStep(d))],
+  ['runawayTemplate', fc.constant(new RunawayTemplate())],
 ];
 const commands = allCommands.filter(([name]) => !SKIP.has(name)).map(([, arb]) => arb);
 

@@ -172,11 +172,20 @@ db=sm-${CANARY}
     const dir = join(root, 'validate');
     await mkdir(dir, { recursive: true });
     const config = join(dir, 'config.yaml');
-    await writeFile(config, `outputDir: /out\nsecrets:\n  a: { parameter: prod/app }\n  b: { parameter: /x, label: live, version: 2 }\nfiles:\n  - { path: a, secret: a }\n`);
+    await writeFile(
+      config,
+      `outputDir: /out\nsecrets:\n  a: { parameter: prod/app }\n  b: { parameter: /x, label: live, version: 2 }\n  c: { parameter: /ssm/db }\n  d: { parameterPath: /AWS/ }\n  e: { parameter: awsDb }\n  f: { parameter: /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64 }\n  g: { parameter: /aws/reference/secretsmanager/prod/db }\nfiles:\n  - { path: a, secret: a }\n`,
+    );
     const r = await runAgent(['validate', '--config', config, '--log-format', 'text'], { env: env() });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /config\.yaml:3: secrets\.a\.parameter: "prod\/app": a name with levels/);
     assert.match(r.stderr, /config\.yaml:4: secrets\.b\.label: version and label are mutually exclusive/);
+    // Reserved by Parameter Store (no account's parameter can be named so): refused before any request, not retried at run time.
+    assert.match(r.stderr, /config\.yaml:5: secrets\.c\.parameter: "\/ssm\/db": Parameter Store reserves names whose first level starts with "aws" or "ssm"/);
+    assert.match(r.stderr, /config\.yaml:6: secrets\.d\.parameterPath: "\/AWS\/": Parameter Store reserves/);
+    assert.match(r.stderr, /config\.yaml:7: secrets\.e\.parameter: "awsDb": Parameter Store reserves/);
+    // AWS's own parameters can be read: public parameters and Secrets Manager references.
+    assert.doesNotMatch(r.stderr, /secrets\.[fg]\./);
   });
 
   it('when run checks parameters, quiet checks never decrypt; an overwrite reaches its file within interval + 1 s with one SIGHUP; a parameter added under a path appears', async () => {

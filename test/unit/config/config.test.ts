@@ -325,6 +325,27 @@ const cases: { name: string; text: string; line: number; path: string; message: 
     message: /must be a parameter version number/,
   },
   {
+    name: 'parameter under /ssm/ (reserved)',
+    text: BASE.replace('    id: prod/app/db\n', '    parameter: /ssm/app/db\n'),
+    line: 4,
+    path: 'secrets.db.parameter',
+    message: /Parameter Store reserves names whose first level starts with "aws" or "ssm"/,
+  },
+  {
+    name: 'parameter ARN naming /Aws/... (reserved, any case)',
+    text: BASE.replace('    id: prod/app/db\n', '    parameter: "arn:aws:ssm:us-east-1:123456789012:parameter/Aws/db"\n'),
+    line: 4,
+    path: 'secrets.db.parameter',
+    message: /Parameter Store reserves/,
+  },
+  {
+    name: 'parameterPath /aws/ (reserved)',
+    text: BASE.replace('    id: prod/app/db\n', '    parameterPath: /aws/\n'),
+    line: 4,
+    path: 'secrets.db.parameterPath',
+    message: /Parameter Store reserves .*public parameters are read under "\/aws\/service\/"/,
+  },
+  {
     name: 'label starting with a digit',
     text: BASE.replace('    id: prod/app/db\n', '    parameter: /a/b\n    label: 1live\n'),
     line: 5,

@@ -330,7 +330,13 @@ describe('strict errors', () => {
   it('when a template loops without end, the file fails with a limit error instead of hanging', async () => {
     const config = testConfig({ secrets: [], files: [{ path: 'x', template: '{% for i in (1..1000000000) %}{{ i }}{% endfor %}' }] });
     const error = onlyError(await render(config, {}));
-    assert.match(error.message, /limit exceeded$/);
+    assert.match(error.message, /limit exceeded \(/);
+  });
+
+  it('when a capture grows past the longest string the engine holds, the file fails saying so', async () => {
+    const config = testConfig({ secrets: ['s'], files: [{ path: 'x', template: '{% capture c %}{% for a in secrets.s.arr %}{% for b in secrets.s.arr %}{{ raw.s }}{% endfor %}{% endfor %}{% endcapture %}{{ c | size }}' }] });
+    const error = onlyError(await render(config, { s: jsonValue('s', { arr: Array.from({ length: 2000 }, (_, i) => i), pad: 'p'.repeat(4000) }) }));
+    assert.match(error.message, /a string grew longer than the engine can hold/);
   });
 });
 
