@@ -8,7 +8,10 @@
 // - the volume `secrets-agent-files` (emptyDir, medium Memory, sizeLimit);
 // - the agent as the first init container: a native sidecar (`run`,
 //   restartPolicy: Always, startupProbe on /readyz) or, for Jobs and CronJobs,
-//   a plain init container (`init`), in the shape of k8s-examples/;
+//   a plain init container (`init`), in the shape of k8s-examples/, with a
+//   securityContext that passes Pod Security "restricted" by itself, running
+//   as the app's user when the pod spec states it (appIdentity), else 65532;
+//   a note names each file the app's user could not read, and what to set;
 // - the config as a ConfigMap named by its content hash, mounted into the agent;
 // - the volume mounted read-only in every app container (at outputDir, unless
 //   the container already mounts it);
