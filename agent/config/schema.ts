@@ -52,7 +52,7 @@ const sourceSchema = z
         .regex(new RegExp(REGION_PATTERN), { error: (iss) => `${show(iss.input)} is not an AWS region (e.g. "us-west-2")` })
         .optional()
         .describe(
-          'Second region (type aws): a request that fails in the primary region with a server error, timeout or network error (after the SDK retries) is sent here (a replica secret of the same name; an ARN with its region replaced; SSM parameters by name). Terminal errors (AccessDenied, not found) never fail over. Must differ from region. Restart-only.',
+          'Second region (type aws): a request that fails in the primary region with a server error, timeout or network error (after the SDK retries) is sent here (a replica secret of the same name; an ARN with its region replaced; SSM parameters by name). Terminal errors (AccessDenied, not found) never fail over. The primary then gets 2 attempts of 2 s (not 3 of 10 s), so a hanging primary fails over in ~4 s. Must differ from region. Restart-only.',
         ),
       assumeRoleArn: z
         .string({ error: typeError('a string') })
