@@ -7,7 +7,12 @@
 // Diagnostics are of three severities: `note` (something to do beside the
 // config, e.g. the IRSA trust policy), `unconverted` (the config is usable but
 // this part is missing: exit 1) and `fatal` (an input is unusable: exit 2).
-// Each names the file and line.
+// Each names the file and line. No field is dropped silently: the target
+// fields that shape the Kubernetes Secret itself (immutable, creationPolicy,
+// deletionPolicy, template.type, template.metadata) each get one saying what
+// ESO did and what the agent does instead (targetNotes), and an ARN key AWS
+// would refuse (arnProblem) is listed. Local names are readable (localName):
+// the secret's own name, never one a template already uses (`secrets`).
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/duration.ts';
 import { FILE_PATH_PATTERN, SECRET_NAME_PATTERN } from '../config/schema.ts';
