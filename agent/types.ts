@@ -106,7 +106,13 @@ interface NotifyBase {
 }
 export type NotifyTarget =
   | (NotifyBase & { readonly kind: 'signal'; readonly signal: NodeJS.Signals; readonly process?: string; readonly pidFile?: string })
-  | (NotifyBase & { readonly kind: 'exec'; readonly argv: readonly string[]; readonly timeoutMs: number })
+  | (NotifyBase & {
+      readonly kind: 'exec';
+      readonly argv: readonly string[];
+      readonly timeoutMs: number;
+      /** Set in the command's environment (over the agent's, credential variables removed). */
+      readonly env?: Readonly<Record<string, string>>;
+    })
   | (NotifyBase & { readonly kind: 'http'; readonly url: string; readonly timeoutMs: number });
 
 export type SourceConfig =

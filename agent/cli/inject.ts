@@ -167,6 +167,11 @@ export async function inject(argv: readonly string[]): Promise<number> {
     const manifests: ManifestInput[] = [];
     for (const file of files) manifests.push({ file, text: await readInput(file, stdin) });
     const port = portOf(config);
+    // Each file's mode as the agent writes it (default 0400), for the app's read access (inject.ts, readable).
+    const fileModes = (Array.isArray(config['files']) ? config['files'] : []).filter(isObj).map((f) => ({
+      path: typeof f['path'] === 'string' ? f['path'] : typeof f['dir'] === 'string' ? f['dir'] : '',
+      mode: typeof f['mode'] === 'string' ? f['mode'] : '0400',
+    }));
     const result = injectManifests(manifests, {
       image: values.image ?? DEFAULT_IMAGE,
       configData: data,
@@ -174,6 +179,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
       ...(port === undefined ? {} : { port }),
       ...(targets ? { targets } : {}),
       ...(envMode === undefined ? {} : { envMode }),
+      files: fileModes,
     });
     diagnostics.push(...result.diagnostics);
     if (values.image === undefined && result.output !== undefined) {

@@ -307,7 +307,7 @@ function toNotify(list: ConfigOutput['notify'], resolve: (p: string) => string):
       taken.add(name);
     }
     const common = { name, splayMs: ms(n.splay), ...(n.files === undefined ? {} : { files: n.files }) };
-    if (n.exec !== undefined) return { ...common, kind: 'exec', argv: n.exec, timeoutMs: ms(n.timeout ?? '30s') };
+    if (n.exec !== undefined) return { ...common, kind: 'exec', argv: n.exec, timeoutMs: ms(n.timeout ?? '30s'), ...(n.env === undefined ? {} : { env: n.env }) };
     if (n.http !== undefined) return { ...common, kind: 'http', url: n.http, timeoutMs: ms(n.timeout ?? '10s') };
     return {
       ...common,

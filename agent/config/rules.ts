@@ -225,6 +225,15 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
       } else if (kinds.length === 1) {
         for (const k of ['process', 'pidFile']) if (has(n, k)) add(['notify', i, k], 'only valid with signal');
       }
+      if (has(n, 'env')) {
+        if (kind !== undefined && kind !== 'exec') add(['notify', i, 'env'], 'only valid with exec (the environment of the command it runs)');
+        const env = n['env'];
+        if (isObj(env)) {
+          for (const k of Object.keys(env)) {
+            if (k.startsWith('SECRETS_AGENT_')) add(['notify', i, 'env', k], `${show(k)} is set by the agent for every exec target; choose another name`);
+          }
+        }
+      }
       const targets = n['files'];
       if (Array.isArray(targets) && filePaths !== undefined) {
         targets.forEach((t: unknown, j) => {

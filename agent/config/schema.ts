@@ -31,6 +31,7 @@ const URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(?:[/?#\\\\]\\S*)?$
 const ROLE_ARN_PATTERN = '^arn:aws[-a-z]*:iam::\\d{12}:role/.+$';
 const REGION_PATTERN = '^[a-z]{2}(?:-[a-z]+)+-\\d+$';
 const UID_MAX = 4_294_967_294;
+const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
 
 // --- the schema -------------------------------------------------------------------
 
@@ -51,7 +52,7 @@ const sourceSchema = z
         .regex(new RegExp(REGION_PATTERN), { error: (iss) => `${show(iss.input)} is not an AWS region (e.g. "us-west-2")` })
         .optional()
         .describe(
-          'Second region (type aws): a request that fails in the primary region with a server error, timeout or network error (after the SDK retries) is sent here (a replica secret of the same name; an ARN with its region replaced; SSM parameters by name). Terminal errors (AccessDenied, not found) never fail over. Must differ from region. Restart-only.',
+          'Second region (type aws): a request that fails in the primary region with a server error, timeout or network error (after the SDK retries) is sent here (a replica secret of the same name; an ARN with its region replaced; SSM parameters by name). Terminal errors (AccessDenied, not found) never fail over. The primary then gets 2 attempts of 2 s (not 3 of 10 s), so a hanging primary fails over in ~4 s. Must differ from region. Restart-only.',
         ),
       assumeRoleArn: z
         .string({ error: typeError('a string') })
@@ -234,6 +235,20 @@ const notifySchema = z
         .refine((argv) => argv[0] !== '', { error: 'the program (first element) must not be empty' })
         .optional()
         .describe('Run this command (argv list, no shell). Gets SECRETS_AGENT_CHANGED_FILES in its environment.'),
+      env: z
+        .record(
+          z.string().regex(new RegExp(ENV_NAME_PATTERN), {
+            error: (iss) => `${show(iss.input)} is not an environment variable name (letters, digits and "_", not starting with a digit)`,
+          })
+          // SECRETS_AGENT_* is refused by rules.ts with its own message; editors get it from the pattern.
+          .meta({ pattern: '^(?!SECRETS_AGENT_)[A-Za-z_][A-Za-z0-9_]*$' }),
+          z.string({ error: typeError('a string') }).refine((v) => !v.includes('\0'), { error: 'must not contain a NUL character' }),
+          { error: typeError('a mapping of variable name to value (e.g. env: {AWS_PROFILE: reloader})') },
+        )
+        .optional()
+        .describe(
+          'With exec: variables set in the command\'s environment, over the agent\'s. The command never inherits the agent\'s AWS credential variables (docs/notify.md lists them); name here any it should have. SECRETS_AGENT_* are set by the agent and cannot be set here.',
+        ),
       http: z
         .string({ error: typeError('a string') })
         .refine((v) => httpUrlReason(v) === undefined, { error: (iss) => httpUrlReason(String(iss.input)) })
@@ -254,7 +269,8 @@ const notifySchema = z
   .meta({
     oneOf: [{ required: ['signal'] }, { required: ['exec'] }, { required: ['http'] }],
     dependentSchemas: {
-      signal: { oneOf: [{ required: ['process'] }, { required: ['pidFile'] }], properties: { timeout: false } },
+      signal: { oneOf: [{ required: ['process'] }, { required: ['pidFile'] }], properties: { timeout: false, env: false } },
+      http: { properties: { env: false } },
     },
     dependentRequired: { process: ['signal'], pidFile: ['signal'] },
   });

@@ -10,7 +10,12 @@
 // Diagnostics are of three severities: `note` (something to do beside the
 // config, e.g. the IRSA trust policy, the agent's IAM policy), `unconverted` (the config is usable but
 // this part is missing: exit 1) and `fatal` (an input is unusable: exit 2).
-// Each names the file and line.
+// Each names the file and line. No field is dropped silently: the target
+// fields that shape the Kubernetes Secret itself (immutable, creationPolicy,
+// deletionPolicy, template.type, template.metadata) each get one saying what
+// ESO did and what the agent does instead (targetNotes), and an ARN key AWS
+// would refuse (arnProblem) is listed. Local names are readable (localName):
+// the secret's own name, never one a template already uses (`secrets`).
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/duration.ts';
 import { FILE_PATH_PATTERN, SECRET_NAME_PATTERN } from '../config/schema.ts';
@@ -44,6 +49,30 @@ const API_VERSIONS = new Set(['external-secrets.io/v1beta1', 'external-secrets.i
 const KINDS = new Set(['SecretStore', 'ClusterSecretStore', 'ExternalSecret']);
 /** ESO's CRD default for spec.refreshInterval. */
 const ESO_DEFAULT_REFRESH = '1h';
+/** Names a template already uses for its own maps and variables (render/render.ts): a secret of that name reads as `secrets.secrets.x`. */
+const TEMPLATE_ROOTS = new Set(['secrets', 'secret', 'raw', 'meta', 'raw_secret', 'meta_secret']);
+
+/**
+ * What is wrong with an ARN given as a remoteRef.key, or undefined. The parts
+ * (AWS General Reference, "Amazon Resource Names"): arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE,
+ * ACCOUNT 12 digits; a Secrets Manager resource is secret:NAME, an SSM one parameter/NAME.
+ */
+export function arnProblem(key: string, service: 'SecretsManager' | 'ParameterStore'): string | undefined {
+  if (!key.startsWith('arn:')) return undefined;
+  const parts = key.split(':');
+  const [, partition = '', svc = '', region = '', account = ''] = parts;
+  const resource = parts.slice(5).join(':');
+  const want = service === 'ParameterStore' ? 'ssm' : 'secretsmanager';
+  const problems: string[] = [];
+  if (!/^aws(?:-[a-z]+)*$/.test(partition)) problems.push(`partition "${partition}" is not one (e.g. aws)`);
+  if (svc !== want) problems.push(`service "${svc}" is not ${want}`);
+  if (!/^[a-z]{2}(?:-[a-z]+)+-\d+$/.test(region)) problems.push(`region "${region}" is not a region (e.g. us-east-1)`);
+  if (!/^\d{12}$/.test(account)) problems.push(`account "${account}" is not a 12-digit account id`);
+  if (service === 'SecretsManager' ? !/^secret:.+/.test(resource) : !/^parameter\/.+/.test(resource)) {
+    problems.push(`the resource "${resource}" is not ${service === 'SecretsManager' ? 'secret:NAME' : 'parameter/NAME'}`);
+  }
+  return problems.length === 0 ? undefined : problems.join(', ');
+}
 
 interface Located {
   readonly file: string;
@@ -209,8 +238,14 @@ export function convertEso(inputs: readonly EsoInput[], opts: ConvertOptions = {
   }
 
   const localName = (hint: string): string => {
-    let base = hint.replace(/^arn:aws[-a-z]*:secretsmanager:[^:]*:\d+:secret:/, '').replace(/-[A-Za-z0-9]{6}$/, '').split('/').filter(Boolean).pop() ?? 'secret';
-    base = base.replace(/[^A-Za-z0-9_-]/g, '_').replace(/^[^A-Za-z_]+/, '').slice(0, 56) || 'secret';
+    // An ARN (well-formed or not): the secret's name after "secret:", without the 6-character suffix Secrets Manager adds.
+    const arn = /^arn:[^:]*:secretsmanager:[^:]*:[^:]*:secret:(.+)$/.exec(hint);
+    const parts = (arn ? arn[1]!.replace(/-[A-Za-z0-9]{6}$/, '') : hint.replace(/^arn:[^:]*:ssm:[^:]*:[^:]*:parameter/, '')).split('/').filter(Boolean);
+    // The last part of the path; with the one before it when alone it reads like a template's own name (secrets.secrets.x).
+    let last = parts.pop() ?? 'secret';
+    if (TEMPLATE_ROOTS.has(last.toLowerCase()) && parts.length > 0) last = `${parts.pop()!}_${last}`;
+    let base = last.replace(/[^A-Za-z0-9_-]/g, '_').replace(/^[^A-Za-z_]+/, '').slice(0, 56) || 'secret';
+    if (TEMPLATE_ROOTS.has(base.toLowerCase())) base = `${base}_value`;
     let name = base;
     for (let n = 2; secrets.has(name); n++) name = `${base}_${n}`;
     if (!new RegExp(SECRET_NAME_PATTERN).test(name)) name = `secret_${secrets.size + 1}`;
@@ -224,6 +259,7 @@ export function convertEso(inputs: readonly EsoInput[], opts: ConvertOptions = {
     const spec = isObj(es.value['spec']) ? es.value['spec'] : {};
     const target = targetOf(es);
     const prefix = several ? `${target}/` : '';
+    if (!targetNotes(es, spec, say)) continue;
     const interval = refreshOf(es, spec, say);
 
     /** The local name of one (key, version) of this store; declared once. */
@@ -243,6 +279,17 @@ export function convertEso(inputs: readonly EsoInput[], opts: ConvertOptions = {
       let name = secretByKey.get(dedupe);
       if (name === undefined) {
         name = localName(id);
+        const bad = arnProblem(id, aws.service === 'ParameterStore' ? 'ParameterStore' : 'SecretsManager');
+        if (bad !== undefined) {
+          say(
+            'unconverted',
+            es,
+            [...at, 'key'],
+            `remoteRef.key ${JSON.stringify(id)} is not a valid ARN: ${bad}; AWS refuses it, so this secret can never be read: copy the ARN from the console or \`aws secretsmanager describe-secret --secret-id NAME --query ARN\`, or give the secret's name (kept as given, as secrets.${name})`,
+          );
+        } else if (id.startsWith('arn:')) {
+          say('note', es, [...at, 'key'], `remoteRef.key is an ARN: the id stays the ARN, the secret is named "${name}" in the config (secrets.${name} in templates)`);
+        }
         const s: Obj = {};
         if (aws.service === 'ParameterStore') {
           s['parameter'] = id;
@@ -416,7 +463,8 @@ export function convertEso(inputs: readonly EsoInput[], opts: ConvertOptions = {
     source,
     outputDir: opts.outputDir ?? '/etc/app-secrets',
     // Several targets: one writer root each (output/targets.ts), in the order the ExternalSecrets came.
-    ...(several ? { targets: [...targets.keys()] } : {}),
+    // (Without the targets of ExternalSecrets left out: no file is written there.)
+    ...(several ? { targets: [...targets.keys()].filter((t) => files.some((f) => f['dir'] === t || String(f['path']).startsWith(`${t}/`))) } : {}),
     ...(Object.keys(refresh).length > 0 ? { refresh } : {}),
     secrets: Object.fromEntries(secrets),
     files,
@@ -431,6 +479,16 @@ function refreshOf(
   say: (severity: Diagnostic['severity'], l: Located, path: (string | number)[], message: string) => void,
 ): string {
   const policy = str(spec['refreshPolicy']);
+  const target = isObj(spec['target']) ? spec['target'] : {};
+  if (target['immutable'] === true) {
+    say(
+      'note',
+      es,
+      ['spec', 'target', 'immutable'],
+      'target.immutable: true made ESO create the Secret immutable and stop syncing it once synced, so its values never changed until the Secret was deleted; converted to refreshInterval: never: the agent reads the values once when the pod starts and never re-checks them (a new pod reads the values of that day; ESO kept the first ones)',
+    );
+    return 'never';
+  }
   if (policy === 'CreatedOnce') return 'never';
   if (policy === 'OnChange') {
     say('note', es, ['spec', 'refreshPolicy'], 'refreshPolicy OnChange (ESO refreshes only when the ExternalSecret changes): converted to refreshInterval: never (fetched once, at start)');
@@ -481,4 +539,79 @@ function iamPolicy(secrets: ReadonlyMap<string, Obj>, source: Obj): string {
     '  with refresh.batchChecks also {"Effect":"Allow","Action":"secretsmanager:ListSecrets","Resource":"*"} (it has no resource type);',
     `  for secrets encrypted with a customer-managed KMS key also {"Effect":"Allow","Action":"kms:Decrypt","Resource":"${arn('kms', 'key/KEY_ID')}","Condition":{"StringEquals":{"kms:ViaService":[${via.map((v) => `"${v}.${region}.amazonaws.com"`).join(',')}]}}} (docs/aws.md; k8s-examples/iam/iam-policy.json)`,
   ].join('\n');
+}
+
+/**
+ * Notes for the fields of spec.target that shape the Kubernetes Secret itself
+ * (ESO source: apis/externalsecrets/v1/externalsecret_types.go,
+ * pkg/controllers/externalsecret/externalsecret_controller.go): the agent writes
+ * files into the pod's volume and never creates a Secret, so each says what it
+ * meant in ESO and what the agent does instead. target.immutable: refreshOf.
+ * False when the ExternalSecret cannot be converted at all (a Secret type only
+ * Kubernetes itself reads): its keys are left out.
+ */
+function targetNotes(es: Located, spec: Obj, say: (severity: Diagnostic['severity'], l: Located, path: (string | number)[], message: string) => void): boolean {
+  const target = isObj(spec['target']) ? spec['target'] : {};
+  const at = (...p: string[]): string[] => ['spec', 'target', ...p];
+  const creation = str(target['creationPolicy']);
+  if (creation !== undefined) {
+    const meant: Record<string, string> = {
+      Owner: 'ESO created the Secret and owned it: deleted with the ExternalSecret',
+      Orphan: 'ESO created the Secret and left it behind when the ExternalSecret was deleted',
+      Merge: 'ESO did not create the Secret: it merged its keys into an existing Secret made by someone else',
+      None: 'ESO created no Secret at all (it only fetched the values)',
+    };
+    const instead =
+      creation === 'Merge'
+        ? 'the agent writes only the keys this ExternalSecret names: keys the Secret got from elsewhere are not among the files; keep mounting that Secret for them, or add them to the config'
+        : creation === 'None'
+          ? 'the agent writes the files anyway (it has no other output); leave this ExternalSecret out if nothing should read them'
+          : 'the agent creates no Secret: it writes files into the pod\'s volume, which live and go with the pod';
+    say(creation === 'Merge' ? 'unconverted' : 'note', es, at('creationPolicy'), `creationPolicy ${creation}: ${meant[creation] ?? 'not a creationPolicy ESO knows (Owner, Orphan, Merge, None)'}; ${instead}`);
+  }
+  const deletion = str(target['deletionPolicy']);
+  if (deletion !== undefined) {
+    const meant: Record<string, string> = {
+      Retain: 'ESO kept the Secret and its values when the secrets were deleted in AWS',
+      Delete: 'ESO deleted the Secret once every secret it read was deleted in AWS',
+      Merge: 'ESO removed from the Secret the keys whose secret was deleted in AWS',
+    };
+    say(
+      'note',
+      es,
+      at('deletionPolicy'),
+      `deletionPolicy ${deletion}: ${meant[deletion] ?? 'not a deletionPolicy ESO knows (Retain, Delete, Merge)'}; the agent always keeps serving the last value it read (like Retain) and reports the deletion (secrets_agent_secret_deletion_scheduled, errors in the log); a pod started after the deletion cannot start`,
+    );
+  }
+  const template = isObj(target['template']) ? target['template'] : {};
+  const type = str(template['type']);
+  if (type !== undefined) {
+    if (/^kubernetes\.io\/(?:dockerconfigjson|dockercfg|service-account-token)$/.test(type)) {
+      say(
+        'unconverted',
+        es,
+        at('template', 'type'),
+        `template.type ${type}: ESO made a Secret of that type for Kubernetes itself to use (imagePullSecrets or a ServiceAccount token); the kubelet reads such Secrets from the API server, never files in a pod, so the agent cannot replace it: this ExternalSecret is left out; keep it in ESO`,
+      );
+      return false;
+    } else {
+      say(
+        'note',
+        es,
+        at('template', 'type'),
+        `template.type ${type}: the type of the Secret ESO made (the API server checks the keys a type requires, e.g. tls.crt and tls.key for kubernetes.io/tls); the agent writes plain files with the same names, which have no type: nothing checks the keys, and whatever selected the Secret by its type (e.g. an Ingress's tls) still needs a Secret`,
+      );
+    }
+  }
+  if (template['metadata'] !== undefined) {
+    const meta = isObj(template['metadata']) ? template['metadata'] : {};
+    const keys = ['labels', 'annotations', 'finalizers'].filter((k) => meta[k] !== undefined);
+    say(
+      'note',
+      es,
+      at('template', 'metadata'),
+      `template.metadata (${keys.join(', ') || 'empty'}): the ${keys.length > 0 ? keys.join(' and ') : 'metadata'} ESO put on the Secret; files have none, so whatever read them (a reloader's annotation, a selector, a GitOps tool) no longer sees them; to restart or reload the app on a change, use notify: (docs/notify.md)`,
+    );
+  }
+  return true;
 }

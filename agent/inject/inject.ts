@@ -8,7 +8,10 @@
 // - the volume `secrets-agent-files` (emptyDir, medium Memory, sizeLimit);
 // - the agent as the first init container: a native sidecar (`run`,
 //   restartPolicy: Always, startupProbe on /readyz) or, for Jobs and CronJobs,
-//   a plain init container (`init`), in the shape of k8s-examples/;
+//   a plain init container (`init`), in the shape of k8s-examples/, with a
+//   securityContext that passes Pod Security "restricted" by itself, running
+//   as the app's user when the pod spec states it (appIdentity), else 65532;
+//   a note names each file the app's user could not read, and what to set;
 // - the config as a ConfigMap named by its content hash, mounted into the agent;
 // - the volume mounted read-only in every app container (at outputDir, unless
 //   the container already mounts it);
@@ -66,6 +69,8 @@ export interface InjectOptions {
    * key file, byte for byte, then execs the app's command).
    */
   readonly envMode?: 'fileKeyRef' | 'entrypoint';
+  /** The config's files (path, or dir for eachKey; mode as configured, default "0400"): checked for the app's read access. */
+  readonly files?: readonly { readonly path: string; readonly mode: string }[];
 }
 
 export interface Injection {
@@ -140,14 +145,49 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** The image's user (distroless "nonroot"): the agent's UID unless it runs as the app's. */
+export const AGENT_UID = 65532;
+
+/**
+ * The agent container's securityContext: everything Pod Security "restricted"
+ * asks of a container, set on the container itself so the pod passes whatever
+ * its pod-level securityContext says (docs/inject.md, Pod Security), running as
+ * `uid` (the app's, when known; else AGENT_UID).
+ */
+export function agentSecurityContext(uid: number): Obj {
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    readOnlyRootFilesystem: true,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/**
+ * The app's identity as the pod spec states it: the UID every app container
+ * runs as (its runAsUser, else the pod's; undefined when they differ, when one
+ * is left to the image's USER, or when it is root), and the pod's fsGroup.
+ */
+export function appIdentity(spec: Obj): { uid?: number; fsGroup?: number } {
+  const pod = isObj(spec['securityContext']) ? spec['securityContext'] : {};
+  const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined);
+  const containers = Array.isArray(spec['containers']) ? spec['containers'].filter(isObj) : [];
+  const uids = new Set(containers.map((c) => num(isObj(c['securityContext']) ? c['securityContext']['runAsUser'] : undefined) ?? num(pod['runAsUser'])));
+  const [uid] = uids;
+  const fsGroup = num(pod['fsGroup']);
+  return { ...(uids.size === 1 && uid !== undefined && uid > 0 ? { uid } : {}), ...(fsGroup !== undefined && fsGroup > 0 ? { fsGroup } : {}) };
+}
+
 /** The agent's container, in the shape of k8s-examples/native-sidecar.yaml (run) or job.yaml (init). */
-function agentContainer(opts: InjectOptions, batch: boolean): Obj {
+function agentContainer(opts: InjectOptions, batch: boolean, uid: number): Obj {
   const mounts = [
     { name: FILES_VOLUME, mountPath: opts.outputDir },
     { name: CONFIG_VOLUME, mountPath: CONFIG_MOUNT, readOnly: true },
   ];
   const resources = structuredClone(AGENT_RESOURCES) as unknown as Obj;
-  const securityContext = { runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+  const securityContext = agentSecurityContext(uid);
   const config = `${CONFIG_MOUNT}/${CONFIG_KEY}`;
   if (batch) {
     return {
@@ -262,6 +302,32 @@ export function inject(inputs: readonly ManifestInput[], opts: InjectOptions): I
   }
   for (const p of docs) if (!ours(p)) out.push(p.doc.toString({ lineWidth: 0 }).replace(/^---\n/, ''));
   return { output: out.join('---\n'), diagnostics };
+}
+
+/**
+ * Whether the app can read every file: the agent writes them as its own UID
+ * with the configured mode, into an emptyDir that is setgid to the pod's
+ * fsGroup when there is one (so the files get that group). Running as the
+ * app's UID: the owner's bits (every mode has them). Else, with an fsGroup:
+ * the group's. Else the app's user is the image's USER, which a manifest
+ * does not show: only the others' bits are sure. A note says what to set.
+ */
+function readable(opts: InjectOptions, say: PodContext['say'], app: { uid?: number; fsGroup?: number }): void {
+  if (app.uid !== undefined) {
+    say('note', ['securityContext'], `the app runs as user ${app.uid} (runAsUser), so the agent runs as that user too: its files are the app's own, whatever their mode`);
+    return;
+  }
+  const bit = app.fsGroup !== undefined ? 0o040 : 0o004;
+  const closed = (opts.files ?? []).filter((f) => (parseInt(f.mode, 8) & bit) === 0);
+  if (closed.length === 0) return;
+  const list = closed.map((f) => `${f.path} (${f.mode})`).join(', ');
+  say(
+    'note',
+    ['securityContext'],
+    app.fsGroup !== undefined
+      ? `the files are group ${app.fsGroup} (the pod's fsGroup), but ${list} ${closed.length > 1 ? 'are' : 'is'} not group-readable, so the app cannot read ${closed.length > 1 ? 'them' : 'it'} unless it runs as user ${AGENT_UID}; set mode: "0440" on ${closed.length > 1 ? 'them' : 'it'} in the agent config`
+      : `the manifest does not say which user the app runs as (the image's USER), and the agent writes its files as user ${AGENT_UID}: ${list} ${closed.length > 1 ? 'are' : 'is'} readable only by that user and its group; set the pod's securityContext.runAsUser to the app's UID (the agent then runs as it), or fsGroup (any group but 0) with mode: "0440" on the files`,
+  );
 }
 
 /** The sequence at `key` of `map`, made (empty) when missing. */
@@ -507,7 +573,9 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
   const inits = seqAt('initContainers');
   inits.items = inits.items.filter((c) => !(isMap(c) && c.get('name') === AGENT_CONTAINER));
   inits.items.forEach((c, i) => fixContainer(c, ['initContainers', i + 1], false));
-  inits.items.unshift(doc.createNode(agentContainer(opts, batch)));
+  const app = appIdentity(spec.toJSON() as Obj);
+  inits.items.unshift(doc.createNode(agentContainer(opts, batch, app.uid ?? AGENT_UID)));
+  readable(opts, say, app);
   const containers = spec.get('containers', true);
   if (isSeq(containers)) containers.items.forEach((c, i) => fixContainer(c, ['containers', i], true));
 }

@@ -26,7 +26,43 @@ export const STDERR_TAIL_BYTES = 512;
 const DRAIN_MS = 200;
 
 /**
- * Environment of the command: the agent's own, plus
+ * Variables that hold or lead to the agent's AWS identity, removed from the
+ * command's environment: static keys and session tokens (values that are
+ * credentials themselves), IRSA (role + token file), EKS Pod Identity and ECS
+ * container credentials (endpoint + token or token file), and the profile
+ * selectors (a profile can name a role, SSO or credential_process). Left in:
+ * region, endpoint, CA bundle and proxy variables, which grant nothing.
+ * docs/notify.md lists them; a target's `env:` can set any of them again.
+ */
+export const CREDENTIAL_VARIABLES: readonly string[] = [
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_SECURITY_TOKEN',
+  'AWS_CREDENTIAL_EXPIRATION',
+  'AWS_ROLE_ARN',
+  'AWS_WEB_IDENTITY_TOKEN_FILE',
+  'AWS_ROLE_SESSION_NAME',
+  'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+  'AWS_PROFILE',
+  'AWS_DEFAULT_PROFILE',
+  'AWS_CONFIG_FILE',
+  'AWS_SHARED_CREDENTIALS_FILE',
+];
+
+/** The command's environment before the SECRETS_AGENT_* variables: the agent's minus CREDENTIAL_VARIABLES, plus the target's `env`. */
+export function commandEnv(agentEnv: NodeJS.ProcessEnv, targetEnv: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...agentEnv };
+  for (const name of CREDENTIAL_VARIABLES) delete env[name];
+  return Object.assign(env, targetEnv);
+}
+
+/**
+ * Environment of the command: the agent's own without CREDENTIAL_VARIABLES,
+ * the target's `env`, plus
  * - `SECRETS_AGENT_CHANGED_FILES`: the changed paths, relative to the output
  *   directory, joined by one space (config validation forbids spaces in paths);
  * - `SECRETS_AGENT_OUTPUT_DIR`, `SECRETS_AGENT_GENERATION`: when known.
@@ -41,7 +77,8 @@ export function runExec(target: ExecTarget, ctx: RunContext): Promise<Outcome> {
   const [file, ...args] = target.argv;
   if (file === undefined || file === '') return Promise.resolve({ result: 'failure', reason: 'exec target has an empty command' });
 
-  const env: NodeJS.ProcessEnv = { ...process.env, SECRETS_AGENT_CHANGED_FILES: ctx.changed.join(' ') };
+  const env = commandEnv(process.env, target.env);
+  env['SECRETS_AGENT_CHANGED_FILES'] = ctx.changed.join(' ');
   if (ctx.outputDir !== undefined) env['SECRETS_AGENT_OUTPUT_DIR'] = ctx.outputDir;
   if (ctx.generation !== undefined) env['SECRETS_AGENT_GENERATION'] = ctx.generation;
 

@@ -85,7 +85,32 @@ export interface AwsClientSetup {
    * call while they are valid); a refresh it triggers goes to STS in `region`.
    */
   forRegion(region: string): AwsClientSetup;
+  /**
+   * The same setup whose service clients give up sooner (the primary region's,
+   * when a failover region waits: FAILOVER_DEADLINES). Credentials keep theirs.
+   */
+  withDeadlines(deadlines: Deadlines): AwsClientSetup;
 }
+
+export interface Deadlines {
+  readonly connectionTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxAttempts: number;
+}
+
+/**
+ * The primary region's deadlines when source.failoverRegion is set: each
+ * attempt gets 2 s to connect and 2 s of silence (instead of 3 s and 10 s),
+ * and there are 2 attempts (instead of 3), so a primary that hangs fails over
+ * after about 4 s instead of about 31 s (3 x 10 s + backoff); a reset or a 5xx
+ * fails over as fast as before. The failover region keeps the full deadlines:
+ * it is the last resort. A primary silent for 2 s is treated as down:
+ * the failover region holds the same values. Measured: test/bench/failover.ts
+ * (docs/reliability.md, "Failover: time to the failover region").
+ */
+export const FAILOVER_DEADLINES: Deadlines = { connectionTimeoutMs: 2000, requestTimeoutMs: 2000, maxAttempts: 2 };
+/** The deadlines of every other client (docs/network.md). */
+const DEFAULT_DEADLINES = { connectionTimeoutMs: 3000, requestTimeoutMs: 10_000, maxAttempts: 3 };
 
 /** Region: config, then the environment, then the region of an ARN id (a secret's or a parameter's). */
 export function resolveRegion(configured: string | undefined, specs: readonly SecretSpec[]): string | undefined {
@@ -155,20 +180,21 @@ export function createAwsClientSetup(specs: readonly SecretSpec[], options: AwsC
         stale,
       )
     : base;
-  const setupFor = (r: string): AwsClientSetup => ({
+  const setupFor = (r: string, handler = requestHandler, maxAttempts = DEFAULT_DEADLINES.maxAttempts): AwsClientSetup => ({
     region: r,
     assumeRoleArn,
     identity: kind,
     config: {
       region: r,
-      requestHandler,
-      maxAttempts: 3,
+      requestHandler: handler,
+      maxAttempts,
       credentials: withDeadline(identity(r), options.credentialsTimeoutMs ?? 15_000, options.onCredentials, options.onCredentialsError),
     },
     use(client) {
       for (const p of plugins) client.middlewareStack.use(p as never);
     },
-    forRegion: setupFor,
+    forRegion: (other) => setupFor(other),
+    withDeadlines: (d) => setupFor(r, createRequestHandler({ ...options, connectionTimeoutMs: d.connectionTimeoutMs, requestTimeoutMs: d.requestTimeoutMs }), d.maxAttempts),
   });
   return setupFor(region);
 }
@@ -183,8 +209,8 @@ function createRequestHandler(options: AwsClientOptions): NodeHttpHandler {
   const proxyEnv = egressProxyEnv(process.env);
   const agentOptions = { keepAlive: true, maxSockets: 50, ...(proxyEnv ? { proxyEnv } : {}) };
   return new NodeHttpHandler({
-    connectionTimeout: options.connectionTimeoutMs ?? 3000,
-    requestTimeout: options.requestTimeoutMs ?? 10_000,
+    connectionTimeout: options.connectionTimeoutMs ?? DEFAULT_DEADLINES.connectionTimeoutMs,
+    requestTimeout: options.requestTimeoutMs ?? DEFAULT_DEADLINES.requestTimeoutMs,
     throwOnRequestTimeout: true,
     httpAgent: new HttpAgent(agentOptions),
     httpsAgent: new HttpsAgent(agentOptions),

@@ -19,7 +19,9 @@
 // transient credential failure: isOutage) is sent again to the failover
 // region: a secret or parameter of the same name, an ARN with its region
 // replaced (inRegion). Terminal errors (AccessDenied, not found) and
-// throttling never fail over. Every read starts at the primary: there is no
+// throttling never fail over. The primary's clients then have shorter
+// deadlines (aws-client.ts FAILOVER_DEADLINES: 2 attempts of 2 s), so a
+// primary that hangs fails over after ~4 s, not ~31 s. Every read starts at the primary: there is no
 // sticky state but the log's. A secret served from the failover region is
 // logged once when it switches there and once when the primary answers for it
 // again, and counted (secrets_agent_failover_total). Every value of the aws
@@ -30,7 +32,7 @@ import { kindOf, type AgentConfig, type SecretMetadata, type SecretSpec, type Se
 import { SetupError, SourceError } from '../errors.ts';
 import pLimit from 'p-limit';
 import { AwsSource } from './aws.ts';
-import { createAwsClientSetup, describeAwsIdentity, resolveRegion, type AwsClientSetup } from './aws-client.ts';
+import { createAwsClientSetup, describeAwsIdentity, FAILOVER_DEADLINES, resolveRegion, type AwsClientSetup } from './aws-client.ts';
 import { classifyAwsError } from './classify.ts';
 import { FileSource } from './file.ts';
 import type { SecretSource, FetchResult } from './source.ts';
@@ -153,8 +155,9 @@ export class AwsRoutingSource implements SecretSource {
     this.#log = log;
     this.#metrics = options.metrics;
     const batch = options.batchChecks === true;
-    this.#primary = new RegionBackends(specs, setup, log, batch);
     const fo = options.failoverRegion;
+    // With a failover region waiting, the primary gives up sooner (FAILOVER_DEADLINES): bounded time to failover.
+    this.#primary = new RegionBackends(specs, fo ? setup.withDeadlines(FAILOVER_DEADLINES) : setup, log, batch);
     this.#failover = fo ? new RegionBackends(specs.map((s) => inRegion(s, fo)), setup.forRegion(fo), log, batch) : undefined;
   }
 

@@ -94,7 +94,7 @@ files:
       await readFile(join(out, 'all.txt'), 'utf8'),
       `db=replica-${CANARY} ${FAILOVER}\napi=api-${CANARY} ${FAILOVER} ${arn.replace(PRIMARY, FAILOVER)}\nflag=r-${CANARY} ${FAILOVER}\n`,
     );
-    // The primary was tried (the SDK's 3 attempts), then the failover region answered.
+    // The primary was tried (the SDK's attempts), then the failover region answered.
     assert.ok(signedFor(PRIMARY, since).length >= 3, 'the primary is tried first');
     const failover = signedFor(FAILOVER, since);
     assert.ok(failover.some((q) => q.body.includes(arn.replace(PRIMARY, FAILOVER))), 'the ARN goes to the failover region with its region replaced');
@@ -106,6 +106,37 @@ files:
     assert.equal(proxy.requests.slice(since).filter((q) => q.operation === 'AssumeRoleWithWebIdentity').length, 1);
     assert.ok(!r.stdout.includes(CANARY) && !r.stderr.includes(CANARY), 'canary leaked into the agent output');
   });
+
+  // A primary that accepts and never answers (hang), or resets every connection:
+  // init, with a budget (--timeout 20s) well under the ~31 s the SDK's 3 attempts
+  // of 10 s took before (docs/reliability.md, "Failover: time to the failover
+  // region"; the numbers: test/bench/failover.ts), renders from the failover region.
+  for (const fault of [{ kind: 'hang' }, { kind: 'reset' }] as const) {
+    it(`when the primary region's requests ${fault.kind === 'hang' ? 'hang' : 'are reset'}, init fails over within its --timeout 20s`, async () => {
+      const name = `fo/${fault.kind}`;
+      await call(moto, 'secretsmanager', PRIMARY, 'CreateSecret', { Name: name, SecretString: `p-${CANARY}`, AddReplicaRegions: [{ Region: FAILOVER }] });
+      const { out, config } = await writeCase(
+        root,
+        fault.kind,
+        (o) => `source: { region: ${PRIMARY}, failoverRegion: ${FAILOVER} }
+outputDir: ${o}
+secrets:
+  db: { id: ${name} }
+files:
+  - { path: db, template: "{{ secrets.db }} {{ meta.db.region }}" }
+`,
+      );
+      primaryAnswers(fault);
+      const since = proxy.requests.length;
+      const r = await runAgent(['init', '--config', config, '--timeout', '20s'], { env: env() });
+      primaryAnswers(undefined);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await readFile(join(out, 'db'), 'utf8'), `p-${CANARY} ${FAILOVER}`);
+      assert.equal(signedFor(PRIMARY, since).filter((q) => q.operation !== 'AssumeRoleWithWebIdentity').length, 2, 'two attempts at the primary (FAILOVER_DEADLINES), then the failover region');
+      assert.match(r.stderr, new RegExp(`primary region ${PRIMARY} failed reading secret \\\\?"db\\\\?".*served from the failover region ${FAILOVER}`));
+      assert.ok(!r.stdout.includes(CANARY) && !r.stderr.includes(CANARY), 'canary leaked into the agent output');
+    });
+  }
 
   it('with an assumed role, STS AssumeRole goes to the region in use: the primary STS down, the failover region signs its own AssumeRole', async () => {
     await call(moto, 'secretsmanager', PRIMARY, 'CreateSecret', { Name: 'fo/role', SecretString: `p-${CANARY}`, AddReplicaRegions: [{ Region: FAILOVER }] });
