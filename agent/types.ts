@@ -101,7 +101,12 @@ interface NotifyBase {
 export type NotifyTarget =
   | (NotifyBase & { readonly kind: 'signal'; readonly signal: NodeJS.Signals; readonly process?: string; readonly pidFile?: string })
   | (NotifyBase & { readonly kind: 'exec'; readonly argv: readonly string[]; readonly timeoutMs: number })
-  | (NotifyBase & { readonly kind: 'http'; readonly url: string; readonly timeoutMs: number });
+  | (NotifyBase & { readonly kind: 'http'; readonly url: string; readonly timeoutMs: number })
+  /**
+   * End the app container's main process (`process`: a name, or an absolute path) with `signal`,
+   * then SIGKILL after `graceMs` if it is still alive; the kubelet starts the container again.
+   */
+  | (NotifyBase & { readonly kind: 'restart'; readonly process: string; readonly signal: NodeJS.Signals; readonly graceMs: number });
 
 export type SourceConfig =
   | {

@@ -52,6 +52,11 @@ function portOf(config: Obj): number | undefined {
   return Number.isInteger(port) && port > 0 ? port : 9102;
 }
 
+/** Does the config have a `restart` notify target? */
+function hasRestartNotify(config: Obj): boolean {
+  return Array.isArray(config['notify']) && config['notify'].some((n) => isObj(n) && n['restart'] !== undefined);
+}
+
 /** The ConfigMap data for a config file: config.yaml, plus each template file beside it that it names. */
 async function fromConfigFile(file: string): Promise<{ data: Record<string, string>; config: Obj }> {
   const text = await readInput(file, { used: false });
@@ -135,6 +140,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
       outputDir: config['outputDir'] as string,
       ...(port === undefined ? {} : { port }),
       ...(targets ? { targets } : {}),
+      ...(hasRestartNotify(config) ? { restart: true } : {}),
     });
     diagnostics.push(...result.diagnostics);
     if (values.image === undefined && result.output !== undefined) {

@@ -12,6 +12,8 @@
 // - the config as a ConfigMap named by its content hash, mounted into the agent;
 // - the volume mounted read-only in every app container (at outputDir, unless
 //   the container already mounts it);
+// - with a restart notify in the config: `shareProcessNamespace: true` (Jobs
+//   and CronJobs are refused: the kubelet would not start the app again);
 // - with ESO targets: a `secret` volume of a target becomes the agent's volume
 //   at the same mountPath (targetMount() says with which subPath); env from a
 //   target's Secret cannot come from files and is listed (`unconverted`).
@@ -22,6 +24,7 @@ import { createHash } from 'node:crypto';
 import { Document, isMap, isSeq, LineCounter, parseAllDocuments, YAMLMap, YAMLSeq, type Node } from 'yaml';
 import { AGENT_RESOURCES } from '../deploy.ts';
 import type { Diagnostic } from '../eso/convert.ts';
+import { restartRefusal } from '../notify/restart.ts';
 
 export type { Diagnostic } from '../eso/convert.ts';
 
@@ -48,6 +51,8 @@ export interface InjectOptions {
   readonly port?: number;
   /** The ESO targets whose references are rewritten (with --from-eso). */
   readonly targets?: readonly EsoTarget[];
+  /** The config has a restart notify: pods share one process namespace; Jobs and CronJobs are refused. */
+  readonly restart?: boolean;
 }
 
 export interface Injection {
@@ -185,6 +190,11 @@ export function inject(inputs: readonly ManifestInput[], opts: InjectOptions): I
       say('fatal', p, path.slice(0, -1), `${kindOf(p)} has no pod spec at ${path.join('.')}; fix the manifest`);
       continue;
     }
+    const refusal = opts.restart ? restartRefusal(kindOf(p)!) : undefined;
+    if (refusal !== undefined) {
+      say('fatal', p, ['kind'], refusal);
+      continue;
+    }
     if (!batch && opts.port === undefined) {
       say('fatal', p, ['kind'], `the agent runs as a native sidecar in a ${kindOf(p)}, and its startupProbe needs /readyz, but the config's server.listen is ""; set server.listen (e.g. "0.0.0.0:9102")`);
       continue;
@@ -277,6 +287,9 @@ export function inject(inputs: readonly ManifestInput[], opts: InjectOptions): I
         });
       }
     };
+
+    // A restart notify ends the app container's main process: the agent must see it (notify/restart.ts).
+    if (opts.restart) spec.set('shareProcessNamespace', true);
 
     // initContainers: the agent first (it must run before everything that reads its files).
     const inits = seqAt('initContainers');

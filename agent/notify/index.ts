@@ -1,5 +1,5 @@
 // Tell the app its files changed: after each successful swap, run the configured
-// targets (signal / exec / http) in order. A failing target is logged and
+// targets (signal / exec / http / restart) in order. A failing target is logged and
 // counted, never thrown: the files are already in place, and the next target
 // must still run.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import { runExec } from './exec.ts';
 export { killRunningCommands } from './exec.ts';
 import { runHttp } from './http.ts';
 import { STOPPED, type NotifyResult, type Outcome, type RunContext } from './outcome.ts';
+import { runRestart } from './restart.ts';
 import { runSignal } from './signal.ts';
 
 export type { NotifyResult } from './outcome.ts';
@@ -57,7 +58,7 @@ export interface NotifierOptions {
  * Per target, in order:
  * 1. `files` filter: skip quietly (debug log) unless one of its files is in `changed`.
  * 2. splay: wait a random 0..splayMs (spreads replicas); stop() cuts the wait short.
- * 3. run it (see signal.ts / exec.ts / http.ts for what each kind does and reports).
+ * 3. run it (see signal.ts / exec.ts / http.ts / restart.ts for what each kind does and reports).
  * 4. log one line (info on success or skip, warn on failure) with the target name and reason,
  *    then call onResult.
  */
@@ -106,6 +107,8 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
           return await runExec(target, ctx);
         case 'http':
           return await runHttp(target, ctx);
+        case 'restart':
+          return await runRestart(target, ctx);
       }
     } catch (err) {
       // The runners report their own failures; this is a bug, but still not fatal.
