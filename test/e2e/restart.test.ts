@@ -261,6 +261,38 @@ server: { listen: "127.0.0.1:0" }
     assert.ok(offsets.at(-1)! - offsets[0]! >= splayMs / 2, `restarts not spread: ${offsets.join(' ')}`);
     assert.ok(offsets[0]! >= 0);
   });
+
+  it('two container main processes answer to the name: neither is signalled, and the failure names both', async () => {
+    const dir = join(root, 'ambiguous');
+    const { out } = await writeCase(root, 'ambiguous', () => '');
+    await mkdir(out, { recursive: true });
+    await writeFile(join(out, 'app.env'), 'DB_PASSWORD=same\n');
+    const containers: Record<string, string> = {};
+    for (const c of ['one', 'two']) {
+      await mkdir(join(dir, c));
+      await writeFile(join(dir, c, 'app'), appScript(join(out, 'app.env'), join(dir, 'app-events')));
+      await chmod(join(dir, c, 'app'), 0o755);
+      containers[c] = join(dir, c, 'app');
+    }
+    const pod = await startPod();
+    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
+    pods.push(entry);
+    procs.push(pod.unshare);
+    const kubelet = startKubelet(pod, containers);
+    entry.kubelet = kubelet;
+    procs.push(kubelet.child);
+    await waitUntil('both apps to start', async () => (await readOr(join(dir, 'app-events'))).split('\n').filter((l) => l.includes('"started"')).length === 2);
+
+    const driver = startAgent(['1', '0', '1000', 'app'], { entry: REPLICAS, wrapper: pod.enter });
+    procs.push(driver);
+    assert.equal((await driver.exited).code, 0, driver.output().stderr);
+    const [result, ...more] = jsonLines(driver.output().stderr).filter((r) => r.target === 'restart:app-01');
+    assert.equal(more.length, 0);
+    assert.equal(result?.result, 'failure');
+    assert.match(String(result?.reason), /^2 container main processes match "app" \(pid \d+ "app" \(\/bin\/sh\), pid \d+ "app" \(\/bin\/sh\)\), and the agent restarts exactly one; set restart.process to the absolute path/);
+    await sleep(300);
+    assert.deepEqual(kubelet.events().filter((e) => e.event === 'exit'), [], 'nothing was signalled');
+  });
 });
 
 describe('restart notify: refused where the kubelet would not start the app again', () => {

@@ -5,18 +5,20 @@
 // Deployment see one rotation. Runs inside the pod's PID namespace (started with
 // nsenter, so it is a container main process there, as the agent is).
 //
-//   node restart-replicas.ts <count> <splay ms> <grace ms>
+//   node restart-replicas.ts <count> <splay ms> <grace ms> [process]
 //
+// With `process`, every replica's target names that process instead of its own app.
 // stdout: {"event":"notify","at":<Date.now()>} when every replica is told, then
 // {"event":"done","at":...}; the notifiers' own log lines on stderr.
 import { createNotifier } from '../../agent/notify/index.ts';
 import { createLogger } from '../../agent/observe/log.ts';
 
-const [count, splayMs, graceMs] = process.argv.slice(2).map(Number) as [number, number, number];
+const [count, splayMs, graceMs] = process.argv.slice(2, 5).map(Number) as [number, number, number];
+const wanted = process.argv[5];
 const log = createLogger({ level: 'info' });
 const name = (i: number): string => `app-${String(i + 1).padStart(2, '0')}`;
 const replicas = Array.from({ length: count }, (_, i) =>
-  createNotifier([{ kind: 'restart', name: `restart:${name(i)}`, process: name(i), signal: 'SIGTERM', graceMs, splayMs }], { log }),
+  createNotifier([{ kind: 'restart', name: `restart:${name(i)}`, process: wanted ?? name(i), signal: 'SIGTERM', graceMs, splayMs }], { log }),
 );
 process.stdout.write(`${JSON.stringify({ event: 'notify', at: Date.now() })}\n`);
 // The notifier's splay timers are unref'd (in the agent, its heartbeat keeps the process alive): so is this.
