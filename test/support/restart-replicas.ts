@@ -5,16 +5,20 @@
 // Deployment see one rotation. Runs inside the pod's PID namespace (started with
 // nsenter, so it is a container main process there, as the agent is).
 //
-//   node restart-replicas.ts <count> <splay ms> <grace ms> [process]
+//   node restart-replicas.ts <count> <splay ms> <grace ms> [--process NAME] [--twice]
 //
-// With `process`, every replica's target names that process instead of its own app.
+// --process: every replica's target names that process instead of its own app.
+// --twice: each replica is told twice in a row (a second write while the first
+// restart waits for its splay).
 // stdout: {"event":"notify","at":<Date.now()>} when every replica is told, then
 // {"event":"done","at":...}; the notifiers' own log lines on stderr.
 import { createNotifier } from '../../agent/notify/index.ts';
 import { createLogger } from '../../agent/observe/log.ts';
 
 const [count, splayMs, graceMs] = process.argv.slice(2, 5).map(Number) as [number, number, number];
-const wanted = process.argv[5];
+const flags = process.argv.slice(5);
+const wanted = flags.includes('--process') ? flags[flags.indexOf('--process') + 1] : undefined;
+const times = flags.includes('--twice') ? 2 : 1;
 const log = createLogger({ level: 'info' });
 const name = (i: number): string => `app-${String(i + 1).padStart(2, '0')}`;
 const replicas = Array.from({ length: count }, (_, i) =>
@@ -23,6 +27,6 @@ const replicas = Array.from({ length: count }, (_, i) =>
 process.stdout.write(`${JSON.stringify({ event: 'notify', at: Date.now() })}\n`);
 // The notifier's splay timers are unref'd (in the agent, its heartbeat keeps the process alive): so is this.
 const alive = setInterval(() => undefined, 1000);
-await Promise.all(replicas.map((r) => r.notify(['app.env'])));
+await Promise.all(replicas.flatMap((r) => Array.from({ length: times }, () => r.notify(['app.env']))));
 clearInterval(alive);
 process.stdout.write(`${JSON.stringify({ event: 'done', at: Date.now() })}\n`);
