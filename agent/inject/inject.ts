@@ -12,8 +12,10 @@
 // - the config as a ConfigMap named by its content hash, mounted into the agent;
 // - the volume mounted read-only in every app container (at outputDir, unless
 //   the container already mounts it);
-// - with a restart notify in the config: `shareProcessNamespace: true` (Jobs
-//   and CronJobs are refused: the kubelet would not start the app again);
+// - with a restart notify in the config: `shareProcessNamespace: true`, and the
+//   agent runs as the app containers' runAsUser (a note when there is no one
+//   such UID); Jobs and CronJobs are refused (the kubelet would not start the
+//   app again);
 // - with ESO targets: a `secret` volume of a target becomes the agent's volume
 //   at the same mountPath (targetMount() says with which subPath); env from a
 //   target's Secret cannot come from files and is listed (`unconverted`).
@@ -101,13 +103,13 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** The agent's container, in the shape of k8s-examples/native-sidecar.yaml (run) or job.yaml (init). */
-function agentContainer(opts: InjectOptions, batch: boolean): Obj {
+function agentContainer(opts: InjectOptions, batch: boolean, runAsUser = 65532): Obj {
   const mounts = [
     { name: FILES_VOLUME, mountPath: opts.outputDir },
     { name: CONFIG_VOLUME, mountPath: CONFIG_MOUNT, readOnly: true },
   ];
   const resources = structuredClone(AGENT_RESOURCES) as unknown as Obj;
-  const securityContext = { runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+  const securityContext = { runAsUser, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
   const config = `${CONFIG_MOUNT}/${CONFIG_KEY}`;
   if (batch) {
     return {
@@ -295,9 +297,24 @@ export function inject(inputs: readonly ManifestInput[], opts: InjectOptions): I
     const inits = seqAt('initContainers');
     inits.items = inits.items.filter((c) => !(isMap(c) && c.get('name') === AGENT_CONTAINER));
     inits.items.forEach((c, i) => fixContainer(c, [...path, 'initContainers', i + 1], false));
-    inits.items.unshift(doc.createNode(agentContainer(opts, batch)));
+    inits.items.unshift(doc.createNode(agentContainer(opts, batch, opts.restart ? restartUid(p, path, spec) : undefined)));
     const containers = spec.get('containers', true);
     if (isSeq(containers)) containers.items.forEach((c, i) => fixContainer(c, [...path, 'containers', i], true));
+  }
+
+  /**
+   * A restart notify signals the app's main process, which only the app's UID may do (the agent
+   * has no capabilities): the app containers' one runAsUser (theirs, else the pod's), or a note.
+   */
+  function restartUid(p: Parsed, path: readonly string[], spec: YAMLMap): number | undefined {
+    const podUid: unknown = spec.getIn(['securityContext', 'runAsUser']);
+    const containers = spec.get('containers', true);
+    const uids = new Set((isSeq(containers) ? containers.items : []).map((c) => (isMap(c) ? (c.getIn(['securityContext', 'runAsUser']) ?? podUid) : podUid)));
+    const [uid] = uids;
+    if (uids.size === 1 && typeof uid === 'number') return uid;
+    const why = uids.size > 1 ? 'the app containers run as different users' : 'the app containers set no securityContext.runAsUser (their image\'s USER applies)';
+    say('note', p, [...path, 'containers'], `the restart notify ends the app container's main process, which the agent may do only as the app's user, and ${why}: set the secrets-agent container's securityContext.runAsUser to the app's UID (it is 65532)`);
+    return undefined;
   }
 
   // The ConfigMaps first (one per namespace of the workloads), then every input document but our old ConfigMaps.

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseAllDocuments } from 'yaml';
 import { runAgent, serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
 import { agentEnv, type Moto } from '../support/moto.ts';
 import { taggedEnv, tagTree } from '../support/procs.ts';
@@ -26,6 +27,9 @@ const KUBELET = new URL('../support/stand-in-kubelet.ts', import.meta.url).pathn
 const REPLICAS = new URL('../support/restart-replicas.ts', import.meta.url).pathname;
 const OLD = 'old-CANARY-restart-4b1e';
 const NEW = 'new-CANARY-restart-9d7c';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed manifests, read by their known paths
+type Obj = Record<string, any>;
 
 /** Why namespaces cannot be made here, or undefined when they can. */
 function namespacesUnavailable(): string | undefined {
@@ -314,17 +318,18 @@ files:
 notify:
   - restart: { process: my-app }
 `;
-  const manifest = (kind: 'Deployment' | 'Job' | 'CronJob'): string => {
-    const pod = `spec:
+  const manifest = (kind: 'Deployment' | 'Job' | 'CronJob', runAsUser?: number): string => {
+    const pod = `spec:${runAsUser === undefined ? '' : `\n      securityContext: { runAsUser: ${runAsUser} }`}
       containers:
         - name: app
           image: example/app:1
       restartPolicy: ${kind === 'Deployment' ? 'Always' : 'OnFailure'}`;
     if (kind === 'CronJob') return `apiVersion: batch/v1\nkind: CronJob\nmetadata: { name: nightly }\nspec:\n  schedule: "0 3 * * *"\n  jobTemplate:\n    spec:\n      template:\n        ${pod.replaceAll('\n', '\n    ')}\n`;
-    return `apiVersion: ${kind === 'Job' ? 'batch/v1' : 'apps/v1'}\nkind: ${kind}\nmetadata: { name: app }\nspec:\n  template:\n    ${pod}\n`;
+    const selector = kind === 'Deployment' ? '  selector: { matchLabels: { app: app } }\n' : '';
+    return `apiVersion: ${kind === 'Job' ? 'batch/v1' : 'apps/v1'}\nkind: ${kind}\nmetadata: { name: app }\nspec:\n${selector}  template:\n    metadata: { labels: { app: app } }\n    ${pod}\n`;
   };
 
-  it('inject refuses a Job and a CronJob (exit 2, nothing printed) and sets shareProcessNamespace on a Deployment', async () => {
+  it('inject refuses a Job and a CronJob (exit 2, nothing printed); on a Deployment it sets shareProcessNamespace and runs the agent as the app\'s user', async () => {
     const config = join(root, 'config.yaml');
     await writeFile(config, CONFIG);
     for (const kind of ['Job', 'CronJob'] as const) {
@@ -336,10 +341,22 @@ notify:
       assert.match(r.stderr, new RegExp(`${kind}.yaml:2: error: a restart notify cannot serve a ${kind}: its pods run to completion`));
     }
     const file = join(root, 'deployment.yaml');
-    await writeFile(file, manifest('Deployment'));
+    await writeFile(file, manifest('Deployment', 1000));
     const r = await runAgent(['inject', '--config', config, '--image', 'example/agent:1', file]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\n {6}shareProcessNamespace: true\n/);
+    const [, deployment] = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
+    const spec = deployment?.spec.template.spec;
+    assert.equal(spec.shareProcessNamespace, true);
+    assert.equal(spec.initContainers[0].name, 'secrets-agent');
+    assert.equal(spec.initContainers[0].securityContext.runAsUser, 1000, 'the app\'s UID: the agent may signal the app');
+    const { Deployment } = await import('kubernetes-models/apps/v1/Deployment');
+    new Deployment(deployment).validate();
+    // The app's user unknown (the image's USER): the agent keeps its own, and a note says what to set.
+    await writeFile(file, manifest('Deployment'));
+    const unknown = await runAgent(['inject', '--config', config, '--image', 'example/agent:1', file]);
+    assert.equal(unknown.code, 0, unknown.stderr);
+    assert.match(unknown.stderr, /deployment\.yaml:\d+: note: the restart notify ends the app container's main process, which the agent may do only as the app's user, and the app containers set no securityContext.runAsUser/);
+    assert.match(unknown.stdout, /runAsUser: 65532/);
     // Without a restart notify nothing changes there.
     await writeFile(config, CONFIG.replace(/notify:[^]*$/, ''));
     const plain = await runAgent(['inject', '--config', config, '--image', 'example/agent:1', file]);
