@@ -19,6 +19,7 @@
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../observe/log.ts';
 import type { NotifyTarget } from '../types.ts';
 import { errorCode, formatDuration, type Outcome, type RunContext } from './outcome.ts';
 import { signalError } from './signal.ts';
@@ -134,6 +135,27 @@ export async function findAppProcess(wanted: string): Promise<{ process: Contain
   return {
     reason: `${matches.length} container main processes match "${wanted}" (${matches.map(describe).join(', ')}), and the agent restarts exactly one; set restart.process to the absolute path of the app's executable or argv[0]`,
   };
+}
+
+/**
+ * At start-up (`run`): one warning per restart target when the pod plainly does not share its
+ * process namespace (the agent's own container's main process is pid 1), so that the
+ * misconfiguration shows before the first rotation instead of at it. The app itself is not
+ * looked for: a native sidecar starts before it.
+ */
+export async function warnUnsharedNamespace(targets: readonly NotifyTarget[], log: Logger): Promise<void> {
+  const restarts = targets.filter((t) => t.kind === 'restart');
+  if (restarts.length === 0) return;
+  let all: ContainerProcess[];
+  try {
+    all = await listProcesses();
+  } catch {
+    return; // runRestart reports it, with the reason, when it is due
+  }
+  if (ownContainerMain(all) !== 1) return;
+  for (const t of restarts) {
+    log.warn({ target: t.name }, `restart notify "${t.name}" cannot work in this pod: the agent's container is pid 1 of its process namespace, so the pod does not share one and the app's process is invisible to the agent; ${NAMESPACE_HINT}`);
+  }
 }
 
 /** Is this very process (pid and start time) still there, and not a zombie? */

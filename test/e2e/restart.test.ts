@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAllDocuments } from 'yaml';
 import { runAgent, serverUrl, startAgent, type RunningAgent } from '../support/cli.ts';
 import { agentEnv, type Moto } from '../support/moto.ts';
-import { taggedEnv, tagTree } from '../support/procs.ts';
+import { stopAgent, taggedEnv, tagTree } from '../support/procs.ts';
 import { readOr, waitUntil } from '../support/wait.ts';
 import { closeWorkspace, openWorkspace, writeCase } from '../support/workspace.ts';
 
@@ -209,6 +209,7 @@ server: { listen: "127.0.0.1:0" }
     assert.equal(restarts.length, 1, stderr);
     assert.equal(restarts[0]?.result, 'success');
     assert.match(String(restarts[0]?.reason), /^restarted the app's container: sent SIGTERM to pid \d+ "app" \(\/bin\/sh\), which exited after/);
+    assert.ok(!stderr.includes('cannot work in this pod'), 'the pod shares its namespace: no start-up warning');
     const wrong = records.filter((r) => r.target === 'wrong-name');
     assert.equal(wrong.length, 1, stderr);
     assert.equal(wrong[0]?.result, 'failure');
@@ -362,6 +363,21 @@ notify:
     const plain = await runAgent(['inject', '--config', config, '--image', 'example/agent:1', file]);
     assert.equal(plain.code, 0, plain.stderr);
     assert.doesNotMatch(plain.stdout, /shareProcessNamespace/);
+  });
+
+  it('run warns at start-up when the pod does not share its process namespace (the agent is in the pid 1 tree), before any rotation', async () => {
+    await writeFile(join(root, 'secrets.yaml'), 'app/db: one\n');
+    const config = join(root, 'run.yaml');
+    await writeFile(config, `source: { type: file, path: secrets.yaml }\noutputDir: ${join(root, 'out')}\nserver: { listen: "" }\n${CONFIG.replace(/^outputDir: .*\n/, '')}`);
+    const agent = startAgent(['run', '--config', config]);
+    try {
+      await agent.waitFor(/first render complete; ready/);
+      const warning = jsonLines(agent.output().stderr).find((r) => r.target === 'restart:my-app');
+      assert.equal(warning?.level, 'warn', agent.output().stderr);
+      assert.match(String(warning?.msg), /^restart notify "restart:my-app" cannot work in this pod: the agent's container is pid 1 of its process namespace, so the pod does not share one .* set `shareProcessNamespace: true`/);
+    } finally {
+      await stopAgent(agent);
+    }
   });
 
   it('validate --workload Job (or CronJob) refuses a restart notify, naming it and its line; other kinds pass', async () => {
