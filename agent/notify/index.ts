@@ -57,8 +57,8 @@ export interface NotifierOptions {
 /**
  * Per target, in order:
  * 1. `files` filter: skip quietly (debug log) unless one of its files is in `changed`;
- *    a `restart` target is skipped too (info log) when a restart of it began after this
- *    notify() call: the app started again after these files were written.
+ *    a `restart` target is skipped too (info log) when a successful restart of it began
+ *    after this notify() call: the app started again after these files were written.
  *    Neither calls onResult: the target was not due.
  * 2. splay: wait a random 0..splayMs (spreads replicas); stop() cuts the wait short.
  * 3. run it (see signal.ts / exec.ts / http.ts / restart.ts for what each kind does and reports).
@@ -70,7 +70,7 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
   const stopper = new AbortController();
   const cancelled = options.signal ? AbortSignal.any([stopper.signal, options.signal]) : stopper.signal;
   let queue: Promise<void> = Promise.resolve();
-  /** When each restart target last began its restart (after its splay): see runAll. */
+  /** When each restart target last began a restart that succeeded (after its splay): see runAll. */
   const restartedAt = new Map<NotifyTarget, number>();
 
   const report = (target: NotifyTarget, outcome: Outcome, startedAt: number): void => {
@@ -104,7 +104,6 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
         return STOPPED;
       }
     }
-    if (target.kind === 'restart') restartedAt.set(target, performance.now());
     try {
       switch (target.kind) {
         case 'signal':
@@ -113,8 +112,13 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
           return await runExec(target, ctx);
         case 'http':
           return await runHttp(target, ctx);
-        case 'restart':
-          return await runRestart(target, ctx);
+        case 'restart': {
+          const began = performance.now();
+          const outcome = await runRestart(target, ctx);
+          // Only a restart that happened gave the app the files written before it.
+          if (outcome.result === 'success') restartedAt.set(target, began);
+          return outcome;
+        }
       }
     } catch (err) {
       // The runners report their own failures; this is a bug, but still not fatal.
