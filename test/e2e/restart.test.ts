@@ -301,6 +301,34 @@ server: { listen: "127.0.0.1:0" }
     await sleep(300);
     assert.deepEqual(kubelet.events().filter((e) => e.event === 'exit'), [], 'nothing was signalled');
   });
+
+  it('an app that ignores SIGTERM gets SIGKILL after grace, and the restart is reported with killed: true', async () => {
+    const dir = join(root, 'stubborn');
+    const { out } = await writeCase(root, 'stubborn', () => '');
+    await mkdir(out, { recursive: true });
+    await writeFile(join(out, 'app.env'), 'DB_PASSWORD=same\n');
+    const app = join(dir, 'app-01');
+    await writeFile(app, appScript(join(out, 'app.env'), join(dir, 'app-events')).replace(/^trap .*$/m, "trap '' TERM"));
+    await chmod(app, 0o755);
+    const pod = await startPod();
+    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
+    pods.push(entry);
+    procs.push(pod.unshare);
+    const kubelet = startKubelet(pod, { 'app-01': app });
+    entry.kubelet = kubelet;
+    procs.push(kubelet.child);
+    await waitUntil('the app to start', async () => (await readOr(join(dir, 'app-events'))).includes('"started"'));
+
+    const driver = startAgent(['1', '0', '300'], { entry: REPLICAS, wrapper: pod.enter });
+    procs.push(driver);
+    assert.equal((await driver.exited).code, 0, driver.output().stderr);
+    const [result] = jsonLines(driver.output().stderr).filter((r) => r.target === 'restart:app-01');
+    assert.equal(result?.result, 'success', driver.output().stderr);
+    assert.equal(result?.killed, true);
+    assert.match(String(result?.reason), /which had not exited after 300ms \(restart.grace\), so it got SIGKILL/);
+    await waitUntil('the app to start again', () => kubelet.events().filter((e) => e.event === 'start').length === 2);
+    assert.deepEqual(kubelet.events().filter((e) => e.event === 'exit').map((e) => e.signal), ['SIGKILL']);
+  });
 });
 
 describe('restart notify: refused where the kubelet would not start the app again', () => {
