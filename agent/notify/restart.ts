@@ -38,7 +38,7 @@ export const BATCH_KINDS: readonly string[] = ['Job', 'CronJob'];
 /** Why a restart notify cannot serve a workload of this kind, or undefined when it can. */
 export function restartRefusal(kind: string): string | undefined {
   if (!BATCH_KINDS.includes(kind)) return undefined;
-  return `a restart notify cannot serve a ${kind}: its pods run to completion (restartPolicy OnFailure or Never), so an app container ended by the agent is not started again with the new values, and its exit fails the pod or counts against backoffLimit; remove the restart notify from the config (a ${kind} reads its secrets once, at start)`;
+  return `a restart notify cannot serve a ${kind}: its pods run to completion (restartPolicy OnFailure or Never), so an app container ended by the agent is either not started again (Never, or exit code 0: the work is cut short) or started again as a failure counted against the Job's backoffLimit (OnFailure); remove the restart notify from the config (a ${kind} reads its secrets once, at start)`;
 }
 
 export interface ContainerProcess {
