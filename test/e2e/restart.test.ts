@@ -209,6 +209,7 @@ server: { listen: "127.0.0.1:0" }
     assert.equal(restarts.length, 1, stderr);
     assert.equal(restarts[0]?.result, 'success');
     assert.match(String(restarts[0]?.reason), /^restarted the app's container: sent SIGTERM to pid \d+ "app" \(\/bin\/sh\), which exited after/);
+    process.stdout.write(`# SIGTERM to the app's exit, as the agent measured it: ${String(restarts[0]?.exitedAfterMs)} ms (the app polls with sleep 0.05)\n`);
     assert.ok(!stderr.includes('cannot work in this pod'), 'the pod shares its namespace: no start-up warning');
     const wrong = records.filter((r) => r.target === 'wrong-name');
     assert.equal(wrong.length, 1, stderr);
