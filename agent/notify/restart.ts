@@ -125,8 +125,11 @@ export async function findAppProcess(wanted: string): Promise<{ process: Contain
   const mains = all.filter((p) => p.ppid === 0 && p.pid !== 1 && p.pid !== own);
   const matches = mains.filter((p) => processMatches(p, wanted));
   if (matches.length === 1) return { process: matches[0]! };
+  if (mains.length === 0 && own === 1) {
+    return { reason: `no container main process is visible besides the agent's own: the agent's container is pid 1 of its process namespace, so the pod does not share one; ${NAMESPACE_HINT}` };
+  }
   if (mains.length === 0) {
-    return { reason: `no container main process is visible besides the agent's own: the app's container is not in this process namespace; ${NAMESPACE_HINT}` };
+    return { reason: `no container main process is running besides the agent's own: the app's container is not running now (restarting, or not started yet)` };
   }
   const seen = mains.map(describe).join(', ');
   if (matches.length === 0) {

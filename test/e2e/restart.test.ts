@@ -6,12 +6,13 @@
 // The kubelet is the one thing mocked: test/support/stand-in-kubelet.ts starts the
 // app and starts it again when it exits (restartPolicy Always). The app is a shell
 // script that reads its env file at each start, as the kubelet reads a fileKeyRef
-// at container start. AWS is moto. Needs root (namespaces): skipped otherwise.
+// at container start. AWS is moto (and the local file source where one write of
+// several rotated secrets must be certain). Needs root (namespaces): skipped otherwise.
 //
 // The refusals (Job, CronJob) run the real CLI and need nothing special.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmod, copyFile, mkdir, mkdtemp, readlink, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -133,17 +134,17 @@ describe('restart notify: the app container restarts once per rotation, in a rea
     await closeWorkspace({ moto, root }, procs);
   });
 
-  it('after a rotation of two secrets: one SIGTERM, sent after the new generation was written; the app starts again with the new value; a wrong name is refused naming what was seen', async () => {
-    await moto.sm('CreateSecret', { Name: 'restart/db', SecretString: OLD });
-    await moto.sm('CreateSecret', { Name: 'restart/api', SecretString: 'api-one' });
+  it('after a rotation of two secrets in one write: one SIGTERM, sent after the new generation was written; the app starts again with the new value; a wrong name is refused naming what was seen', async () => {
     const events = join(root, 'app-events');
-    // One hour: the only check after the first render is the one SIGHUP asks for, so both
-    // rotated secrets are seen in the same round (coalesced into one write).
+    // The local file source: a rotation of both secrets is one edit of its file, read in one
+    // snapshot, so it is one write however loaded the machine (AWS checks of two secrets may
+    // land in two writes, and then rightly restart twice). The wrong name first: it runs while
+    // the app is up.
     const { dir, out, config } = await writeCase(
       root,
       'one',
-      (o) => `outputDir: ${o}
-refresh: { interval: 1h, jitter: 0 }
+      (o) => `source: { type: file, path: secrets.yaml }
+outputDir: ${o}
 secrets:
   db: { id: restart/db }
   api: { id: restart/api }
@@ -151,14 +152,19 @@ files:
   - path: app.env
     template: "DB_PASSWORD={{ secrets.db }}\\nAPI_KEY={{ secrets.api }}\\n"
 notify:
-  - restart: { process: app, grace: 5s }
-    splay: 300ms
   - restart: { process: not-the-app }
     splay: "0"
     name: wrong-name
+  - restart: { process: app, grace: 5s }
+    splay: 300ms
 server: { listen: "127.0.0.1:0" }
 `,
     );
+    const rotate = async (db: string, api: string): Promise<void> => {
+      await writeFile(join(dir, 'secrets.tmp'), `restart/db: ${db}\nrestart/api: ${api}\n`);
+      await rename(join(dir, 'secrets.tmp'), join(dir, 'secrets.yaml'));
+    };
+    await rotate(OLD, 'api-one');
     const app = join(dir, 'app');
     await writeFile(app, appScript(join(out, 'app.env'), events));
     await chmod(app, 0o755);
@@ -168,7 +174,7 @@ server: { listen: "127.0.0.1:0" }
     pods.push(entry);
     procs.push(pod.unshare);
     // The agent first (a native sidecar starts before the app), in the pod's namespace.
-    const agent = startAgent(['run', '--config', config], { env: agentEnv(moto, join(root, 'token')), wrapper: pod.enter });
+    const agent = startAgent(['run', '--config', config], { wrapper: pod.enter });
     procs.push(agent);
     await agent.waitFor(/first render complete; ready/);
     const url = await serverUrl(agent);
@@ -180,11 +186,7 @@ server: { listen: "127.0.0.1:0" }
     assert.equal((await appEvents())[0]?.value, OLD);
     const before = await readlink(join(out, '..data'));
 
-    await moto.sm('PutSecretValue', { SecretId: 'restart/db', SecretString: NEW });
-    await moto.sm('PutSecretValue', { SecretId: 'restart/api', SecretString: 'api-two' });
-    // SIGHUP: check every secret now. The agent's host pid: the child of its nsenter.
-    const agentPid = Number((await readOr(`/proc/${agent.child.pid}/task/${agent.child.pid}/children`)).trim().split(' ')[0]);
-    process.kill(agentPid, 'SIGHUP');
+    await rotate(NEW, 'api-two');
     await agent.waitFor(/"target":"restart:app".*"notify target succeeded"|"notify target succeeded".*"target":"restart:app"/);
     await waitUntil('the app to start again', async () => (await appEvents()).filter((e) => e.event === 'started').length >= 2);
     await sleep(1500); // nothing more may come
@@ -221,6 +223,57 @@ server: { listen: "127.0.0.1:0" }
     assert.match(metrics, /secrets_agent_notify_total\{target="wrong-name",result="error"\} 1\b/);
     // The canary (the new value) is in the app's env file and nowhere the agent writes.
     for (const text of [stderr, agent.output().stdout, metrics]) assert.ok(!text.includes(NEW) && !text.includes(OLD));
+  });
+
+  it('against AWS (moto): a rotation found by the periodic check restarts the app once, with the new value', async () => {
+    await moto.sm('CreateSecret', { Name: 'restart/aws-db', SecretString: OLD });
+    const events = join(root, 'aws-events');
+    const { dir, out, config } = await writeCase(
+      root,
+      'aws',
+      (o) => `outputDir: ${o}
+refresh: { interval: 500ms, jitter: 0 }
+secrets:
+  db: { id: restart/aws-db }
+files:
+  - path: app.env
+    template: "DB_PASSWORD={{ secrets.db }}\\n"
+notify:
+  - restart: { process: app }
+    splay: 200ms
+server: { listen: "127.0.0.1:0" }
+`,
+    );
+    const app = join(dir, 'app');
+    await writeFile(app, appScript(join(out, 'app.env'), events));
+    await chmod(app, 0o755);
+    const pod = await startPod();
+    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
+    pods.push(entry);
+    procs.push(pod.unshare);
+    const agent = startAgent(['run', '--config', config], { env: agentEnv(moto, join(root, 'token')), wrapper: pod.enter });
+    procs.push(agent);
+    await agent.waitFor(/first render complete; ready/);
+    const kubelet = startKubelet(pod, { app });
+    entry.kubelet = kubelet;
+    procs.push(kubelet.child);
+    const appEvents = async () => jsonLines(await readOr(events));
+    await waitUntil('the app to start', async () => (await appEvents()).some((e) => e.event === 'started'));
+
+    await moto.sm('PutSecretValue', { SecretId: 'restart/aws-db', SecretString: NEW });
+    await waitUntil('the app to start again', async () => (await appEvents()).filter((e) => e.event === 'started').length >= 2, 30_000);
+    await sleep(1500); // three more checks: nothing more may come
+    assert.deepEqual(
+      (await appEvents()).map((e) => [e.event, e.event === 'started' ? e.value : e.file]),
+      [
+        ['started', OLD],
+        ['sigterm', NEW],
+        ['started', NEW],
+      ],
+      agent.output().stderr,
+    );
+    assert.equal(kubelet.events().filter((e) => e.event === 'exit').length, 1);
+    for (const text of [agent.output().stderr, agent.output().stdout]) assert.ok(!text.includes(NEW) && !text.includes(OLD));
   });
 
   it('splay: 20 replicas told of one rotation at once restart spread over the window, each exactly once (a second write during the splay adds no restart)', async () => {
@@ -368,7 +421,7 @@ notify:
       const r = await runAgent(['inject', '--config', config, file]);
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stdout, '');
-      assert.match(r.stderr, new RegExp(`${kind}.yaml:2: error: a restart notify cannot serve a ${kind}: its pods run to completion`));
+      assert.match(r.stderr, new RegExp(`${kind}.yaml:\\d+: error: a restart notify cannot serve a ${kind}: its pods run to completion`));
     }
     const file = join(root, 'deployment.yaml');
     await writeFile(file, manifest('Deployment', 1000));
