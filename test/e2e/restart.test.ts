@@ -462,6 +462,29 @@ notify:
     }
   });
 
+  it('inject --from-eso --restart web: the converted config restarts the app on rotation; env becomes fileKeyRef; the pod shares its namespace', async () => {
+    const fixtures = new URL('../fixtures/inject/env/', import.meta.url).pathname;
+    const r = await runAgent(['inject', '--from-eso', join(fixtures, 'eso.yaml'), '--restart', 'web', '--image', 'example/agent:1', join(fixtures, 'deployment.yaml')]);
+    assert.equal(r.code, 0, r.stderr);
+    const [configMap, deployment] = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
+    assert.deepEqual(parseAllDocuments(configMap?.data['config.yaml'])[0]?.toJS().notify, [{ restart: { process: 'web' } }]);
+    const spec = deployment?.spec.template.spec;
+    assert.equal(spec.shareProcessNamespace, true);
+    assert.ok(JSON.stringify(spec.containers).includes('fileKeyRef'));
+    assert.ok(!JSON.stringify(deployment).includes('secretKeyRef'));
+    const { Deployment } = await import('kubernetes-models/apps/v1/Deployment');
+    new Deployment(deployment).validate();
+    // The config it generated passes validate for a Deployment (the ConfigMap's config as the agent reads it).
+    const config = join(root, 'from-eso.yaml');
+    await writeFile(config, configMap?.data['config.yaml']);
+    const v = await runAgent(['validate', '--config', config, '--workload', 'Deployment']);
+    assert.equal(v.code, 0, v.stderr);
+    // --restart without --from-eso is a usage error that says where the target goes instead.
+    const usage = await runAgent(['inject', '--config', config, '--restart', 'web', join(fixtures, 'deployment.yaml')]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /--restart goes with --from-eso; with --config, add the restart target to the config/);
+  });
+
   it('validate --workload Job (or CronJob) refuses a restart notify, naming it and its line; other kinds pass', async () => {
     const config = join(root, 'validate.yaml');
     await writeFile(config, CONFIG);
