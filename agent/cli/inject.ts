@@ -2,7 +2,10 @@
 // reads workload manifests ("-" = stdin) and prints them with the agent added
 // (agent/inject/inject.ts), preceded by the agent's config as a ConfigMap.
 // The config is a file (and the templates beside it that it names), or is
-// converted from ESO manifests as `convert eso` does. Diagnostics on stderr
+// converted from ESO manifests as `convert eso` does (with an env file per
+// target, which env and envFrom of the ESO Secrets are rewritten to read:
+// --env-syntax, --keys; --env-mode entrypoint for clusters without
+// EnvFiles). Diagnostics on stderr
 // (file:line: note|not converted|error: ...).
 // Exit codes: 0 injected; 1 injected, but parts could not be carried over
 // (each listed with what to do); 2 an input is unusable, or a usage error:

@@ -115,6 +115,29 @@ describe('inject --from-eso: env from ESO\'s Secret becomes fileKeyRef on the ag
     assert.deepEqual(seen, eso);
   });
 
+  it('envFrom of a dataFrom.extract target: its keys are unknown offline, so inject says how to give them (exit 1); with --keys, each reads ESO\'s bytes', async () => {
+    const extract = (await readFile(join(FIX, 'eso.yaml'), 'utf8')).replace(/ {2}data:\n[\s\S]*$/, '  dataFrom:\n    - extract:\n        key: prod/shop/db\n');
+    await writeFile(join(dir, 'eso-extract.yaml'), extract);
+    const envFromOnly = (await readFile(join(FIX, 'deployment.yaml'), 'utf8')).replace(/ {10}env:\n[\s\S]*$/, '');
+    await writeFile(join(dir, 'deployment-envfrom.yaml'), envFromOnly);
+    const without = await runAgent(['inject', '--from-eso', join(dir, 'eso-extract.yaml'), ...IMAGE, join(dir, 'deployment-envfrom.yaml')]);
+    assert.equal(without.code, 1, without.stderr);
+    assert.match(without.stderr, /not converted: container "web" takes envFrom the Secret "db-credentials", whose keys come from the secret's JSON at run time .*--keys db-credentials=KEY1,KEY2/);
+    const r2 = await runAgent(['inject', '--from-eso', join(dir, 'eso-extract.yaml'), '--keys', 'db-credentials=username,password,port', ...IMAGE, join(dir, 'deployment-envfrom.yaml')]);
+    assert.equal(r2.code, 0, r2.stderr);
+    const docs = docsOf(r2.stdout);
+    const web = docs.find((o) => o.kind === 'Deployment')!.spec.template.spec.containers[0];
+    assert.deepEqual(web.env.map((e: Obj) => e.name), ['username', 'password', 'port']);
+    const volume = join(dir, 'volume-extract');
+    const config = docs.find((o) => o.kind === 'ConfigMap')!.data['config.yaml'] as string;
+    await writeFile(join(dir, 'config-extract.yaml'), config.replace(`outputDir: ${(parse(config) as Obj).outputDir}`, `outputDir: ${volume}`));
+    const init = await runAgent(['init', '--config', join(dir, 'config-extract.yaml'), '--timeout', '20s'], { env: agentEnv(moto, join(dir, 'token')) });
+    assert.equal(init.code, 0, init.stderr);
+    const read = async (e: Obj) => kubeletParseEnv(await readFile(join(volume, e.valueFrom.fileKeyRef.path)), e.valueFrom.fileKeyRef.key, 'quoted');
+    // ESO's extract: each top-level key, strings raw, numbers as JSON text.
+    assert.deepEqual(await Promise.all(web.env.map(read)), [{ value: DB.username }, { value: DB.password }, { value: '5432' }]);
+  });
+
   it('--env-mode entrypoint (clusters without EnvFiles): a real /bin/sh exports every variable with ESO\'s bytes, then execs the app\'s command', async () => {
     const withCommand = (await readFile(join(FIX, 'deployment.yaml'), 'utf8')).replace('          image: registry.example.com/shop/web:1.4.2\n', '          image: registry.example.com/shop/web:1.4.2\n          command: [/app/web, --port, "8080"]\n');
     await writeFile(join(dir, 'deployment-cmd.yaml'), withCommand);
