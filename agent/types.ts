@@ -113,7 +113,12 @@ export type NotifyTarget =
       /** Set in the command's environment (over the agent's, credential variables removed). */
       readonly env?: Readonly<Record<string, string>>;
     })
-  | (NotifyBase & { readonly kind: 'http'; readonly url: string; readonly timeoutMs: number });
+  | (NotifyBase & { readonly kind: 'http'; readonly url: string; readonly timeoutMs: number })
+  /**
+   * End the app container's main process (`process`: a name, or an absolute path) with `signal`,
+   * then SIGKILL after `graceMs` if it is still alive; the kubelet starts the container again.
+   */
+  | (NotifyBase & { readonly kind: 'restart'; readonly process: string; readonly signal: NodeJS.Signals; readonly graceMs: number });
 
 export type SourceConfig =
   | {

@@ -32,9 +32,9 @@ export const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     examples: ['secrets-agent run --config examples/dev/config.yaml --log-format text'],
   },
   validate: {
-    usage: 'secrets-agent validate [--config PATH]',
+    usage: 'secrets-agent validate [--config PATH] [--workload KIND]',
     does: 'Check the config and its templates offline (no network): lists every problem with file and line. Exit 0 valid, 2 not.',
-    flags: LOGGING,
+    flags: [...LOGGING, ['--workload KIND', 'also check what that workload kind rules out (Deployment, StatefulSet, DaemonSet, ReplicaSet, Pod, Job, CronJob): a restart notify for a Job or CronJob']],
     examples: ['secrets-agent validate --config examples/dev/config.yaml'],
   },
   render: {
@@ -58,6 +58,7 @@ export const COMMANDS: Readonly<Record<string, CommandHelp>> = {
       ['--keys SECRET=KEY,...', "with --from-eso: the key names of an ESO Secret that cannot be known offline (dataFrom), for its envFrom (repeatable)"],
       ['--env-syntax SYNTAX', 'with --from-eso: quoted (Kubernetes 1.35+, default) or plain (1.34) env files (docs/env-files.md)'],
       ['--env-mode MODE', 'with --from-eso: fileKeyRef (default; EnvFiles) or entrypoint (clusters without EnvFiles: the app starts through /bin/sh)'],
+      ['--restart PROCESS', "with --from-eso: add a restart notify for the app container's main process, so rotations reach env vars (docs/notify.md)"],
       ['--image IMAGE', "the agent's image (default: this version's released image)"],
     ],
     examples: ['secrets-agent inject --from-eso examples/eso/secretstore.yaml --from-eso examples/eso/externalsecret.yaml examples/eso/deployment.yaml'],

@@ -19,7 +19,9 @@ Usage: secrets-agent <command> [flags]
 Commands:
   init                     fetch, render and write every file once, then exit (init container)
   run                      first render, then keep the files fresh and notify the app (sidecar)
-  validate                 check the config and templates offline (no network); lists every problem
+  validate [--workload KIND]
+                           check the config and templates offline (no network); lists every problem
+                           (with KIND, e.g. Job: also what that workload kind rules out)
   render --output-dir DIR  fetch and render once into DIR exactly as init would (debugging, CI)
   convert eso [--output-dir DIR] FILE...
                            External Secrets Operator manifests -> an agent config on stdout (docs/eso.md)
@@ -52,6 +54,7 @@ function parse(argv: readonly string[]) {
         timeout: { type: 'string' },
         'output-dir': { type: 'string' },
         listen: { type: 'string' },
+        workload: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -132,17 +135,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (command) {
       case 'validate': {
         const { validate } = await import('./validate.ts');
-        return await validate(opts);
+        return await validate(opts, { workload: values.workload });
       }
       case 'init':
       case 'render': {
+        if (values.workload !== undefined) throw new UsageError('--workload is for validate');
         if (command === 'render' && !values['output-dir']) throw new UsageError('render needs --output-dir DIR');
         if (command === 'init' && values['output-dir']) throw new UsageError('--output-dir is for render; init writes to the config\'s outputDir');
         const { init } = await import('./init.ts');
         return await init(opts, { timeout: values.timeout, outputDir: values['output-dir'] });
       }
       case 'run': {
-        if (values.timeout || values['output-dir']) throw new UsageError('run takes neither --timeout nor --output-dir');
+        if (values.timeout || values['output-dir'] || values.workload !== undefined) throw new UsageError('run takes none of --timeout, --output-dir, --workload');
         if (values.listen !== undefined) opts.listen = values.listen;
         const { run } = await import('./run.ts');
         return await run(opts);

@@ -20,7 +20,7 @@ import { IMAGE } from '../deploy.ts';
 import { SCHEMA_COMMENT } from './common.ts';
 import { argumentError } from './help.ts';
 
-const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain] [--env-mode fileKeyRef|entrypoint]) [--image IMAGE] FILE...   ("-" reads stdin)';
+const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain] [--env-mode fileKeyRef|entrypoint] [--restart PROCESS]) [--image IMAGE] FILE...   ("-" reads stdin)';
 const DEFAULT_IMAGE = IMAGE;
 /** Where the agent mounts its volume when the config comes from ESO (the app keeps its own paths). */
 const ESO_OUTPUT_DIR = '/run/secrets/app';
@@ -54,6 +54,11 @@ function portOf(config: Obj): number | undefined {
   if (listen === '') return undefined;
   const port = Number(/:(\d+)$/.exec(listen)?.[1]);
   return Number.isInteger(port) && port > 0 ? port : 9102;
+}
+
+/** Does the config have a `restart` notify target? */
+function hasRestartNotify(config: Obj): boolean {
+  return Array.isArray(config['notify']) && config['notify'].some((n) => isObj(n) && n['restart'] !== undefined);
 }
 
 /** The ConfigMap data for a config file: config.yaml, plus each template file beside it that it names. */
@@ -97,6 +102,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
         keys: { type: 'string', multiple: true },
         'env-syntax': { type: 'string' },
         'env-mode': { type: 'string' },
+        restart: { type: 'string' },
       },
     });
   } catch (err) {
@@ -132,6 +138,12 @@ export async function inject(argv: readonly string[]): Promise<number> {
     process.stderr.write(`error: --keys, --env-syntax and --env-mode go with --from-eso\n${USAGE}\n`);
     return 2;
   }
+  // --restart: the converted config gets a restart notify target, so rotations reach env vars (docs/notify.md).
+  const restart = values.restart;
+  if (restart !== undefined && (eso.length === 0 || restart === '')) {
+    process.stderr.write(`error: ${restart === '' ? '--restart needs the app container\'s main process (a name or an absolute path)' : '--restart goes with --from-eso; with --config, add the restart target to the config (notify: [{restart: {process: ...}}])'}\n${USAGE}\n`);
+    return 2;
+  }
   const diagnostics: Diagnostic[] = [];
   const report = (): void => {
     for (const d of diagnostics) {
@@ -157,7 +169,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
         report();
         return 2;
       }
-      config = { ...conversion.config, server: { listen: '0.0.0.0:9102' } };
+      config = { ...conversion.config, server: { listen: '0.0.0.0:9102' }, ...(restart === undefined ? {} : { notify: [{ restart: { process: restart } }] }) };
       config['files'] = (config['files'] as Obj[]).map((f) => ('mode' in f ? f : { ...f, mode: ESO_FILE_MODE }));
       data = { [CONFIG_KEY]: `${SCHEMA_COMMENT}\n# Converted by secrets-agent inject --from-eso from: ${eso.map((f) => basename(f)).join(' ')}\n${stringify(config, { lineWidth: 0 })}` };
       targets = esoTargets(inputs.map((i) => i.text)).map((t) => (given.has(t.name) ? { ...t, keys: given.get(t.name)! } : t));
@@ -180,6 +192,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
       ...(targets ? { targets } : {}),
       ...(envMode === undefined ? {} : { envMode }),
       files: fileModes,
+      ...(hasRestartNotify(config) ? { restart: true } : {}),
     });
     diagnostics.push(...result.diagnostics);
     if (values.image === undefined && result.output !== undefined) {

@@ -10,6 +10,7 @@ import { loadConfig } from '../config/index.ts';
 import { WriteError } from '../errors.ts';
 import { EXIT_FAILED, EXIT_OK, type GlobalOptions } from './common.ts';
 import { createNotifier, killRunningCommands } from '../notify/index.ts';
+import { warnUnsharedNamespace } from '../notify/restart.ts';
 import { AgentMetrics } from '../observe/metrics.ts';
 import { startServer } from '../observe/server.ts';
 import { Pipeline } from '../pipeline.ts';
@@ -72,6 +73,7 @@ export async function run(opts: GlobalOptions): Promise<number> {
   metrics.declareConfig(config);
   const source = await createSource(config, log, metrics);
   log.info(source.describeIdentity(), 'identity');
+  await warnUnsharedNamespace(config.notify, log);
 
   const makePipeline = (c: AgentConfig, compiledFiles: typeof compiled, src: SecretSource) =>
     new Pipeline({ config: c, compiled: compiledFiles, source: src, writer: createWriter({ outputDir: c.outputDir, layout: c.layout, targets: c.targets, log }), log, metrics });

@@ -306,7 +306,13 @@ function toNotify(list: ConfigOutput['notify'], resolve: (p: string) => string):
       for (let k = 2; taken.has(name); k++) name = `${derived}#${k}`;
       taken.add(name);
     }
-    const common = { name, splayMs: ms(n.splay), ...(n.files === undefined ? {} : { files: n.files }) };
+    // A restart is splayed by default: a rotation must never restart every replica at once.
+    const splay = n.splay ?? (n.restart === undefined ? '0' : RESTART_SPLAY_DEFAULT);
+    const common = { name, splayMs: ms(splay), ...(n.files === undefined ? {} : { files: n.files }) };
+    if (n.restart !== undefined) {
+      // The schema has checked that the signal exists.
+      return { ...common, kind: 'restart', process: n.restart.process, signal: normalizeSignal(n.restart.signal) ?? 'SIGTERM', graceMs: ms(n.restart.grace) };
+    }
     if (n.exec !== undefined) return { ...common, kind: 'exec', argv: n.exec, timeoutMs: ms(n.timeout ?? '30s'), ...(n.env === undefined ? {} : { env: n.env }) };
     if (n.http !== undefined) return { ...common, kind: 'http', url: n.http, timeoutMs: ms(n.timeout ?? '10s') };
     return {
@@ -320,8 +326,12 @@ function toNotify(list: ConfigOutput['notify'], resolve: (p: string) => string):
   });
 }
 
-/** `signal:<process or pidFile>`, `exec:<basename of argv[0]>`, `http:<host><path>` (never the query: it may hold a token). */
+/** The splay of a restart target that sets none: replicas restart spread over this window. */
+export const RESTART_SPLAY_DEFAULT = '1m';
+
+/** `restart:<process>`, `signal:<process or pidFile>`, `exec:<basename of argv[0]>`, `http:<host><path>` (never the query: it may hold a token). */
 function derivedName(n: ConfigOutput['notify'][number]): string {
+  if (n.restart !== undefined) return `restart:${n.restart.process}`;
   if (n.exec !== undefined) return `exec:${path.basename(n.exec[0] ?? '')}`;
   if (n.http !== undefined) {
     const url = new URL(n.http);

@@ -25,7 +25,7 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-const NOTIFY_KINDS = ['signal', 'exec', 'http'] as const;
+const NOTIFY_KINDS = ['signal', 'exec', 'http', 'restart'] as const;
 const SECRET_KINDS = ['id', 'parameter', 'parameterPath'] as const;
 
 /**
@@ -216,14 +216,15 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
       // In document order, so "mutually exclusive" points at the second one written.
       const kinds = Object.keys(n).filter((k): k is (typeof NOTIFY_KINDS)[number] => (NOTIFY_KINDS as readonly string[]).includes(k) && has(n, k));
       const [kind, second] = kinds;
-      if (kind === undefined) add(['notify', i], 'needs one of signal, exec or http');
+      if (kind === undefined) add(['notify', i], 'needs one of signal, exec, http or restart');
       else if (second !== undefined) add(['notify', i, second], `${kind} and ${second} are mutually exclusive; use one notify entry for each`);
       if (kind === 'signal' && second === undefined) {
         if (has(n, 'process') && has(n, 'pidFile')) add(['notify', i, 'pidFile'], 'process and pidFile are mutually exclusive; keep one');
         if (!has(n, 'process') && !has(n, 'pidFile')) add(['notify', i], 'signal needs process (a process name) or pidFile');
         if (has(n, 'timeout')) add(['notify', i, 'timeout'], 'only valid with exec or http');
       } else if (kinds.length === 1) {
-        for (const k of ['process', 'pidFile']) if (has(n, k)) add(['notify', i, k], 'only valid with signal');
+        for (const k of ['process', 'pidFile']) if (has(n, k)) add(['notify', i, k], `only valid with signal${kind === 'restart' ? ' (restart takes its process inside: restart: {process: ...})' : ''}`);
+        if (kind === 'restart' && has(n, 'timeout')) add(['notify', i, 'timeout'], 'only valid with exec or http (restart has grace: how long the process may take to exit)');
       }
       if (has(n, 'env')) {
         if (kind !== undefined && kind !== 'exec') add(['notify', i, 'env'], 'only valid with exec (the environment of the command it runs)');

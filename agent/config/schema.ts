@@ -255,8 +255,29 @@ const notifySchema = z
         .meta({ pattern: URL_PATTERN })
         .optional()
         .describe('POST to this URL; a 2xx answer is success. No "user:password@" and no port fetch refuses (e.g. 6000): both can never work.'),
+      restart: z
+        .strictObject(
+          {
+            process: text(
+              'The app container\'s main process, so that the kubelet restarts the container: its name (comm, argv[0] basename or executable basename), or an absolute path (argv[0] or executable). Only container main processes count (parent pid 0 in the pod\'s shared process namespace), never the agent\'s own container or the pod\'s pause process (pid 1).',
+              ' (the app container\'s main process, e.g. process: my-app)',
+            ),
+            signal: z
+              .string({ error: typeError('a string') })
+              .regex(new RegExp(SIGNAL_PATTERN), { error: (iss) => `${show(iss.input)} is not a signal name (e.g. "SIGTERM")`, abort: true })
+              .refine((s) => normalizeSignal(s) !== undefined, { error: (iss) => `${show(iss.input)} is not a signal name (e.g. "SIGTERM")` })
+              .default('SIGTERM')
+              .describe('Signal that ends the process. Default "SIGTERM".'),
+            grace: duration(0, '0', 'How long the process may take to exit after the signal before it gets SIGKILL; "0" sends SIGKILL at once after the signal. Default 30s (the pod default terminationGracePeriodSeconds).').default('30s'),
+          },
+          { error: typeError('a mapping (e.g. restart: {process: my-app})') },
+        )
+        .optional()
+        .describe(
+          'Restart the app\'s container, so that it starts again with new environment variables (env files): end its main process; the kubelet starts it again (restartPolicy Always). Needs shareProcessNamespace: true; never for Jobs or CronJobs. Splay defaults to 1m.',
+        ),
       timeout: duration(10, '10ms', 'Deadline for exec (default 30s) or http (default 10s).').optional(),
-      splay: duration(0, '0', 'Wait a random delay from 0 to this before notifying (spreads replicas). Default 0.').default('0'),
+      splay: duration(0, '0', 'Wait a random delay from 0 to this before notifying (spreads replicas). Default 0 (restart: 1m).').optional(),
       files: z
         .array(z.string({ error: typeError('a string') }), { error: typeError('a list of file paths (e.g. [tls.crt, tls.key])') })
         .min(1, { error: 'must list at least one file (leave files out to notify on any change)' })
@@ -264,13 +285,14 @@ const notifySchema = z
         .describe('Only notify when one of these files (paths as under files) changed. Default: any change.'),
       name: text('Label in logs and metrics; unique. Default: derived from the target.').optional(),
     },
-    { error: typeError('a mapping with signal, exec or http') },
+    { error: typeError('a mapping with signal, exec, http or restart') },
   )
   .meta({
-    oneOf: [{ required: ['signal'] }, { required: ['exec'] }, { required: ['http'] }],
+    oneOf: [{ required: ['signal'] }, { required: ['exec'] }, { required: ['http'] }, { required: ['restart'] }],
     dependentSchemas: {
       signal: { oneOf: [{ required: ['process'] }, { required: ['pidFile'] }], properties: { timeout: false, env: false } },
       http: { properties: { env: false } },
+      restart: { properties: { timeout: false, env: false } },
     },
     dependentRequired: { process: ['signal'], pidFile: ['signal'] },
   });

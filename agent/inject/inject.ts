@@ -22,7 +22,11 @@
 //   key, Kubernetes' precedence kept; docs/env-files.md), with no mount and no
 //   command change; envFrom of a Secret whose keys are not known offline
 //   (EsoTarget.keys) is listed (`unconverted`). All of it in mutatePodSpec(),
-//   from the pod spec and the options alone (the webhook calls it too).
+//   from the pod spec and the options alone (the webhook calls it too);
+// - with a restart notify in the config: `shareProcessNamespace: true`, and the
+//   agent runs as the app containers' runAsUser (a note when there is no one
+//   such UID); Jobs and CronJobs are refused (the kubelet would not start the
+//   app again).
 // Idempotent: the agent's container, volumes and ConfigMap are replaced by fresh
 // ones, so injecting an injected manifest prints it unchanged. Everything else
 // is kept as it was, key order included (the yaml Document API; comments may go).
@@ -30,6 +34,7 @@ import { createHash } from 'node:crypto';
 import { Document, isMap, isSeq, LineCounter, parseAllDocuments, YAMLMap, YAMLSeq, type Node } from 'yaml';
 import { AGENT_RESOURCES } from '../deploy.ts';
 import type { Diagnostic } from '../eso/convert.ts';
+import { restartRefusal } from '../notify/restart.ts';
 
 export type { Diagnostic } from '../eso/convert.ts';
 
@@ -71,6 +76,8 @@ export interface InjectOptions {
   readonly envMode?: 'fileKeyRef' | 'entrypoint';
   /** The config's files (path, or dir for eachKey; mode as configured, default "0400"): checked for the app's read access. */
   readonly files?: readonly { readonly path: string; readonly mode: string }[];
+  /** The config has a restart notify: pods share one process namespace; Jobs and CronJobs are refused. */
+  readonly restart?: boolean;
 }
 
 export interface Injection {
@@ -385,6 +392,11 @@ export function esoTargets(texts: readonly string[]): EsoTarget[] {
  */
 export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContext): void {
   const { doc, batch, namespace, say } = ctx;
+  const refusal = opts.restart ? restartRefusal(ctx.kind) : undefined;
+  if (refusal !== undefined) {
+    say('fatal', [], refusal);
+    return;
+  }
   const targets = opts.targets ?? [];
   const cmName = configMapName(opts.configData);
   const seqAt = (key: string): YAMLSeq => seqIn(spec, key);
@@ -574,8 +586,28 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
   inits.items = inits.items.filter((c) => !(isMap(c) && c.get('name') === AGENT_CONTAINER));
   inits.items.forEach((c, i) => fixContainer(c, ['initContainers', i + 1], false));
   const app = appIdentity(spec.toJSON() as Obj);
+  // A restart notify ends the app container's main process: the agent must see it (notify/restart.ts),
+  // as the app's user (appIdentity; restartUidNote says what to set when the manifest does not tell).
+  if (opts.restart) {
+    spec.set('shareProcessNamespace', true);
+    if (app.uid === undefined) restartUidNote(spec.toJSON() as Obj, say);
+  }
   inits.items.unshift(doc.createNode(agentContainer(opts, batch, app.uid ?? AGENT_UID)));
   readable(opts, say, app);
   const containers = spec.get('containers', true);
   if (isSeq(containers)) containers.items.forEach((c, i) => fixContainer(c, ['containers', i], true));
+}
+
+/**
+ * A restart notify signals the app's main process, which only the app's UID may do (the agent
+ * has no capabilities). Called when appIdentity found no one non-root runAsUser for the app
+ * containers: a note says what to set.
+ */
+function restartUidNote(spec: Obj, say: PodContext['say']): void {
+  const pod = isObj(spec['securityContext']) ? spec['securityContext'] : {};
+  const containers = Array.isArray(spec['containers']) ? spec['containers'].filter(isObj) : [];
+  const uids = new Set(containers.map((c) => (isObj(c['securityContext']) ? c['securityContext']['runAsUser'] : undefined) ?? pod['runAsUser']));
+  const why =
+    uids.size > 1 ? 'the app containers run as different users' : uids.has(0) ? 'the app containers run as root, which the agent never does' : 'the app containers set no securityContext.runAsUser (their image\'s USER applies)';
+  say('note', ['containers'], `the restart notify ends the app container's main process, which the agent may do only as the app's user, and ${why}: set the app's securityContext.runAsUser to its (non-root) UID, and the agent runs as it (it is ${AGENT_UID} now)`);
 }

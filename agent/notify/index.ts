@@ -1,5 +1,5 @@
 // Tell the app its files changed: after each successful swap, run the configured
-// targets (signal / exec / http) in order. A failing target is logged and
+// targets (signal / exec / http / restart) in order. A failing target is logged and
 // counted, never thrown: the files are already in place, and the next target
 // must still run.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import { runExec } from './exec.ts';
 export { killRunningCommands } from './exec.ts';
 import { runHttp } from './http.ts';
 import { STOPPED, type NotifyResult, type Outcome, type RunContext } from './outcome.ts';
+import { runRestart } from './restart.ts';
 import { runSignal } from './signal.ts';
 
 export type { NotifyResult } from './outcome.ts';
@@ -55,9 +56,12 @@ export interface NotifierOptions {
 
 /**
  * Per target, in order:
- * 1. `files` filter: skip quietly (debug log) unless one of its files is in `changed`.
+ * 1. `files` filter: skip quietly (debug log) unless one of its files is in `changed`;
+ *    a `restart` target is skipped too (info log) when a successful restart of it began
+ *    after this notify() call: the app started again after these files were written.
+ *    Neither calls onResult: the target was not due.
  * 2. splay: wait a random 0..splayMs (spreads replicas); stop() cuts the wait short.
- * 3. run it (see signal.ts / exec.ts / http.ts for what each kind does and reports).
+ * 3. run it (see signal.ts / exec.ts / http.ts / restart.ts for what each kind does and reports).
  * 4. log one line (info on success or skip, warn on failure) with the target name and reason,
  *    then call onResult.
  */
@@ -66,6 +70,8 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
   const stopper = new AbortController();
   const cancelled = options.signal ? AbortSignal.any([stopper.signal, options.signal]) : stopper.signal;
   let queue: Promise<void> = Promise.resolve();
+  /** When each restart target last began a restart that succeeded (after its splay): see runAll. */
+  const restartedAt = new Map<NotifyTarget, number>();
 
   const report = (target: NotifyTarget, outcome: Outcome, startedAt: number): void => {
     const record = {
@@ -106,6 +112,13 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
           return await runExec(target, ctx);
         case 'http':
           return await runHttp(target, ctx);
+        case 'restart': {
+          const began = performance.now();
+          const outcome = await runRestart(target, ctx);
+          // Only a restart that happened gave the app the files written before it.
+          if (outcome.result === 'success') restartedAt.set(target, began);
+          return outcome;
+        }
       }
     } catch (err) {
       // The runners report their own failures; this is a bug, but still not fatal.
@@ -113,12 +126,18 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
     }
   };
 
-  const runAll = async (changed: readonly string[], context: { outputDir: string; generation?: string } | undefined): Promise<void> => {
+  const runAll = async (changed: readonly string[], context: { outputDir: string; generation?: string } | undefined, writtenAt: number): Promise<void> => {
     const ctx: RunContext = { changed, outputDir: context?.outputDir, generation: context?.generation, signal: cancelled };
     for (const target of targets) {
       // A path under `files` may be an eachKey directory: any change under it counts.
       if (target.files !== undefined && !target.files.some((f) => f === '.' || changed.some((c) => c === f || c.startsWith(`${f}/`)))) {
         log.debug({ target: target.name }, 'notify target not due: none of its files changed');
+        continue;
+      }
+      // A restart that began after this write (one queued before it, still in its splay then)
+      // already gave the app these files: a second one would restart it for nothing.
+      if (target.kind === 'restart' && (restartedAt.get(target) ?? -Infinity) > writtenAt) {
+        log.info({ target: target.name }, 'notify target not due: the app container was restarted after this change already');
         continue;
       }
       const startedAt = performance.now();
@@ -130,7 +149,8 @@ export function createNotifier(targets: readonly NotifyTarget[], options: Notifi
     notify(changed, context) {
       if (cancelled.aborted || changed.length === 0) return Promise.resolve();
       const snapshot = [...changed];
-      const run = queue.then(() => runAll(snapshot, context));
+      const writtenAt = performance.now();
+      const run = queue.then(() => runAll(snapshot, context, writtenAt));
       queue = run.catch(() => undefined);
       return run;
     },

@@ -151,7 +151,7 @@ function trySignal(pid: number, signal: NodeJS.Signals): string | undefined {
   }
 }
 
-function signalError(code: string, pid: number, name: string): string {
+export function signalError(code: string, pid: number, name: string): string {
   if (code === 'EPERM') {
     return `not permitted to signal pid ${pid} ("${name}"): run the agent with the same UID as the app (securityContext.runAsUser); CAP_KILL only helps an agent running as root, since Kubernetes does not make added capabilities effective for non-root users`;
   }

@@ -28,11 +28,15 @@ export interface RunOptions {
   entry?: string;
   /** Node flags before the entry point (e.g. the Dockerfile ENTRYPOINT's). */
   nodeFlags?: readonly string[];
+  /** A command that runs node (e.g. `nsenter -t <pid> -p -m --`): the child is then this command, not node. */
+  wrapper?: readonly string[];
 }
 
 function spawnAgent(args: readonly string[], options: RunOptions) {
   const { env, tag } = taggedEnv(options.env ?? process.env);
-  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), options.entry ?? MAIN, ...args], {
+  const node = [process.execPath, ...(options.nodeFlags ?? []), options.entry ?? MAIN, ...args];
+  const [file, ...rest] = [...(options.wrapper ?? []), ...node] as [string, ...string[]];
+  const child = spawn(file, rest, {
     cwd: options.cwd ?? REPO,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -125,6 +125,24 @@ describe('config: valid files', () => {
     assert.equal(config.lineOf('notify[0].signal'), lineOfText('"signal"'));
   });
 
+  it('when a restart notify leaves out signal, grace and splay, they are SIGTERM, 30 s and 1 m (a rotation never restarts every replica at once)', () => {
+    const config = parseConfig(
+      `outputDir: /out
+files: [{path: app.env, template: x}]
+notify:
+  - restart: {process: my-app}
+  - restart: {process: /usr/bin/other, signal: int, grace: "0"}
+    splay: "0"
+`,
+      'c.yaml',
+      '/etc',
+    );
+    assert.deepEqual(config.notify, [
+      { name: 'restart:my-app', kind: 'restart', process: 'my-app', signal: 'SIGTERM', graceMs: 30_000, splayMs: 60_000 },
+      { name: 'restart:/usr/bin/other', kind: 'restart', process: '/usr/bin/other', signal: 'SIGINT', graceMs: 0, splayMs: 0 },
+    ]);
+  });
+
   it('when notify names are derived and collide, it appends #2, #3 and keeps configured names', () => {
     const config = parseConfig(
       `outputDir: /out
@@ -444,7 +462,7 @@ const cases: { name: string; text: string; line: number; path: string; message: 
     message: '"dbb" is not declared under secrets (did you mean "db"?)',
   },
   { name: 'invalid secret name', text: BASE.replace('  db:', '  my.db:').replace('secret: db', 'template: x'), line: 3, path: 'secrets["my.db"]', message: /is not a valid secret name/ },
-  { name: 'notify without a kind', text: `${BASE}notify:\n  - files: [db.env]\n`, line: 9, path: 'notify[0]', message: 'needs one of signal, exec or http' },
+  { name: 'notify without a kind', text: `${BASE}notify:\n  - files: [db.env]\n`, line: 9, path: 'notify[0]', message: 'needs one of signal, exec, http or restart' },
   {
     name: 'notify with two kinds',
     text: `${BASE}notify:\n  - http: http://a/\n    exec: [x]\n`,
@@ -502,6 +520,35 @@ const cases: { name: string; text: string; line: number; path: string; message: 
     line: 11,
     path: 'notify[0].env.PORT',
     message: 'must be a string; quote it: "8080"',
+  },
+  {
+    name: 'timeout on a restart',
+    text: `${BASE}notify:\n  - restart: {process: app}\n    timeout: 5s\n`,
+    line: 10,
+    path: 'notify[0].timeout',
+    message: 'only valid with exec or http (restart has grace: how long the process may take to exit)',
+  },
+  {
+    name: 'restart with its process outside',
+    text: `${BASE}notify:\n  - restart: {process: app}\n    process: app\n`,
+    line: 10,
+    path: 'notify[0].process',
+    message: 'only valid with signal (restart takes its process inside: restart: {process: ...})',
+  },
+  { name: 'restart without a process', text: `${BASE}notify:\n  - restart: {signal: TERM}\n`, line: 9, path: 'notify[0].restart.process', message: /^required key is missing/ },
+  {
+    name: 'restart with a bad signal',
+    text: `${BASE}notify:\n  - restart: {process: app, signal: SIGTREM}\n`,
+    line: 9,
+    path: 'notify[0].restart.signal',
+    message: '"SIGTREM" is not a signal name (e.g. "SIGTERM")',
+  },
+  {
+    name: 'restart and signal in one entry',
+    text: `${BASE}notify:\n  - restart: {process: app}\n    signal: HUP\n`,
+    line: 10,
+    path: 'notify[0].signal',
+    message: 'restart and signal are mutually exclusive; use one notify entry for each',
   },
   {
     name: 'notify files naming an unknown file',
@@ -962,7 +1009,7 @@ describe('config: JSON Schema', () => {
     // Cross-references, uniqueness, numeric ranges inside strings, the platform's signal list, and YAML itself.
     const beyondJsonSchema = new Set([
       'duration too short', 'mode as a YAML number', 'path with ..', 'duplicate path', 'a path that is a directory of another', 'undeclared secret',
-      'bad signal name', 'notify files naming an unknown file', 'duplicate notify names', 'bad listen address',
+      'bad signal name', 'restart with a bad signal', 'notify files naming an unknown file', 'duplicate notify names', 'bad listen address',
       'YAML syntax error', 'duplicate YAML key', 'empty file', 'mode the owner cannot read', 'setuid mode',
       'notify URL on a port fetch refuses', 'file path over PATH_MAX', 'outputDir name over 255 bytes',
       'parameter name with 16 levels', 'parameter with the file source', 'failoverRegion equal to region',
