@@ -2,22 +2,30 @@
 #
 #   docker build -t secrets-agent:0.1.0 .
 #
-# No container engine runs where this project is developed, so this file is
-# kept to steps the tests do run: the build stage runs exactly the commands of
-# .ci/run and test/artifacts/bundle.test.ts (`npm ci --no-audit --no-fund`, `npm run
-# build`); test/artifacts/dockerfile.test.ts replays the code-cache stage with the same
-# node, flags and UIDs and checks the runtime accepts its cache; and
-# test/artifacts/bundle.test.ts runs the bundle with this ENTRYPOINT's flags from an empty
-# directory, as the runtime stage does. test/artifacts/dockerfile.test.ts checks the rest
-# (pins, non-root USER, what is copied, no secrets in ENV/ARG).
+# `npm run test:image` (test/image/image.test.ts) builds this very file with
+# buildah, from local stand-ins of the two base images (no registry can be
+# reached where this project is developed; docs/image.md says what a stand-in
+# is), and runs `init` and `run` from the result as UID 65532 with a read-only
+# root and no capabilities. In `npm test`, test/artifacts/dockerfile.test.ts
+# checks it as a document (pins, non-root USER, what is copied, no secrets in
+# ENV/ARG), replays the code-cache stage with the same node, flags and UIDs,
+# and replays the build stage's `npm run build` on only the files it copies.
 #
 # Base images are pinned by version tag AND digest. The digests are the ones
 # published for these tags when this file was written; to move to a newer
 # patch release, change the tag and take its digest from
 # `docker buildx imagetools inspect <image>:<tag>`.
+#
+# Both base images are build arguments whose defaults are those pins: a build
+# from a mirror (or `npm run test:image`, which builds this file with local
+# stand-ins because no registry can be reached where it runs; docs/image.md)
+# passes --build-arg BUILD_IMAGE=... --build-arg RUNTIME_IMAGE=... and changes
+# nothing else.
+ARG BUILD_IMAGE=node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
 
 # --- build: the official Node image, the same Node version as package-lock.json's `node`
-FROM node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6 AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, so this layer is reused while only the sources change.
 COPY package.json package-lock.json ./
@@ -43,7 +51,7 @@ RUN npm run build
 #   ENTRYPOINT below).
 # Any other flags (NODE_OPTIONS) or UID: the cache is skipped or used; the output is the same.
 # Measured by `npm run bench -- --only=init` (docs/performance.md, Init).
-FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a AS code-cache
+FROM ${RUNTIME_IMAGE} AS code-cache
 COPY --from=build /src/dist/secrets-agent.mjs /app/secrets-agent.mjs
 COPY --from=build /src/dist/code-cache-warmup.mjs /tmp/code-cache-warmup.mjs
 USER 65532:65532
@@ -54,7 +62,7 @@ RUN ["/nodejs/bin/node", "--disable-sigusr1", "--max-semi-space-size=1", "/tmp/c
 # Distroless publishes no per-patch Node tags: the image name carries the major
 # version (nodejs24) and the digest pins the exact build. nodejs24-debian13 is
 # a drop-in alternative with the same layout.
-FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
+FROM ${RUNTIME_IMAGE}
 
 LABEL org.opencontainers.image.title="secrets-agent" \
       org.opencontainers.image.description="AWS Secrets Manager secrets as files in Kubernetes pods (init container and sidecar)" \

@@ -1,6 +1,9 @@
-// The Dockerfile cannot be built here (no container engine), so it is tested as
-// a document: parsed with dockerfile-ast, every rule checked, and the build
-// stage replayed: only the files its COPY lines bring, then its `npm run build`.
+// The Dockerfile as a document, in `npm test`: parsed with dockerfile-ast (its
+// base images as their ARG defaults, the pins), every rule checked, and two
+// cheap replays: the code-cache stage with the same node, flags and UIDs, and
+// the build stage (only the files its COPY lines bring, then its `npm run
+// build`). The real build with buildah, and the image run as a pod runs it, is
+// `npm run test:image` (test/image/image.test.ts): minutes, so not here.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmod, cp, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink } from 'node:fs/promises';
@@ -9,9 +12,11 @@ import { basename, dirname, join, matchesGlob } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DockerfileParser, type Copy, type Env, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
 import { REPO } from '../support/cli.ts';
-import { exampleAgentContainers } from '../support/dockerfile.ts';
+import { baseImageArgs, exampleAgentContainers, withBaseImages } from '../support/dockerfile.ts';
 
-const text = await readFile(join(REPO, 'Dockerfile'), 'utf8');
+const raw = await readFile(join(REPO, 'Dockerfile'), 'utf8');
+// The file as built by default: each FROM ${ARG} as that ARG's default.
+const text = withBaseImages(raw);
 const dockerfile = DockerfileParser.parse(text);
 const froms = dockerfile.getFROMs();
 
@@ -55,6 +60,15 @@ describe('Dockerfile', () => {
     assert.equal(buildStage.from.getBuildStage(), 'build');
     assert.notEqual(finalStage, buildStage);
     assert.equal(finalStage.from.getBuildStage(), null, 'the last stage is the image');
+  });
+
+  it('takes both base images from build arguments declared before the first FROM, the code-cache stage the same as the runtime', () => {
+    const rawFroms = DockerfileParser.parse(raw).getFROMs().map((f) => f.getArgumentsContent()!.split(/\s+/)[0]);
+    assert.deepEqual(rawFroms, ['${BUILD_IMAGE}', '${RUNTIME_IMAGE}', '${RUNTIME_IMAGE}']);
+    assert.deepEqual(Object.keys(baseImageArgs(raw)).sort(), ['BUILD_IMAGE', 'RUNTIME_IMAGE']);
+    // An override changes the FROM lines and nothing else (what test:image builds).
+    const local = withBaseImages(raw, { BUILD_IMAGE: 'localhost/b:1', RUNTIME_IMAGE: 'localhost/r:1' });
+    assert.deepEqual(DockerfileParser.parse(local).getFROMs().map((f) => f.getImage()), ['localhost/b:1', 'localhost/r:1', 'localhost/r:1']);
   });
 
   it('pins every base image by an explicit Node 24 version and a sha256 digest, never latest', () => {
@@ -116,7 +130,7 @@ describe('Dockerfile', () => {
     for (const env of dockerfile.getENVs()) for (const p of env.getProperties()) names.push(p.getName());
     for (const arg of dockerfile.getARGs()) names.push(arg.getProperty()?.getName() ?? '');
     for (const name of names) assert.doesNotMatch(name, /KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL/i, name);
-    assert.doesNotMatch(text, /AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)/);
+    assert.doesNotMatch(raw, /AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)/);
   });
 
   it('starts the agent in exec form (no shell): node, its flags, /app/secrets-agent.mjs; CMD run', () => {

@@ -58,3 +58,20 @@ export async function initContainerFlags(): Promise<string[]> {
   if (!c) throw new Error('k8s-examples/init-container.yaml: no initContainer named secrets-agent');
   return c.command ? c.command.slice(1, -1) : entrypointFlags();
 }
+
+/** The Dockerfile's base-image build arguments (the ARGs before its first FROM) and their defaults: the pinned images. */
+export function baseImageArgs(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const ins of DockerfileParser.parse(text).getInstructions()) {
+    if (ins.getKeyword() === 'FROM') break;
+    const m = /^ARG\s+(\w+)=(\S+)\s*$/.exec(ins.getTextContent().trim());
+    if (ins.getKeyword() === 'ARG' && m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+/** The Dockerfile's text with each `FROM ${ARG}` replaced by that ARG's default, or by `overrides` (what `--build-arg` does). */
+export function withBaseImages(text: string, overrides: Record<string, string> = {}): string {
+  const values = { ...baseImageArgs(text), ...overrides };
+  return text.replace(/^(FROM\s+)\$\{(\w+)\}/gm, (all, from: string, name: string) => (values[name] ? `${from}${values[name]}` : all));
+}
