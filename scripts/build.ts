@@ -184,6 +184,7 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
         __SECRETS_AGENT_CODE_SHA256__: JSON.stringify(sha256),
         __SECRETS_AGENT_CODE_MARKER__: JSON.stringify(CODE_MARKER),
         __SECRETS_AGENT_CODE_OFFSET__: JSON.stringify(offset),
+        __SECRETS_AGENT_NODE_ENGINES__: JSON.stringify(await nodeEngines()),
       },
       banner: { js: '#!/usr/bin/env node' },
       logLevel: 'warning',
@@ -212,6 +213,13 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
   await writeAtomic(join(dirname(outfile), NOTICES_NAME), await thirdPartyNotices(result.metafile, outfile));
   await buildWarmup(join(dirname(outfile), 'code-cache-warmup.mjs'));
   return { outfile, bytes: size, sha256, inputs: contributions(result.metafile, outfile) };
+}
+
+/** package.json's engines.node: the Node versions the bundle runs on (the loader names them on an older Node). */
+async function nodeEngines(): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { engines?: { node?: string } };
+  if (!pkg.engines?.node) throw new Error(`${join(ROOT, 'package.json')} has no engines.node: the loader names it on an older Node; set it (docs/install.md)`);
+  return pkg.engines.node;
 }
 
 async function writeAtomic(path: string, contents: string): Promise<void> {

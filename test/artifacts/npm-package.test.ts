@@ -39,13 +39,13 @@ describe('the npm package (npm pack, installed into an empty prefix, run by the 
   let pkg: { version: string; engines: { node: string }; bin: Record<string, string>; files: string[]; private?: boolean; dependencies?: object };
 
   /** `secrets-agent <args>` as a user's shell runs it: the installed bin first on PATH, then the system's. */
-  const cli = (args: readonly string[], input?: string): SpawnSyncReturns<string> =>
+  const cli = (args: readonly string[], input?: string, env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> =>
     spawnSync('secrets-agent', args, {
       cwd: REPO,
       encoding: 'utf8',
       input,
       timeout: 60_000,
-      env: { HOME: dir, PATH: [join(prefix, 'bin'), SYSTEM_PATH].join(delimiter), LANG: 'C.UTF-8' },
+      env: { HOME: dir, PATH: [join(prefix, 'bin'), SYSTEM_PATH].join(delimiter), LANG: 'C.UTF-8', ...env },
     });
 
   before(async () => {
@@ -107,6 +107,18 @@ describe('the npm package (npm pack, installed into an empty prefix, run by the 
     const agent = deployment.spec.template.spec.initContainers[0];
     assert.equal(agent.name, 'secrets-agent');
     assert.equal(agent.image, IMAGE, 'inject defaults to this version\'s released image');
+  });
+
+  it('on a Node older than `engines` (no zlib.crc32) it exits 2 naming the Node versions it needs, before anything runs', async () => {
+    // An older Node cannot be installed here for a test: the system Node plays
+    // one, with zlib.crc32 (the newest API the bundle needs, docs/install.md)
+    // removed before the bundle loads. By hand, Node v20.14.0 prints the same line.
+    const preload = join(dir, 'no-crc32.cjs');
+    await writeFile(preload, "delete require('node:zlib').crc32;\nrequire('node:module').syncBuiltinESMExports();\n");
+    const r = cli(['version'], undefined, { NODE_OPTIONS: `--require=${preload}` });
+    assert.equal(r.status, 2, r.stdout + r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, `secrets-agent needs Node.js ${pkg.engines.node} (package.json "engines"); this is Node.js ${systemNodeVersion}: install a newer Node.js (docs/install.md)\n`);
   });
 
   it('`secrets-agent validate` of a bad config is exit 2 with file:line', async () => {
