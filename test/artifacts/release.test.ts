@@ -67,6 +67,21 @@ describe('the release workflow (.github/workflows/release.yml)', () => {
     assert.ok(kinds.includes('expression') && kinds.includes('job-needs'), `actionlint found ${kinds.join(', ')}`);
   });
 
+  it("every `run:` script passes shellcheck (actionlint's WebAssembly build cannot start shellcheck itself)", () => {
+    // shellcheck is a Debian package (.ci/run installs it): a missing one is a failure, not a skip.
+    assert.equal(spawnSync('shellcheck', ['--version']).status, 0, 'shellcheck is not installed: apt-get install shellcheck (.ci/run does)');
+    const runs = allSteps.filter((s) => s.run);
+    assert.ok(runs.length >= 8);
+    for (const step of runs) {
+      // As GitHub runs it: bash -e {0}, with each ${{ … }} expanded (here to a placeholder word, as actionlint does).
+      const script = `#!/bin/bash\nset -e\n${step.run!.replace(/\$\{\{[^}]*\}\}/g, 'EXPR')}`;
+      const r = spawnSync('shellcheck', ['--shell=bash', '--severity=style', '-'], { input: script, encoding: 'utf8' });
+      assert.equal(r.status, 0, `step ${step.id ?? step.name ?? step.run!.split('\n')[0]}:\n${r.stdout}${r.stderr}`);
+    }
+    // It does find problems: an unquoted variable in a copy of one.
+    assert.notEqual(spawnSync('shellcheck', ['--shell=bash', '-'], { input: '#!/bin/bash\nrm $RUNNER_TEMP/x\n', encoding: 'utf8' }).status, 0);
+  });
+
   it('`npm run lint` runs actionlint on the workflows', async () => {
     const scripts = (JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
     assert.match(scripts.lint!, /\bnode-actionlint\b/);
