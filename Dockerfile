@@ -70,6 +70,11 @@ LABEL org.opencontainers.image.title="secrets-agent" \
 
 # The whole program is this one file; node_modules is not needed at run time.
 COPY --from=build /src/dist/secrets-agent.mjs /app/secrets-agent.mjs
+# The licenses: the agent's own (Apache-2.0) and, for the third-party code the
+# bundle includes, every package's name, version, license and notices, made by
+# the build from the bundle's own inputs (scripts/build.ts).
+COPY LICENSE /app/LICENSE
+COPY --from=build /src/dist/THIRD-PARTY-NOTICES /app/THIRD-PARTY-NOTICES
 # Its code cache, where the loader looks by default (code-cache/ next to the
 # file). Read-only at run time is fine: it is only read.
 COPY --from=code-cache --chown=65532:65532 /tmp/code-cache /app/code-cache

@@ -19,6 +19,9 @@
 // corrupt cache, or one for other flags, is skipped silently: the code is
 // compiled from source, as without a cache. Same output, same exit code.
 //
+// On a Node older than package.json's engines (no zlib.crc32), it exits 2 with
+// one line naming the Node versions it needs, before anything else runs.
+//
 // Made only when asked: SECRETS_AGENT_CODE_CACHE_WRITE=1 writes the cache at
 // exit if the process exits 0 (the image build's warm-up, scripts/code-cache-warmup.ts).
 // Nothing is written otherwise (a read-only root filesystem is fine).
@@ -29,7 +32,19 @@ import { pathToFileURL } from 'node:url';
 import { debuglog } from 'node:util';
 import { cachedDataVersionTag } from 'node:v8';
 import { Script, constants as vmConstants } from 'node:vm';
-import { crc32 } from 'node:zlib';
+import * as zlib from 'node:zlib';
+
+/** package.json's engines.node, set by scripts/build.ts. */
+declare const __SECRETS_AGENT_NODE_ENGINES__: string;
+
+// The newest Node API the bundle needs is zlib.crc32 (Node.js v22.2.0 and
+// v20.15.0; package.json engines). On an older Node, say which Node it needs
+// (exit 2, a setup error) instead of failing with a SyntaxError about an export.
+const crc32 = (zlib as { crc32?: typeof zlib.crc32 }).crc32!;
+if (typeof crc32 !== 'function') {
+  process.stderr.write(`secrets-agent needs Node.js ${__SECRETS_AGENT_NODE_ENGINES__} (package.json "engines"); this is Node.js ${process.version}: install a newer Node.js (docs/install.md)\n`);
+  process.exit(2);
+}
 
 /** sha256 (hex) of the code after the marker, set by scripts/build.ts. */
 declare const __SECRETS_AGENT_CODE_SHA256__: string;

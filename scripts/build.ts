@@ -27,9 +27,16 @@
 //   (module.enableCompileCache would run after the file is already compiled):
 //   the image sets NODE_COMPILE_CACHE and ships a cache made at image build
 //   time (the Dockerfile's compile-cache stage).
+// - Third-party notices: the bundle inlines other people's code, so the build
+//   writes dist/THIRD-PARTY-NOTICES next to it, made from the bundle's own
+//   inputs (esbuild's metafile: every package that put at least one byte into
+//   the output), with each package's name, version, declared license and the
+//   text of its LICENSE/NOTICE files. The image (Dockerfile) and the npm
+//   package (package.json `files`) ship it; test/artifacts/notices.test.ts
+//   checks every package of the source map is listed.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { mkdir, readFile, readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Metafile, type Plugin } from 'esbuild';
 import { builtinModules, createRequire } from 'node:module';
@@ -45,6 +52,8 @@ export const WARMUP = join(ROOT, 'scripts', 'code-cache-warmup.ts');
 /** The render worker (agent/render/sandbox.ts) and the module that carries its code into the bundle. */
 export const RENDER_WORKER = join(ROOT, 'agent', 'render', 'worker.ts');
 const RENDER_WORKER_SOURCE = join(ROOT, 'agent', 'render', 'worker-source.ts');
+/** The third-party notices, next to the bundle (thirdPartyNotices). */
+export const NOTICES_NAME = 'THIRD-PARTY-NOTICES';
 
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
@@ -209,6 +218,7 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
         __SECRETS_AGENT_CODE_SHA256__: JSON.stringify(sha256),
         __SECRETS_AGENT_CODE_MARKER__: JSON.stringify(CODE_MARKER),
         __SECRETS_AGENT_CODE_OFFSET__: JSON.stringify(offset),
+        __SECRETS_AGENT_NODE_ENGINES__: JSON.stringify(await nodeEngines()),
       },
       banner: { js: '#!/usr/bin/env node' },
       logLevel: 'warning',
@@ -234,8 +244,87 @@ export async function buildBundle(outfile: string = BUNDLE): Promise<BuildResult
   const head = (await readFile(outfile, 'utf8')).slice(0, 200);
   if (!head.startsWith('#!/usr/bin/env node\n')) throw new Error(`${outfile} does not start with #!/usr/bin/env node`);
   const { size } = await stat(outfile);
+  await writeAtomic(join(dirname(outfile), NOTICES_NAME), await thirdPartyNotices(result.metafile, outfile));
   await buildWarmup(join(dirname(outfile), 'code-cache-warmup.mjs'));
   return { outfile, bytes: size, sha256, inputs: contributions(result.metafile, outfile) };
+}
+
+/** package.json's engines.node: the Node versions the bundle runs on (the loader names them on an older Node). */
+async function nodeEngines(): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { engines?: { node?: string } };
+  if (!pkg.engines?.node) throw new Error(`${join(ROOT, 'package.json')} has no engines.node: the loader names it on an older Node; set it (docs/install.md)`);
+  return pkg.engines.node;
+}
+
+async function writeAtomic(path: string, contents: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, contents, { mode: 0o644 });
+  await rename(tmp, path);
+}
+
+/** The package directory a bundled input belongs to (the last node_modules/<name> or node_modules/@scope/<name> of its path), or undefined for the agent's own code. */
+export function packageDirOf(input: string): string | undefined {
+  return /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1];
+}
+
+/** A file of a package's top directory that carries its license or notices (LICENSE, LICENSE.md, LICENCE, COPYING, NOTICE, …). */
+const LEGAL_FILE = /^(?:licen[cs]e|copying|notice)(?:[.-].*)?$/i;
+
+export interface BundledPackage {
+  name: string;
+  version: string;
+  /** package.json's `license` (an SPDX expression), or "UNKNOWN" when it has none. */
+  license: string;
+  /** The package's LICENSE/NOTICE files: file name and text. */
+  files: Array<{ file: string; text: string }>;
+}
+
+/** Every package that put at least one byte into `outfile`, from esbuild's metafile (one entry per name@version; sorted). */
+export async function bundledPackages(meta: Metafile, outfile: string): Promise<BundledPackage[]> {
+  const out = Object.entries(meta.outputs).find(([name]) => resolve(name) === resolve(outfile));
+  if (!out) throw new Error(`esbuild's metafile has no output ${outfile} (outputs: ${Object.keys(meta.outputs).join(', ')}): check the build settings`);
+  const dirs = new Set<string>();
+  for (const [input, { bytesInOutput }] of Object.entries(out[1].inputs)) {
+    const dir = packageDirOf(input);
+    if (dir && bytesInOutput > 0) dirs.add(resolve(dir));
+  }
+  const byId = new Map<string, BundledPackage>();
+  for (const dir of dirs) {
+    const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string; license?: unknown };
+    if (!pkg.name || !pkg.version) throw new Error(`${join(dir, 'package.json')} has no name or version: cannot list the bundled package in ${NOTICES_NAME}`);
+    const id = `${pkg.name}@${pkg.version}`;
+    if (byId.has(id)) continue;
+    const names = (await readdir(dir)).filter((f) => LEGAL_FILE.test(f)).sort();
+    const files = await Promise.all(names.map(async (file) => ({ file, text: (await readFile(join(dir, file), 'utf8')).trim() })));
+    if (typeof pkg.license !== 'string' && files.length === 0) throw new Error(`${id} (${dir}) is bundled but declares no license and ships no license file: its code cannot be shipped without knowing its terms; check the package or drop it`);
+    byId.set(id, { name: pkg.name, version: pkg.version, license: typeof pkg.license === 'string' ? pkg.license : 'UNKNOWN', files });
+  }
+  return [...byId.values()].sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version));
+}
+
+/**
+ * dist/THIRD-PARTY-NOTICES: a list of the bundled packages (name, version,
+ * license), then each distinct license or notice text once, followed by the
+ * packages it belongs to (the ~30 AWS SDK packages share one Apache-2.0 text).
+ * A package that ships no license file is listed with its declared license and
+ * says so (for Apache-2.0, the text is the one in this project's LICENSE).
+ */
+export async function thirdPartyNotices(meta: Metafile, outfile: string): Promise<string> {
+  const pkgs = await bundledPackages(meta, outfile);
+  const texts = new Map<string, string[]>();
+  for (const p of pkgs) for (const f of p.files) texts.set(f.text, [...(texts.get(f.text) ?? []), `${p.name}@${p.version} (${f.file})`]);
+  const rule = '-'.repeat(78);
+  return [
+    'secrets-agent: third-party software',
+    '',
+    `secrets-agent.mjs is one file that includes code of the ${pkgs.length} packages below (made by`,
+    'scripts/build.ts from the bundle\'s own inputs). Each is distributed under its own',
+    'license, reproduced after the list. secrets-agent itself: Apache-2.0 (LICENSE).',
+    '',
+    ...pkgs.map((p) => `- ${p.name}@${p.version}: ${p.license}${p.files.length ? '' : ' (the package ships no license file; for Apache-2.0 the text is the one in LICENSE)'}`),
+    '',
+    ...[...texts].flatMap(([text, owners]) => [rule, `${owners.join('\n')}:`, '', text, '']),
+  ].join('\n');
 }
 
 /** scripts/code-cache-warmup.ts as one file next to the bundle (the image build's compile-cache stage runs it; not shipped in the image). */

@@ -196,7 +196,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
     });
     diagnostics.push(...result.diagnostics);
     if (values.image === undefined && result.output !== undefined) {
-      diagnostics.push({ severity: 'note', file: files[0]!, message: `no --image: the agent's image is ${DEFAULT_IMAGE}; build it from the Dockerfile, push it to your registry and give --image (README, Install on EKS)` });
+      diagnostics.push({ severity: 'note', file: files[0]!, message: `no --image: the agent's image is this version's released image, ${DEFAULT_IMAGE}; give --image for a copy in your registry or your own build (docs/install.md)` });
     }
     report();
     if (result.output === undefined) return 2;

@@ -189,7 +189,9 @@ files:
       assert.equal((await fetch(`http://${address}/readyz`)).status, 200);
       const metrics = await (await fetch(`http://${address}/metrics`)).text();
       assert.match(metrics, /^secrets_agent_ready 1$/m);
-      assert.match(metrics, /^secrets_agent_build_info\{/m);
+      // `version` and build_info name the same version: package.json's (the release workflow tags v<that>).
+      const { version } = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string };
+      assert.match(metrics, new RegExp(`^secrets_agent_build_info\\{version="${version.replaceAll('.', '\\.')}",node="${process.version.replaceAll('.', '\\.')}"\\} 1$`, 'm'));
       assert.match(metrics, /^process_resident_memory_bytes /m, 'prom-client default metrics work when bundled');
       child.kill('SIGTERM');
       assert.equal(await exited, 0, stderr.slice(-2000));

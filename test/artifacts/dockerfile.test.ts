@@ -6,9 +6,10 @@
 // `npm run test:image` (test/image/image.test.ts): minutes, so not here.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, matchesGlob } from 'node:path';
+import { basename, dirname, join, matchesGlob, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DockerfileParser, type Copy, type Env, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
 import { REPO } from '../support/cli.ts';
@@ -111,13 +112,15 @@ describe('Dockerfile', () => {
     assert.ok(finalStage.instructions.slice(last + 1).every((i) => !['USER', 'RUN'].includes(i.getKeyword())));
   });
 
-  it('copies only the bundle (from the build stage), its code cache and the ready-made templates into the final image', async () => {
+  it('copies only the bundle (from the build stage), the licenses, its code cache and the ready-made templates into the final image', async () => {
     const copies = keyword(finalStage, 'COPY') as Copy[];
     assert.equal(keyword(finalStage, 'ADD').length, 0);
     assert.equal(keyword(finalStage, 'RUN').length, 0, 'no shell in distroless: nothing to RUN');
     const described = copies.map((c) => ({ from: flag(c, 'from') ?? null, src: copySources(c), dest: args(c).at(-1) }));
     assert.deepEqual(described, [
       { from: 'build', src: ['/src/dist/secrets-agent.mjs'], dest: '/app/secrets-agent.mjs' },
+      { from: null, src: ['LICENSE'], dest: '/app/LICENSE' },
+      { from: 'build', src: ['/src/dist/THIRD-PARTY-NOTICES'], dest: '/app/THIRD-PARTY-NOTICES' },
       { from: 'code-cache', src: ['/tmp/code-cache'], dest: '/app/code-cache' },
       { from: null, src: ['templates/*.liquid'], dest: '/etc/secrets-agent/templates/' },
     ]);
@@ -299,6 +302,10 @@ describe('Dockerfile', () => {
       const version = spawnSync(process.execPath, [bundle, 'version'], { cwd: tmpdir(), encoding: 'utf8' });
       assert.equal(version.status, 0, version.stderr);
       assert.match(version.stdout, /^secrets-agent \d+\.\d+\.\d+/);
+      // Everything the later stages take from this one is there (the bundle, the warm-up, the third-party notices).
+      const fromBuild = dockerfile.getInstructions().filter((i) => i.getKeyword() === 'COPY' && flag(i as Copy, 'from') === 'build').flatMap((c) => copySources(c as Copy));
+      assert.ok(fromBuild.includes('/src/dist/THIRD-PARTY-NOTICES'), fromBuild.join(', '));
+      for (const src of fromBuild) assert.ok(existsSync(join(dir, relative('/src', src))), `${src}: COPY --from=build takes it, but the build stage does not make it`);
     });
   });
 });

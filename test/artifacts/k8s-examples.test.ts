@@ -23,7 +23,7 @@ import { after, before, describe, it } from 'node:test';
 import ts from 'typescript';
 import { parse, parseAllDocuments } from 'yaml';
 import { AGENT_RESOURCES } from '../../agent/deploy.ts';
-import { REPO, runAgent } from '../support/cli.ts';
+import { REPO, installedNameDir, runAgent } from '../support/cli.ts';
 import { startMoto } from '../support/moto.ts';
 
 const EXAMPLES = join(REPO, 'k8s-examples');
@@ -673,6 +673,7 @@ const RUN_ELSEWHERE = new Map([
 describe('README: Install on EKS', () => {
   let blocks: CodeBlock[];
   let sandbox: string;
+  let bin: string | undefined;
   // Values for the variables the ```sh cluster blocks set from the user's account.
   const vars: Record<string, string> = {
     CLUSTER: 'staging',
@@ -696,10 +697,12 @@ describe('README: Install on EKS', () => {
       await cp(join(REPO, entry), join(sandbox, entry), { recursive: true });
     }
     await symlink(join(REPO, 'node_modules'), join(sandbox, 'node_modules'), 'dir');
+    bin = await installedNameDir();
   });
 
   after(async () => {
     if (sandbox) await rm(sandbox, { recursive: true, force: true });
+    if (bin) await rm(bin, { recursive: true, force: true });
   });
 
   it('marks every shell block as runnable here (sh install), against a cluster (sh cluster) or needing a container engine (sh docker)', () => {
@@ -731,7 +734,8 @@ describe('README: Install on EKS', () => {
 
   it('runs every runnable block exactly as written, in order, and gets the documented results', async () => {
     const assigned = new Set(blocks.filter((b) => b.info === 'sh cluster').flatMap((b) => commands(b.body).map((c) => /^([A-Z_]+)=/.exec(c)?.[1]).filter((n): n is string => !!n)));
-    const env: NodeJS.ProcessEnv = { ...process.env, ...vars };
+    // The blocks use the installed CLI, `secrets-agent …` (its stand-in: installedNameDir).
+    const env: NodeJS.ProcessEnv = { ...process.env, ...vars, PATH: `${bin}:${process.env.PATH}` };
     delete env.NODE_OPTIONS;
     delete env.NODE_TEST_CONTEXT;
     const outputs: string[] = [];

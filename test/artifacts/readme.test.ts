@@ -14,7 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REFERENCE_FILE, withReference } from '../../scripts/config-reference.ts';
-import { REPO, runAgent } from '../support/cli.ts';
+import { REPO, installedNameDir, runAgent } from '../support/cli.ts';
 import { stopAll } from '../support/procs.ts';
 
 const README = join(REPO, 'README.md');
@@ -75,11 +75,11 @@ async function checkEsoOutput(cmd: string, stdout: string): Promise<number> {
       await rm(path, { force: true });
     }
   };
-  if (/^node agent\/main\.ts convert eso /.test(cmd)) {
+  if (/^secrets-agent convert eso /.test(cmd)) {
     await validateText(stdout);
     return 1;
   }
-  const inject = /^node agent\/main\.ts inject .* > (\S+)$/.exec(cmd);
+  const inject = /^secrets-agent inject .* > (\S+)$/.exec(cmd);
   if (!inject) return 0;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const docs = parseAllDocuments(await readFile(join(REPO, inject[1]!), 'utf8')).map((d) => d.toJS() as Record<string, any>);
@@ -140,9 +140,12 @@ describe('README commands', () => {
   const children: ChildProcess[] = [];
   const secretsFile = join(REPO, 'examples/dev/secrets.yaml');
   let original: string | undefined;
+  /** The installed name's stand-in (installedNameDir). */
+  let bin: string | undefined;
 
   after(async () => {
     await stopAll(children);
+    if (bin) await rm(bin, { recursive: true, force: true });
     if (original !== undefined) await writeFile(secretsFile, original);
     await rm(join(REPO, '.tmp', 'eso'), { recursive: true, force: true });
   });
@@ -238,9 +241,12 @@ describe('README commands', () => {
     }
 
     let esoChecked = 0;
+    // The docs' commands use the installed name, `secrets-agent …` (docs/install.md).
+    bin = await installedNameDir();
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
     for (const { cmd, page } of local) {
       if (LONG.has(bare(cmd))) continue;
-      const r = spawnSync('bash', ['-c', cmd], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
+      const r = spawnSync('bash', ['-c', cmd], { cwd: REPO, env, encoding: 'utf8', timeout: 120_000 });
       assert.equal(r.status, 0, `${page}: command failed: ${cmd}\n${r.stdout}\n${r.stderr}`);
       esoChecked += await checkEsoOutput(bare(cmd), r.stdout);
     }

@@ -6,6 +6,9 @@
 // A test stops every agent it starts with stopAgent/killAgent before removing
 // its temp dirs.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAgent, taggedEnv, tagTree } from './procs.ts';
 
@@ -133,4 +136,19 @@ export async function serverUrl(agent: RunningAgent, timeoutMs = 20_000): Promis
     if (rec.msg === msg && rec.address) return `http://${rec.address}`;
   }
   throw new Error('no server address in the agent log');
+}
+
+/**
+ * A directory holding `secrets-agent`, the installed name every command of the
+ * docs uses (`npm install --global secrets-agent`), for a test that runs those
+ * commands as written: put it first on PATH. It stands in for the installed
+ * package with this checkout's source, run by this test's Node (the same code;
+ * test/artifacts/npm-package.test.ts installs and runs the real package).
+ * Removed by the caller (the directory is its own temp dir).
+ */
+export async function installedNameDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'sa-bin-'));
+  const shim = join(dir, 'secrets-agent');
+  await writeFile(shim, `#!/bin/sh\n# Stand-in for the installed secrets-agent (test/support/cli.ts, installedNameDir).\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(MAIN)} "$@"\n`, { mode: 0o755 });
+  return dir;
 }
