@@ -85,6 +85,20 @@ export function targetMount(target: string, targets: readonly EsoTarget[]): { su
   return new Set(targets.map((t) => t.name)).size > 1 ? { subPath: target } : {};
 }
 
+/** What mutatePodSpec needs besides the pod spec and the options. */
+export interface PodContext {
+  /** The document that holds the spec (its nodes are made with doc.createNode). */
+  readonly doc: Document;
+  /** The workload's kind (Deployment, Job, Pod, ...). */
+  readonly kind: string;
+  /** Runs to completion (Job, CronJob): the agent is a plain init container (`init`), not a sidecar. */
+  readonly batch: boolean;
+  /** The workload's namespace (matches the targets' namespaces). */
+  readonly namespace?: string;
+  /** Reports a diagnostic at a path relative to the pod spec. */
+  readonly say: (severity: Diagnostic['severity'], path: readonly (string | number)[], message: string) => void;
+}
+
 /** `secrets-agent-config-` + 10 characters of the data's hash (as kustomize's generators name them). */
 export function configMapName(data: Readonly<Record<string, string>>): string {
   const canonical = JSON.stringify(Object.keys(data).sort().map((k) => [k, data[k]]));
@@ -136,7 +150,6 @@ function agentContainer(opts: InjectOptions, batch: boolean): Obj {
 
 export function inject(inputs: readonly ManifestInput[], opts: InjectOptions): Injection {
   const diagnostics: Diagnostic[] = [];
-  const targets = opts.targets ?? [];
   const cmName = configMapName(opts.configData);
 
   interface Parsed { file: string; doc: Document; lines: LineCounter }
@@ -191,101 +204,15 @@ export function inject(inputs: readonly ManifestInput[], opts: InjectOptions): I
     }
     const namespace = str(p.doc.getIn(['metadata', 'namespace']));
     namespaces.add(namespace);
-    injectPod(p, [...path], batch, namespace);
+    mutatePodSpec(spec, opts, {
+      doc: p.doc,
+      kind: kindOf(p)!,
+      batch,
+      ...(namespace === undefined ? {} : { namespace }),
+      say: (severity, at, message) => say(severity, p, [...path, ...at], message),
+    });
   }
   if (diagnostics.some((d) => d.severity === 'fatal')) return { diagnostics };
-
-  function injectPod(p: Parsed, path: string[], batch: boolean, namespace: string | undefined): void {
-    const { doc } = p;
-    const spec = doc.getIn(path, true) as YAMLMap;
-    const seqAt = (key: string): YAMLSeq => seqIn(spec, key);
-    const targetOf = (secretName: string | undefined): string | undefined =>
-      secretName === undefined ? undefined : targets.find((t) => t.name === secretName && (t.namespace === undefined || namespace === undefined || t.namespace === namespace))?.name;
-
-    // Volumes: the ESO targets' secret volumes go; the agent's two are (re)made.
-    const volumes = seqAt('volumes');
-    const replaced = new Map<string, string>(); // volume name -> target
-    const kept: unknown[] = [];
-    volumes.items.forEach((item, i) => {
-      const v = isMap(item) ? (item.toJSON() as Obj) : {};
-      const name = str(v['name']);
-      if (name === FILES_VOLUME || name === CONFIG_VOLUME) return;
-      const secret = isObj(v['secret']) ? v['secret'] : undefined;
-      const target = targetOf(str(secret?.['secretName']));
-      if (name && target) {
-        replaced.set(name, target);
-        if (secret?.['items'] !== undefined) {
-          say('unconverted', p, [...path, 'volumes', i, 'secret', 'items'], `volume "${name}" selects or renames keys of the Secret "${target}" with items: the agent writes every key under its own name, so the app now reads <mountPath>/<key>; rename the files in the agent config (files[].path) or point the app at the keys' names`);
-        }
-        return;
-      }
-      const projected = isObj(v['projected']) && Array.isArray(v['projected']['sources']) ? v['projected']['sources'] : [];
-      projected.forEach((s, j) => {
-        const t = isObj(s) && isObj(s['secret']) ? targetOf(str(s['secret']['name'])) : undefined;
-        if (t) say('unconverted', p, [...path, 'volumes', i, 'projected', 'sources', j], `projected volume "${name ?? ''}" takes the Secret "${t}", which ESO wrote and the agent replaces: a projected volume cannot take an emptyDir; mount the agent's volume (${FILES_VOLUME}) at a path of its own instead`);
-      });
-      kept.push(item);
-    });
-    volumes.items = kept;
-    volumes.items.push(
-      doc.createNode({ name: FILES_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }),
-      doc.createNode({ name: CONFIG_VOLUME, configMap: { name: cmName } }),
-    );
-
-    // Containers: the app's mounts of a replaced volume point at the agent's; env from a target is listed.
-    const fixContainer = (c: unknown, where: (string | number)[], app: boolean): void => {
-      if (!isMap(c)) return;
-      const cname = str(c.get('name')) ?? '';
-      const mounts = c.get('volumeMounts', true);
-      let mountsAgent = false;
-      if (isSeq(mounts)) {
-        for (const m of mounts.items) {
-          if (!isMap(m)) continue;
-          const name = str(m.get('name'));
-          const target = name === undefined ? undefined : replaced.get(name);
-          if (target !== undefined) {
-            m.set('name', FILES_VOLUME);
-            m.set('readOnly', true);
-            const { subPath } = targetMount(target, targets);
-            if (subPath === undefined) m.delete('subPath');
-            else m.set('subPath', subPath);
-          }
-          if (str(m.get('name')) === FILES_VOLUME) mountsAgent = true;
-        }
-      }
-      const taken = isSeq(mounts) ? mounts.items.find((m) => isMap(m) && m.get('mountPath') === opts.outputDir) : undefined;
-      if (app && !mountsAgent && taken) {
-        say('unconverted', p, [...where, 'volumeMounts'], `container "${cname}" already mounts the volume "${str((taken as YAMLMap).get('name')) ?? ''}" at ${opts.outputDir}, the config's outputDir, so the agent's volume is not mounted there; remove that mount (or set outputDir to another path)`);
-      } else if (app && !mountsAgent) {
-        seqIn(c, 'volumeMounts').items.push(doc.createNode({ name: FILES_VOLUME, mountPath: opts.outputDir, readOnly: true }));
-      }
-      const seen = c.get('volumeMounts', true);
-      const dir = (isSeq(seen) ? seen.items.map((m) => (isMap(m) && m.get('name') === FILES_VOLUME && !m.has('subPath') ? str(m.get('mountPath')) : undefined)).find(Boolean) : undefined) ?? opts.outputDir;
-      const fix = `files cannot become environment variables: write the keys as one dotenv file (files: [{path: ${cname}.env, templateFile: ../templates/dotenv.liquid, secret: ...}]) and start the app through an entrypoint that loads it: command: ["sh", "-c", "set -a; . ${dir}/${cname}.env; exec \\"$0\\" \\"$@\\"", <the app's command>] (docs/inject.md)`;
-      const envFrom = c.get('envFrom', true);
-      if (isSeq(envFrom)) {
-        envFrom.items.forEach((e, k) => {
-          const t = isMap(e) ? targetOf(str(e.getIn(['secretRef', 'name']))) : undefined;
-          if (t) say('unconverted', p, [...where, 'envFrom', k, 'secretRef'], `container "${cname}" takes envFrom the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
-        });
-      }
-      const env = c.get('env', true);
-      if (isSeq(env)) {
-        env.items.forEach((e, k) => {
-          const t = isMap(e) ? targetOf(str(e.getIn(['valueFrom', 'secretKeyRef', 'name']))) : undefined;
-          if (t) say('unconverted', p, [...where, 'env', k, 'valueFrom', 'secretKeyRef'], `container "${cname}" takes env ${str((e as YAMLMap).get('name')) ?? ''} from the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
-        });
-      }
-    };
-
-    // initContainers: the agent first (it must run before everything that reads its files).
-    const inits = seqAt('initContainers');
-    inits.items = inits.items.filter((c) => !(isMap(c) && c.get('name') === AGENT_CONTAINER));
-    inits.items.forEach((c, i) => fixContainer(c, [...path, 'initContainers', i + 1], false));
-    inits.items.unshift(doc.createNode(agentContainer(opts, batch)));
-    const containers = spec.get('containers', true);
-    if (isSeq(containers)) containers.items.forEach((c, i) => fixContainer(c, [...path, 'containers', i], true));
-  }
 
   // The ConfigMaps first (one per namespace of the workloads), then every input document but our old ConfigMaps.
   const out: string[] = [];
@@ -331,4 +258,103 @@ export function esoTargets(texts: readonly string[]): EsoTarget[] {
     }
   }
   return found;
+}
+
+/**
+ * Adds the agent to one pod spec and rewrites what referenced the replaced
+ * Secrets (opts.targets), in place: the whole per-pod mutation, computed from
+ * the pod spec and the options alone (inject's document loop and the admission
+ * webhook both call it). Diagnostics go to ctx.say, at paths relative to the spec.
+ */
+export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContext): void {
+  const { doc, batch, namespace, say } = ctx;
+  const targets = opts.targets ?? [];
+  const cmName = configMapName(opts.configData);
+  const seqAt = (key: string): YAMLSeq => seqIn(spec, key);
+  const targetOf = (secretName: string | undefined): string | undefined =>
+    secretName === undefined ? undefined : targets.find((t) => t.name === secretName && (t.namespace === undefined || namespace === undefined || t.namespace === namespace))?.name;
+
+  // Volumes: the ESO targets' secret volumes go; the agent's two are (re)made.
+  const volumes = seqAt('volumes');
+  const replaced = new Map<string, string>(); // volume name -> target
+  const kept: unknown[] = [];
+  volumes.items.forEach((item, i) => {
+    const v = isMap(item) ? (item.toJSON() as Obj) : {};
+    const name = str(v['name']);
+    if (name === FILES_VOLUME || name === CONFIG_VOLUME) return;
+    const secret = isObj(v['secret']) ? v['secret'] : undefined;
+    const target = targetOf(str(secret?.['secretName']));
+    if (name && target) {
+      replaced.set(name, target);
+      if (secret?.['items'] !== undefined) {
+        say('unconverted', ['volumes', i, 'secret', 'items'], `volume "${name}" selects or renames keys of the Secret "${target}" with items: the agent writes every key under its own name, so the app now reads <mountPath>/<key>; rename the files in the agent config (files[].path) or point the app at the keys' names`);
+      }
+      return;
+    }
+    const projected = isObj(v['projected']) && Array.isArray(v['projected']['sources']) ? v['projected']['sources'] : [];
+    projected.forEach((s, j) => {
+      const t = isObj(s) && isObj(s['secret']) ? targetOf(str(s['secret']['name'])) : undefined;
+      if (t) say('unconverted', ['volumes', i, 'projected', 'sources', j], `projected volume "${name ?? ''}" takes the Secret "${t}", which ESO wrote and the agent replaces: a projected volume cannot take an emptyDir; mount the agent's volume (${FILES_VOLUME}) at a path of its own instead`);
+    });
+    kept.push(item);
+  });
+  volumes.items = kept;
+  volumes.items.push(
+    doc.createNode({ name: FILES_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }),
+    doc.createNode({ name: CONFIG_VOLUME, configMap: { name: cmName } }),
+  );
+
+  // Containers: the app's mounts of a replaced volume point at the agent's; env from a target is listed.
+  const fixContainer = (c: unknown, where: (string | number)[], app: boolean): void => {
+    if (!isMap(c)) return;
+    const cname = str(c.get('name')) ?? '';
+    const mounts = c.get('volumeMounts', true);
+    let mountsAgent = false;
+    if (isSeq(mounts)) {
+      for (const m of mounts.items) {
+        if (!isMap(m)) continue;
+        const name = str(m.get('name'));
+        const target = name === undefined ? undefined : replaced.get(name);
+        if (target !== undefined) {
+          m.set('name', FILES_VOLUME);
+          m.set('readOnly', true);
+          const { subPath } = targetMount(target, targets);
+          if (subPath === undefined) m.delete('subPath');
+          else m.set('subPath', subPath);
+        }
+        if (str(m.get('name')) === FILES_VOLUME) mountsAgent = true;
+      }
+    }
+    const taken = isSeq(mounts) ? mounts.items.find((m) => isMap(m) && m.get('mountPath') === opts.outputDir) : undefined;
+    if (app && !mountsAgent && taken) {
+      say('unconverted', [...where, 'volumeMounts'], `container "${cname}" already mounts the volume "${str((taken as YAMLMap).get('name')) ?? ''}" at ${opts.outputDir}, the config's outputDir, so the agent's volume is not mounted there; remove that mount (or set outputDir to another path)`);
+    } else if (app && !mountsAgent) {
+      seqIn(c, 'volumeMounts').items.push(doc.createNode({ name: FILES_VOLUME, mountPath: opts.outputDir, readOnly: true }));
+    }
+    const seen = c.get('volumeMounts', true);
+    const dir = (isSeq(seen) ? seen.items.map((m) => (isMap(m) && m.get('name') === FILES_VOLUME && !m.has('subPath') ? str(m.get('mountPath')) : undefined)).find(Boolean) : undefined) ?? opts.outputDir;
+    const fix = `files cannot become environment variables: write the keys as one dotenv file (files: [{path: ${cname}.env, templateFile: ../templates/dotenv.liquid, secret: ...}]) and start the app through an entrypoint that loads it: command: ["sh", "-c", "set -a; . ${dir}/${cname}.env; exec \\"$0\\" \\"$@\\"", <the app's command>] (docs/inject.md)`;
+    const envFrom = c.get('envFrom', true);
+    if (isSeq(envFrom)) {
+      envFrom.items.forEach((e, k) => {
+        const t = isMap(e) ? targetOf(str(e.getIn(['secretRef', 'name']))) : undefined;
+        if (t) say('unconverted', [...where, 'envFrom', k, 'secretRef'], `container "${cname}" takes envFrom the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
+      });
+    }
+    const env = c.get('env', true);
+    if (isSeq(env)) {
+      env.items.forEach((e, k) => {
+        const t = isMap(e) ? targetOf(str(e.getIn(['valueFrom', 'secretKeyRef', 'name']))) : undefined;
+        if (t) say('unconverted', [...where, 'env', k, 'valueFrom', 'secretKeyRef'], `container "${cname}" takes env ${str((e as YAMLMap).get('name')) ?? ''} from the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
+      });
+    }
+  };
+
+  // initContainers: the agent first (it must run before everything that reads its files).
+  const inits = seqAt('initContainers');
+  inits.items = inits.items.filter((c) => !(isMap(c) && c.get('name') === AGENT_CONTAINER));
+  inits.items.forEach((c, i) => fixContainer(c, ['initContainers', i + 1], false));
+  inits.items.unshift(doc.createNode(agentContainer(opts, batch)));
+  const containers = spec.get('containers', true);
+  if (isSeq(containers)) containers.items.forEach((c, i) => fixContainer(c, ['containers', i], true));
 }
