@@ -48,6 +48,13 @@ export interface InjectOptions {
   readonly port?: number;
   /** The ESO targets whose references are rewritten (with --from-eso). */
   readonly targets?: readonly EsoTarget[];
+  /**
+   * Mount this existing ConfigMap (its `config.yaml`) instead of the one made
+   * from configData (the webhook: the pod's secrets-agent.io/config names it).
+   */
+  readonly configMap?: string;
+  /** The agent container's resources; default AGENT_RESOURCES (deploy.ts). */
+  readonly resources?: { readonly requests: Readonly<Record<string, string>>; readonly limits: Readonly<Record<string, string>> };
 }
 
 export interface Injection {
@@ -115,7 +122,7 @@ function agentContainer(opts: InjectOptions, batch: boolean): Obj {
     { name: FILES_VOLUME, mountPath: opts.outputDir },
     { name: CONFIG_VOLUME, mountPath: CONFIG_MOUNT, readOnly: true },
   ];
-  const resources = structuredClone(AGENT_RESOURCES) as unknown as Obj;
+  const resources = structuredClone(opts.resources ?? AGENT_RESOURCES) as unknown as Obj;
   const securityContext = { runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
   const config = `${CONFIG_MOUNT}/${CONFIG_KEY}`;
   if (batch) {
@@ -269,7 +276,7 @@ export function esoTargets(texts: readonly string[]): EsoTarget[] {
 export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContext): void {
   const { doc, batch, namespace, say } = ctx;
   const targets = opts.targets ?? [];
-  const cmName = configMapName(opts.configData);
+  const cmName = opts.configMap ?? configMapName(opts.configData);
   const seqAt = (key: string): YAMLSeq => seqIn(spec, key);
   const targetOf = (secretName: string | undefined): string | undefined =>
     secretName === undefined ? undefined : targets.find((t) => t.name === secretName && (t.namespace === undefined || namespace === undefined || t.namespace === namespace))?.name;
