@@ -223,13 +223,15 @@ export function review(text: string, defaults: ReviewOptions): ReviewOutcome {
     return deny([`the agent cannot serve this pod: ${refused.join('; ')}`], 'cannot inject');
   }
   const patch = jsonpatch.compare(pod, mutation.pod);
+  const encoded = JSON.stringify(patch);
   // The check: the patch applied to the pod the API server holds gives the mutated pod, or nothing is sent.
-  const applied = jsonpatch.applyPatch(jsonpatch.deepClone(pod) as Obj, jsonpatch.deepClone(patch) as jsonpatch.Operation[], true, false).newDocument;
+  // (In place: `pod` is this request's own parse, used no further; compare's operations carry their own copies.)
+  const applied = jsonpatch.applyPatch(pod, patch, false, true).newDocument;
   if (!isDeepStrictEqual(applied, mutation.pod)) throw new Error('the JSON Patch does not turn the pod into the mutated pod');
   const warnings = mutation.diagnostics.filter((d) => d.severity === 'note').map((d) => `secrets-agent: ${d.message}`);
   return answer(
     'mutated',
-    { allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64'), ...(warnings.length > 0 ? { warnings } : {}) },
-    { ...logged, operations: patch.length, batch: ownedByJob(pod) },
+    { allowed: true, patchType: 'JSONPatch', patch: Buffer.from(encoded).toString('base64'), ...(warnings.length > 0 ? { warnings } : {}) },
+    { ...logged, operations: patch.length, batch: ownedByJob(applied) },
   );
 }
