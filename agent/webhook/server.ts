@@ -9,7 +9,8 @@
 //   get the new pair, open ones keep theirs, and a half-written pair (the
 //   certificate new, the key not yet) keeps the old one until both agree.
 // - POST /mutate only (404 elsewhere, 405 another method, 415 a body that is
-//   not application/json, 413 a body over `maxBodyBytes`, read no further); the
+//   not application/json, 413 a body over `maxBodyBytes`, its rest discarded, the
+//   connection closed after at most 1 s); the
 //   body goes to webhook.ts's review(), whose status and JSON are sent as is.
 //   Nothing thrown reaches the caller: an unexpected error is logged with an id
 //   and answered 500 "internal error (id)", never a stack trace.
@@ -142,20 +143,33 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
     if (type !== JSON_TYPE) return done('invalid', 415, `unsupported media type "${type}": POST the AdmissionReview as ${JSON_TYPE}\n`);
     const declared = Number(req.headers['content-length']);
-    const tooBig = (): void => {
-      res.setHeader('connection', 'close');
-      done('invalid', 413, `request body over ${maxBody} bytes: not an AdmissionReview the API server sends\n`);
-      req.destroy();
-    };
-    if (Number.isFinite(declared) && declared > maxBody) return tooBig();
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    const answerTooBig = (): void => done('invalid', 413, `request body over ${maxBody} bytes: not an AdmissionReview the API server sends\n`);
+    // Over the bound: nothing more is kept; the rest is read and dropped, and the 413 sent once it is all in (a client
+    // still writing when the answer comes would see a reset instead). One that keeps sending is answered and cut after 1 s.
+    const tooBig = (): void => {
+      over = true;
+      chunks.length = 0;
+      const cut = setTimeout(() => {
+        if (res.headersSent) return void req.socket.destroy();
+        res.setHeader('connection', 'close');
+        res.once('finish', () => req.socket.destroy());
+        answerTooBig();
+      }, 1000);
+      cut.unref();
+      req.once('end', () => {
+        clearTimeout(cut);
+        if (!res.headersSent) answerTooBig();
+      });
+      req.resume();
+    };
+    if (Number.isFinite(declared) && declared > maxBody) return tooBig();
     req.on('data', (chunk: Buffer) => {
       if (over) return;
       size += chunk.length;
       if (size > maxBody) {
-        over = true;
         tooBig();
         return;
       }

@@ -244,7 +244,7 @@ describe('secrets-agent webhook', () => {
       [Buffer.alloc(4 * 1024 * 1024, 0x20), {}, 413, /request body over \d+ bytes/],
     ];
     for (const [body, options, status, message] of cases) {
-      const r = await send(body, options);
+      const r = await send(body, options).catch((err: Error) => assert.fail(`${String(body).slice(0, 40)}: ${err.message}`));
       assert.equal(r.status, status, `${String(body).slice(0, 40)}: ${r.text}`);
       assert.match(r.text, message);
       assert.doesNotMatch(r.text, /\bat \S+ \(|\.ts:\d+/, 'no stack trace');
