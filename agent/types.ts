@@ -88,7 +88,13 @@ export type FileSpec =
    * Files under `path` that another entry writes explicitly win over a key of
    * the same name; between two eachKey entries, the later one wins.
    */
-  | (FileSpecBase & { readonly kind: 'eachKey'; readonly secret: string; readonly key?: string; readonly decode?: Decoding });
+  | (FileSpecBase & { readonly kind: 'eachKey'; readonly secret: string; readonly key?: string; readonly decode?: Decoding })
+  /**
+   * `envFile: <dir>`: an env file for Kubernetes `fileKeyRef` (render/envfile.ts):
+   * one line per file written directly in `dir` ("." = outputDir), its name
+   * as key and its bytes as value, in the kubelet's `syntax`.
+   */
+  | (FileSpecBase & { readonly kind: 'envFile'; readonly dir: string; readonly syntax: 'quoted' | 'plain'; readonly secret?: undefined });
 
 interface NotifyBase {
   /** Label used in logs and metrics; unique. Derived from the target when not configured. */

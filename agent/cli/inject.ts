@@ -12,11 +12,11 @@ import { basename, dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { convertEso, type Diagnostic, type EsoInput } from '../eso/convert.ts';
-import { CONFIG_KEY, esoTargets, inject as injectManifests, type EsoTarget, type ManifestInput } from '../inject/inject.ts';
+import { CONFIG_KEY, envFilePath, esoTargets, inject as injectManifests, type EsoTarget, type ManifestInput } from '../inject/inject.ts';
 import { AGENT_PORT, IMAGE, OUTPUT_DIR } from '../deploy.ts';
 import { SCHEMA_COMMENT } from './common.ts';
 
-const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE...) [--image IMAGE] FILE...   ("-" reads stdin)';
+const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain]) [--image IMAGE] FILE...   ("-" reads stdin)';
 const DEFAULT_IMAGE = IMAGE;
 /** Where the agent mounts its volume when the config comes from ESO (the app keeps its own paths). */
 const ESO_OUTPUT_DIR = OUTPUT_DIR;
@@ -86,7 +86,13 @@ export async function inject(argv: readonly string[]): Promise<number> {
       args: [...argv],
       allowPositionals: true,
       strict: true,
-      options: { config: { type: 'string' }, 'from-eso': { type: 'string', multiple: true }, image: { type: 'string' } },
+      options: {
+        config: { type: 'string' },
+        'from-eso': { type: 'string', multiple: true },
+        image: { type: 'string' },
+        keys: { type: 'string', multiple: true },
+        'env-syntax': { type: 'string' },
+      },
     });
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
@@ -96,6 +102,24 @@ export async function inject(argv: readonly string[]): Promise<number> {
   const eso = values['from-eso'] ?? [];
   if ((values.config === undefined) === (eso.length === 0) || files.length === 0) {
     process.stderr.write(`error: ${files.length === 0 ? 'no manifest given' : 'give either --config FILE or --from-eso FILE...'}\n${USAGE}\n`);
+    return 2;
+  }
+  const given = new Map<string, string[]>();
+  for (const k of values.keys ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(k);
+    if (!m) {
+      process.stderr.write(`error: --keys ${k}: give the Secret's name and its keys, e.g. --keys db-credentials=DB_USER,DB_PASSWORD\n${USAGE}\n`);
+      return 2;
+    }
+    given.set(m[1]!, m[2]!.split(',').filter(Boolean));
+  }
+  const envSyntax = values['env-syntax'];
+  if (envSyntax !== undefined && envSyntax !== 'quoted' && envSyntax !== 'plain') {
+    process.stderr.write(`error: --env-syntax ${envSyntax}: use "quoted" (Kubernetes 1.35 and later, the default) or "plain" (1.34 with the EnvFiles gate on)\n${USAGE}\n`);
+    return 2;
+  }
+  if ((given.size > 0 || envSyntax !== undefined) && eso.length === 0) {
+    process.stderr.write(`error: --keys and --env-syntax go with --from-eso\n${USAGE}\n`);
     return 2;
   }
   const diagnostics: Diagnostic[] = [];
@@ -115,7 +139,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
     } else {
       const inputs: EsoInput[] = [];
       for (const file of eso) inputs.push({ file, text: await readInput(file, stdin) });
-      const conversion = convertEso(inputs, { outputDir: ESO_OUTPUT_DIR });
+      const conversion = convertEso(inputs, { outputDir: ESO_OUTPUT_DIR, envFiles: { path: envFilePath, ...(envSyntax === undefined ? {} : { envSyntax }) } });
       diagnostics.push(...conversion.diagnostics);
       if (!conversion.config) {
         report();
@@ -124,7 +148,9 @@ export async function inject(argv: readonly string[]): Promise<number> {
       config = { ...conversion.config, server: { listen: `0.0.0.0:${AGENT_PORT}` } };
       config['files'] = (config['files'] as Obj[]).map((f) => ('mode' in f ? f : { ...f, mode: ESO_FILE_MODE }));
       data = { [CONFIG_KEY]: `${SCHEMA_COMMENT}\n# Converted by secrets-agent inject --from-eso from: ${eso.map((f) => basename(f)).join(' ')}\n${stringify(config, { lineWidth: 0 })}` };
-      targets = esoTargets(inputs.map((i) => i.text));
+      targets = esoTargets(inputs.map((i) => i.text)).map((t) => (given.has(t.name) ? { ...t, keys: given.get(t.name)! } : t));
+      const unknown = [...given.keys()].filter((k) => !targets!.some((t) => t.name === k));
+      if (unknown.length > 0) throw new Unusable(`--keys ${unknown.join(', ')}: no ExternalSecret writes a Secret of that name (the targets are ${targets.map((t) => t.name).join(', ')})`);
     }
     const manifests: ManifestInput[] = [];
     for (const file of files) manifests.push({ file, text: await readInput(file, stdin) });

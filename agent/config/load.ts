@@ -286,6 +286,7 @@ function toFile(f: ConfigOutput['files'][number], resolve: (p: string) => string
     ...(f.uid === undefined ? {} : { uid: f.uid }),
     ...(f.gid === undefined ? {} : { gid: f.gid }),
   };
+  if (f.envFile !== undefined) return { ...base, kind: 'envFile', dir: f.envFile, syntax: f.envSyntax ?? 'quoted' };
   const secret = f.secret === undefined ? {} : { secret: f.secret };
   if (f.template !== undefined) return { ...base, kind: 'template', template: f.template, ...secret };
   if (f.templateFile !== undefined) return { ...base, kind: 'templateFile', templateFile: resolve(f.templateFile), ...secret };

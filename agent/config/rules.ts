@@ -135,7 +135,16 @@ export function crossCheck(config: unknown, baseDir = '/'): RuleIssue[] {
       const templateFile = has(f, 'templateFile');
       const secret = has(f, 'secret');
       if (template && templateFile) add(['files', i, 'templateFile'], 'template and templateFile are mutually exclusive; keep one');
-      if (!template && !templateFile && !secret) add(['files', i], 'needs content: one of template, templateFile or secret');
+      // --- env files ---
+      const envFile = has(f, 'envFile');
+      if (envFile) {
+        for (const k of ['template', 'templateFile', 'secret', 'eachKey']) {
+          if (has(f, k)) add(['files', i, k], `not allowed with envFile (the env file takes its keys and values from the files in ${show(str(f['envFile']) ?? '')})`);
+        }
+        if (!has(f, 'path')) add(['files', i], 'envFile needs path (the env file to write, e.g. path: app.env)');
+      } else if (has(f, 'envSyntax')) add(['files', i, 'envSyntax'], 'only valid with envFile');
+      // --- end env files ---
+      if (!template && !templateFile && !secret && !envFile) add(['files', i], 'needs content: one of template, templateFile, secret or envFile');
       // --- eachKey files and decode ---
       const dir = has(f, 'dir');
       if (dir && has(f, 'path')) add(['files', i, 'dir'], 'path and dir are mutually exclusive; use path for one file, dir with eachKey: true for one file per key');

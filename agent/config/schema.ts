@@ -158,6 +158,18 @@ const fileSchema = z
         .optional()
         .describe('With secret and no template: decode the bytes before writing them. "base64" (standard, padded), "base64url" (URL alphabet, padded), "auto" (base64, else base64url, else as they are: ESO\'s Auto), "none" (default). For eachKey: each key\'s value.'),
       // --- end eachKey files and decode ---
+      // --- env files ---
+      envFile: z
+        .string({ error: typeError('a string', ' (a directory relative to outputDir, e.g. envFile: db-creds, or envFile: . for outputDir itself)') })
+        .refine((p) => p === '.' || unsafePathReason(p) === undefined, { error: (iss) => unsafePathReason(String(iss.input)) })
+        .meta({ pattern: `^(?:\\.|${FILE_PATH_PATTERN.slice(1, -1)})$` })
+        .optional()
+        .describe('With path: write an env file for Kubernetes env[].valueFrom.fileKeyRef: one KEY=value line per file directly in this directory (relative to outputDir, "." = outputDir itself), the file name as key and its bytes as value (docs/env-files.md). A value the syntax cannot carry is a render error naming the key.'),
+      envSyntax: z
+        .enum(['quoted', 'plain'], { error: (iss) => `${show(iss.input)} is not an env file syntax (use "quoted" for Kubernetes 1.35 and later, "plain" for 1.34)` })
+        .optional()
+        .describe('With envFile: "quoted" (default): KEY=\'value\', as the kubelet of Kubernetes 1.35 and later reads it (and a POSIX shell sources it). "plain": KEY=value, as the kubelet of 1.34 (EnvFiles alpha) reads it.'),
+      // --- end env files ---
       template: z
         .string({ error: typeError('a string') })
         .optional()
@@ -188,7 +200,7 @@ const fileSchema = z
     { error: typeError('a mapping with a path (e.g. - path: db.env)') },
   )
   .meta({
-    anyOf: [{ required: ['template'] }, { required: ['templateFile'] }, { required: ['secret'] }],
+    anyOf: [{ required: ['template'] }, { required: ['templateFile'] }, { required: ['secret'] }, { required: ['envFile'] }],
     not: { required: ['template', 'templateFile'] },
     // --- eachKey files and decode ---
     oneOf: [{ required: ['path'] }, { required: ['dir'] }],
@@ -200,6 +212,8 @@ const fileSchema = z
       decode: { required: ['secret'], properties: { template: false, templateFile: false } },
       dir: { properties: { template: false, templateFile: false } },
       // --- end eachKey files and decode ---
+      envFile: { required: ['path'], properties: { template: false, templateFile: false, secret: false, key: false, decode: false } },
+      envSyntax: { required: ['envFile'] },
     },
   });
 

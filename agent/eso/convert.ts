@@ -12,6 +12,7 @@ import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { MAX_DURATION_MS, MAX_DURATION_TEXT, parseDuration } from '../config/duration.ts';
 import { FILE_PATH_PATTERN, SECRET_NAME_PATTERN } from '../config/schema.ts';
 import { translateTemplate, type KeyExpr } from './template.ts';
+import { envTemplateProblem } from '../render/envfile.ts';
 
 export interface EsoInput {
   /** As the user named it ("-" for stdin). */
@@ -54,7 +55,17 @@ interface Store extends Located {
   readonly namespace?: string;
 }
 
-export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: string } = {}): Conversion {
+export interface ConvertOptions {
+  readonly outputDir?: string;
+  /**
+   * Also write each target's env file (files[].envFile of the target's
+   * directory, at envFilePath(target)), for env[].valueFrom.fileKeyRef
+   * (inject --from-eso). `envSyntax`: the kubelet's (docs/env-files.md).
+   */
+  readonly envFiles?: { readonly path: (target: string) => string; readonly envSyntax?: 'quoted' | 'plain' };
+}
+
+export function convertEso(inputs: readonly EsoInput[], opts: ConvertOptions = {}): Conversion {
   const diagnostics: Diagnostic[] = [];
   const lineOf = (l: Located, path: readonly (string | number)[]): number | undefined => {
     for (let p = path; ; p = p.slice(0, -1)) {
@@ -354,6 +365,11 @@ export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: stri
           say('unconverted', es, base + block + result.row - 1, `template for key "${k}": ${result.why}; this key is not written`);
           continue;
         }
+        const envProblem = opts.envFiles ? envTemplateProblem(result.liquid, opts.envFiles.envSyntax ?? 'quoted') : undefined;
+        if (envProblem) {
+          say('unconverted', es, at, `template for key "${k}" ${envProblem}, so the key cannot be an environment variable read from the env file (docs/env-files.md); this key is not written`);
+          continue;
+        }
         tplFiles.push({ path: `${prefix}${k}`, template: result.liquid });
       }
       if (!merge) {
@@ -385,6 +401,13 @@ export function convertEso(inputs: readonly EsoInput[], opts: { outputDir?: stri
   }
   if (opts.outputDir === undefined) {
     say('note', externalSecrets[0]!, ['spec', 'target'], 'outputDir is /etc/app-secrets: set --output-dir to the mountPath the app used for the Secret volume, so it reads the same paths');
+  }
+  say('note', externalSecrets[0]!, ['spec'], iamPolicy(secrets, source));
+  if (opts.envFiles) {
+    // One env file per target: its keys are the target's files (dir), so each env var gets ESO's bytes.
+    for (const target of targets.keys()) {
+      files.push({ path: opts.envFiles.path(target), envFile: several ? target : '.', ...(opts.envFiles.envSyntax ? { envSyntax: opts.envFiles.envSyntax } : {}) });
+    }
   }
   const config: Obj = {
     source,
@@ -425,4 +448,34 @@ function refreshOf(
     return MAX_DURATION_TEXT;
   }
   return go;
+}
+
+/**
+ * The IAM policy the agent's role needs for these secrets, beside what ESO's
+ * role had (GetSecretValue, or ssm:GetParameter*): the agent also checks for
+ * new versions with DescribeSecret (ListSecrets with refresh.batchChecks), and
+ * decrypting with a customer-managed KMS key needs kms:Decrypt through the
+ * service (docs/aws.md; k8s-examples/iam/iam-policy.json is the full form).
+ */
+function iamPolicy(secrets: ReadonlyMap<string, Obj>, source: Obj): string {
+  const region = str(source['region']) ?? 'REGION';
+  const arn = (service: string, rest: string): string => `arn:aws:${service}:${region}:ACCOUNT_ID:${rest}`;
+  const sm: string[] = [];
+  const ssm: string[] = [];
+  for (const s of secrets.values()) {
+    const id = str(s['id']);
+    const parameter = str(s['parameter']);
+    if (id !== undefined) sm.push(id.startsWith('arn:') ? id : arn('secretsmanager', `secret:${id}-??????`));
+    else if (parameter !== undefined) ssm.push(parameter.startsWith('arn:') ? parameter : arn('ssm', `parameter/${parameter.replace(/^\//, '')}`));
+  }
+  const statements: Obj[] = [];
+  if (sm.length > 0) statements.push({ Sid: 'ReadAndCheckTheseSecrets', Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: [...new Set(sm)] });
+  if (ssm.length > 0) statements.push({ Sid: 'ReadTheseParameters', Effect: 'Allow', Action: ['ssm:GetParameters', 'ssm:GetParametersByPath'], Resource: [...new Set(ssm)] });
+  const via = [...(sm.length > 0 ? ['secretsmanager'] : []), ...(ssm.length > 0 ? ['ssm'] : [])];
+  return [
+    'the agent\'s IAM policy (ESO\'s role needed secretsmanager:GetSecretValue or ssm:GetParameter*; the agent also checks for new versions with secretsmanager:DescribeSecret, which reads no value):',
+    `  ${JSON.stringify({ Version: '2012-10-17', Statement: statements })}`,
+    '  with refresh.batchChecks also {"Effect":"Allow","Action":"secretsmanager:ListSecrets","Resource":"*"} (it has no resource type);',
+    `  for secrets encrypted with a customer-managed KMS key also {"Effect":"Allow","Action":"kms:Decrypt","Resource":"${arn('kms', 'key/KEY_ID')}","Condition":{"StringEquals":{"kms:ViaService":[${via.map((v) => `"${v}.${region}.amazonaws.com"`).join(',')}]}}} (docs/aws.md; k8s-examples/iam/iam-policy.json)`,
+  ].join('\n');
 }

@@ -14,7 +14,12 @@
 //   the container already mounts it);
 // - with ESO targets: a `secret` volume of a target becomes the agent's volume
 //   at the same mountPath (targetMount() says with which subPath); env from a
-//   target's Secret cannot come from files and is listed (`unconverted`).
+//   target's Secret becomes env[].valueFrom.fileKeyRef on the target's env file
+//   (envFilePath(); secretKeyRef -> fileKeyRef, envFrom -> one env entry per
+//   key, Kubernetes' precedence kept; docs/env-files.md), with no mount and no
+//   command change; envFrom of a Secret whose keys are not known offline
+//   (EsoTarget.keys) is listed (`unconverted`). All of it in mutatePodSpec(),
+//   from the pod spec and the options alone (the webhook calls it too).
 // Idempotent: the agent's container, volumes and ConfigMap are replaced by fresh
 // ones, so injecting an injected manifest prints it unchanged. Everything else
 // is kept as it was, key order included (the yaml Document API; comments may go).
@@ -36,6 +41,12 @@ export interface EsoTarget {
   readonly name: string;
   /** The ExternalSecret's namespace; undefined matches any. */
   readonly namespace?: string;
+  /**
+   * The Secret's keys, when they are known offline (data, template keys);
+   * undefined when they come from the secret's JSON at run time
+   * (dataFrom.extract) and were not given (`inject --keys`).
+   */
+  readonly keys?: readonly string[];
 }
 
 export interface InjectOptions {
@@ -104,6 +115,17 @@ export interface PodContext {
   readonly namespace?: string;
   /** Reports a diagnostic at a path relative to the pod spec. */
   readonly say: (severity: Diagnostic['severity'], path: readonly (string | number)[], message: string) => void;
+}
+
+/**
+ * Where the env file of an ESO target lies in the agent's volume (the path of
+ * env[].valueFrom.fileKeyRef): `<target>/<target>.env`, inside the target's
+ * directory when there are several targets (the file is then part of that
+ * target's generation), beside its keys otherwise. A function of the name
+ * alone, so the webhook computes it from the Secret names it is given.
+ */
+export function envFilePath(target: string): string {
+  return `${target}/${target}.env`;
 }
 
 /** `secrets-agent-config-` + 10 characters of the data's hash (as kustomize's generators name them). */
@@ -249,6 +271,25 @@ function seqIn(map: YAMLMap, key: string): YAMLSeq {
   return seq;
 }
 
+/**
+ * The keys of the Secret ESO makes for this ExternalSecret spec, when they are
+ * known offline: data[].secretKey, and the keys of target.template.data (only
+ * those with mergePolicy Replace, the default; with Merge, both). Undefined when
+ * a key comes from the secret's value at run time (dataFrom) or from
+ * templateFrom.
+ */
+function secretKeys(spec: Obj): string[] | undefined {
+  const data = Array.isArray(spec['data']) ? spec['data'] : [];
+  const dataKeys = data.map((d) => (isObj(d) ? str(d['secretKey']) : undefined)).filter((k): k is string => k !== undefined);
+  const fromValue = Array.isArray(spec['dataFrom']) && spec['dataFrom'].length > 0;
+  const template = isObj(spec['target']) && isObj(spec['target']['template']) ? spec['target']['template'] : undefined;
+  if (template?.['templateFrom'] !== undefined) return undefined;
+  const tplKeys = template && isObj(template['data']) ? Object.keys(template['data']) : undefined;
+  if (tplKeys === undefined) return fromValue ? undefined : dataKeys;
+  if (template!['mergePolicy'] !== 'Merge') return tplKeys;
+  return fromValue ? undefined : [...new Set([...dataKeys, ...tplKeys])];
+}
+
 /** The Secrets ESO writes for these ExternalSecrets (spec.target.name, else metadata.name). */
 export function esoTargets(texts: readonly string[]): EsoTarget[] {
   const found: EsoTarget[] = [];
@@ -261,7 +302,8 @@ export function esoTargets(texts: readonly string[]): EsoTarget[] {
       const spec = isObj(v['spec']) ? v['spec'] : {};
       const name = str(isObj(spec['target']) ? spec['target']['name'] : undefined) ?? str(meta['name']);
       const namespace = str(meta['namespace']);
-      if (name) found.push({ name, ...(namespace === undefined ? {} : { namespace }) });
+      const keys = secretKeys(spec);
+      if (name) found.push({ name, ...(namespace === undefined ? {} : { namespace }), ...(keys === undefined ? {} : { keys }) });
     }
   }
   return found;
@@ -335,27 +377,76 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
     const taken = isSeq(mounts) ? mounts.items.find((m) => isMap(m) && m.get('mountPath') === opts.outputDir) : undefined;
     if (app && !mountsAgent && taken) {
       say('unconverted', [...where, 'volumeMounts'], `container "${cname}" already mounts the volume "${str((taken as YAMLMap).get('name')) ?? ''}" at ${opts.outputDir}, the config's outputDir, so the agent's volume is not mounted there; remove that mount (or set outputDir to another path)`);
-    } else if (app && !mountsAgent) {
+    } else if (app && !mountsAgent && targets.length === 0) {
+      // With ESO targets the app reads what it read before: the replaced Secret volumes
+      // (remounted above) and env (fileKeyRef, read by the kubelet: no mount needed).
       seqIn(c, 'volumeMounts').items.push(doc.createNode({ name: FILES_VOLUME, mountPath: opts.outputDir, readOnly: true }));
     }
-    const seen = c.get('volumeMounts', true);
-    const dir = (isSeq(seen) ? seen.items.map((m) => (isMap(m) && m.get('name') === FILES_VOLUME && !m.has('subPath') ? str(m.get('mountPath')) : undefined)).find(Boolean) : undefined) ?? opts.outputDir;
-    const fix = `files cannot become environment variables: write the keys as one dotenv file (files: [{path: ${cname}.env, templateFile: ../templates/dotenv.liquid, secret: ...}]) and start the app through an entrypoint that loads it: command: ["sh", "-c", "set -a; . ${dir}/${cname}.env; exec \\"$0\\" \\"$@\\"", <the app's command>] (docs/inject.md)`;
-    const envFrom = c.get('envFrom', true);
-    if (isSeq(envFrom)) {
-      envFrom.items.forEach((e, k) => {
-        const t = isMap(e) ? targetOf(str(e.getIn(['secretRef', 'name']))) : undefined;
-        if (t) say('unconverted', [...where, 'envFrom', k, 'secretRef'], `container "${cname}" takes envFrom the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
-      });
-    }
-    const env = c.get('env', true);
-    if (isSeq(env)) {
-      env.items.forEach((e, k) => {
-        const t = isMap(e) ? targetOf(str(e.getIn(['valueFrom', 'secretKeyRef', 'name']))) : undefined;
-        if (t) say('unconverted', [...where, 'env', k, 'valueFrom', 'secretKeyRef'], `container "${cname}" takes env ${str((e as YAMLMap).get('name')) ?? ''} from the Secret "${t}", which ESO wrote and the agent replaces: ${fix}`);
-      });
-    }
+    rewriteEnv(c, where, cname);
   };
+
+  // env and envFrom of a target's Secret -> env[].valueFrom.fileKeyRef on the target's env file
+  // (the kubelet reads it at container start: no mount, no command change; docs/env-files.md).
+  const fileKeyRef = (target: string, key: string, optional: unknown): Obj => ({
+    fileKeyRef: { volumeName: FILES_VOLUME, path: envFilePath(target), key, ...(optional === undefined ? {} : { optional }) },
+  });
+  const rewriteEnv = (c: YAMLMap, where: (string | number)[], cname: string): void => {
+    const env = c.get('env', true);
+    const explicit = new Set(isSeq(env) ? env.items.map((e) => (isMap(e) ? str(e.get('name')) : undefined)).filter((n): n is string => n !== undefined) : []);
+    if (isSeq(env)) {
+      for (const e of env.items) {
+        const ref = isMap(e) ? e.getIn(['valueFrom', 'secretKeyRef'], true) : undefined;
+        if (!isMap(ref)) continue;
+        const t = targetOf(str(ref.get('name')));
+        const key = str(ref.get('key'));
+        if (t === undefined || key === undefined) continue;
+        (e as YAMLMap).set('valueFrom', doc.createNode(fileKeyRef(t, key, ref.get('optional'))));
+      }
+    }
+    const envFrom = c.get('envFrom', true);
+    if (!isSeq(envFrom)) return;
+    // Kubernetes: a later envFrom wins over an earlier one, env over envFrom (kubelet_pods.go,
+    // makeEnvironmentVariables). So the entries made from envFrom go first in env, in envFrom
+    // order (a later env entry of the same name wins), and none for a name env sets itself.
+    const made = new Map<string, Obj>();
+    const keptFrom: unknown[] = [];
+    let converted = false;
+    envFrom.items.forEach((e, k) => {
+      const t = isMap(e) ? targetOf(str(e.getIn(['secretRef', 'name']))) : undefined;
+      if (t === undefined) {
+        keptFrom.push(e);
+        if (converted) {
+          say('note', [...where, 'envFrom', k], `container "${cname}": envFrom entry ${k} comes after an envFrom of a Secret the agent replaces, whose keys are now env entries, and env wins over envFrom: for a name both have, the replaced Secret's value is used now (before, this entry's); check that they share no name`);
+        }
+        return;
+      }
+      const target = targets.find((x) => x.name === t)!;
+      const prefix = str((e as YAMLMap).get('prefix')) ?? '';
+      const optional = (e as YAMLMap).getIn(['secretRef', 'optional']);
+      if (target.keys === undefined) {
+        keptFrom.push(e);
+        say('unconverted', [...where, 'envFrom', k, 'secretRef'], `container "${cname}" takes envFrom the Secret "${t}", whose keys come from the secret's JSON at run time (dataFrom.extract): they cannot be known offline, so no env entry is made for them; give them with --keys ${t}=KEY1,KEY2 (the top-level keys of the secret's JSON, e.g. aws secretsmanager get-secret-value --secret-id ID --query SecretString --output text | jq -r 'keys|join(",")' with your own credentials)`);
+        return;
+      }
+      converted = true;
+      for (const key of target.keys) {
+        made.delete(prefix + key);
+        made.set(prefix + key, fileKeyRef(t, key, optional));
+      }
+    });
+    if (!converted) return;
+    const entries = [...made].filter(([name]) => !explicit.has(name)).map(([name, valueFrom]) => doc.createNode({ name, valueFrom }));
+    seqIn(c, 'env').items.unshift(...entries);
+    if (keptFrom.length === 0) c.delete('envFrom');
+    else envFrom.items = keptFrom;
+  };
+
+  // The IRSA trust policy names the ServiceAccount the pod really runs as (convert eso's note has a placeholder).
+  if (targets.length > 0) {
+    const sa = str(spec.get('serviceAccountName')) ?? 'default';
+    const ns = namespace ?? 'NAMESPACE';
+    say('note', spec.has('serviceAccountName') ? ['serviceAccountName'] : [], `this ${ctx.kind} runs as the ServiceAccount "${sa}"${namespace === undefined ? '' : ` of namespace "${ns}"`}: in the role's trust policy, APP_SERVICE_ACCOUNT is "${sa}" (sub "system:serviceaccount:${ns}:${sa}"), and that ServiceAccount carries the annotation eks.amazonaws.com/role-arn`);
+  }
 
   // initContainers: the agent first (it must run before everything that reads its files).
   const inits = seqAt('initContainers');

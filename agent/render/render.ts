@@ -18,6 +18,7 @@ import { buildContext, fileScope, MAX_JSON_DEPTH, viewOf, type SecretView, type 
 import { createTemplateEngine, FilterError, isJsonObject } from './template.ts';
 import { decodeBytes, extractString, gjsonString, lookup, parseJson, type JsonNode } from './value.ts';
 import { unsafePathReason } from '../config/values.ts';
+import { envKeyProblem, envTemplateProblem, envValueProblem, formatEnvFile } from './envfile.ts';
 
 // Created on first use: a config whose files are all raw secrets never pays for
 // the Liquid engine (~15 ms of every such init, measured by `npm run bench`).
@@ -111,6 +112,11 @@ export async function compileFiles(config: AgentConfig): Promise<CompiledFiles> 
       files.push({ index, spec, secrets: new Set([spec.secret]) });
       continue;
     }
+    if (spec.kind === 'envFile') {
+      // Reads what the files in its directory read (filled in below, once all are compiled).
+      files.push({ index, spec, secrets: new Set() });
+      continue;
+    }
 
     let source: string;
     let origin: TemplateOrigin;
@@ -194,7 +200,30 @@ export async function compileFiles(config: AgentConfig): Promise<CompiledFiles> 
     files.push({ index, spec, template: { parsed, origin, literalPaths, computed }, secrets: usesAll ? new Set([...used, ...declared]) : used });
   }
 
+  // An env file cannot carry what a template of its directory always writes.
+  for (const env of config.files) {
+    if (env.kind !== 'envFile') continue;
+    for (const [i, f] of config.files.entries()) {
+      if (f.kind !== 'template' && f.kind !== 'templateFile') continue;
+      const slash = f.path.lastIndexOf('/');
+      if ((slash < 0 ? '.' : f.path.slice(0, slash)) !== env.dir) continue;
+      const text = f.kind === 'template' ? f.template : await texts.get(f.templateFile);
+      const problem = typeof text === 'string' ? envTemplateProblem(text, env.syntax) : undefined;
+      const key = f.path.slice(slash + 1);
+      if (problem) issues.push({ file: configFile, line: config.lineOf(`files[${i}].${f.kind}`), path: `files[${i}].${f.kind}`, message: `key ${JSON.stringify(key)} of the env file ${JSON.stringify(env.path)} (${env.syntax} syntax) ${problem}; change the template, or leave this file out of ${JSON.stringify(env.dir)}` });
+    }
+  }
   if (issues.length > 0) throw new ConfigError(issues);
+  // An env file reads what the files of its directory read.
+  for (const env of files) {
+    if (env.spec.kind !== 'envFile') continue;
+    const dir = env.spec.dir;
+    const set = env.secrets as Set<string>;
+    for (const f of files) {
+      const parent = f.spec.kind === 'eachKey' ? f.spec.path : f.spec.path.includes('/') ? f.spec.path.slice(0, f.spec.path.lastIndexOf('/')) : '.';
+      if (f !== env && f.spec.kind !== 'envFile' && parent === dir) for (const s of f.secrets) set.add(s);
+    }
+  }
   return { files };
 }
 
@@ -210,7 +239,12 @@ export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, 
     values,
   );
   const outcome: RenderOutcome = { files: [], groups: new Map(), errors: [] };
+  const envFiles: CompiledFile[] = [];
   for (const [n, file] of compiled.files.entries()) {
+    if (file.spec.kind === 'envFile') {
+      envFiles.push(file);
+      continue;
+    }
     // Rendering is synchronous; let timers and the health server breathe.
     if (n > 0 && n % 100 === 0) await nextTurn();
     const { spec } = file;
@@ -233,7 +267,47 @@ export async function renderFiles(config: AgentConfig, compiled: CompiledFiles, 
     }
   }
   outcome.files = assembleFiles(config, outcome.groups);
+  if (envFiles.length > 0) {
+    for (const file of envFiles) {
+      try {
+        if (file.spec.kind === 'envFile') outcome.groups.set(file.spec.path, [envFileOf(file.spec, config, outcome)]);
+      } catch (err) {
+        outcome.errors.push(err instanceof RenderError ? err : new RenderError(file.spec.path, `unexpected ${err instanceof Error ? err.name : typeof err} while rendering (a bug: please report it)`));
+      }
+    }
+    outcome.files = assembleFiles(config, outcome.groups);
+  }
   return outcome;
+}
+
+/**
+ * An envFile entry: the files rendered directly in its directory (not in a
+ * subdirectory, not other env files), each a KEY=value line. One file of that
+ * directory that failed, or one value the syntax cannot carry, fails the env
+ * file (it keeps its last good bytes, like any file that fails).
+ */
+function envFileOf(spec: Extract<FileSpec, { kind: 'envFile' }>, config: AgentConfig, outcome: RenderOutcome): RenderedFile {
+  const inDir = (path: string): string | undefined => {
+    const slash = path.lastIndexOf('/');
+    const dir = slash < 0 ? '.' : path.slice(0, slash);
+    return dir === spec.dir ? path.slice(slash + 1) : undefined;
+  };
+  const envPaths = new Set(config.files.filter((f) => f.kind === 'envFile').map((f) => f.path));
+  const failed = outcome.errors.map((e) => e.file).filter((p) => inDir(p) !== undefined || p === spec.dir || (spec.dir === '.' && !p.includes('/')));
+  if (failed.length > 0) return fail(spec.path, `env file not written again: ${failed.map((p) => JSON.stringify(p)).join(', ')} in ${JSON.stringify(spec.dir)} could not be rendered`, undefined);
+  const entries: [string, Buffer][] = [];
+  const problems: string[] = [];
+  for (const f of outcome.files) {
+    const key = envPaths.has(f.path) ? undefined : inDir(f.path);
+    if (key === undefined) continue;
+    const problem = envKeyProblem(key) === undefined ? envValueProblem(f.content, spec.syntax) : `cannot be a key: it ${envKeyProblem(key)!}`;
+    if (problem) problems.push(`key ${JSON.stringify(key)} ${problem}`);
+    else entries.push([key, f.content]);
+  }
+  if (problems.length > 0) {
+    return fail(spec.path, `the env file (${spec.syntax} syntax) cannot carry ${problems.length === 1 ? 'one value' : `${problems.length} values`}: ${problems.join('; ')}; the last good env file stays (docs/env-files.md says what each syntax carries)`, undefined);
+  }
+  return { path: spec.path, content: formatEnvFile(entries, spec.syntax), mode: spec.mode, uid: spec.uid, gid: spec.gid };
 }
 
 /**

@@ -227,9 +227,9 @@ describe('inject --from-eso: the app reads the same path as before', () => {
     assert.equal(again.stdout, r.stdout);
   });
 
-  it('several targets: each mounted with subPath: <target> at its path; env from a target is listed with the dotenv fix (exit 1)', async () => {
+  it('several targets: each mounted with subPath: <target> at its path; env and envFrom of a target read its env file (fileKeyRef)', async () => {
     const r = await inject('--from-eso', join(FIX, 'eso-several.yaml'), ...IMAGE, join(FIX, 'pod-several.yaml'));
-    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.code, 0, r.stderr);
     const pod = docsOf(r.stdout).find((o) => o.kind === 'Pod')!;
     await validateSchema(pod);
     assert.deepEqual(pod.spec.containers[0].volumeMounts, [
@@ -237,8 +237,17 @@ describe('inject --from-eso: the app reads the same path as before', () => {
       { name: 'secrets-agent-files', mountPath: '/etc/api', readOnly: true, subPath: 'api-key' },
     ]);
     assert.deepEqual(pod.spec.volumes.map((v: Obj) => v.name), ['secrets-agent-files', 'secrets-agent-config']);
-    assert.match(r.stderr, /pod-several\.yaml:8: not converted: container "app" takes envFrom the Secret "api-key".*dotenv.*set -a/);
-    assert.match(r.stderr, /pod-several\.yaml:11: not converted: container "app" takes env DB_PASSWORD from the Secret "db"/);
+    assert.equal(pod.spec.containers[0].envFrom, undefined);
+    assert.deepEqual(pod.spec.containers[0].env, [
+      { name: 'key', valueFrom: { fileKeyRef: { volumeName: 'secrets-agent-files', path: 'api-key/api-key.env', key: 'key' } } },
+      { name: 'DB_PASSWORD', valueFrom: { fileKeyRef: { volumeName: 'secrets-agent-files', path: 'db/db.env', key: 'password' } } },
+    ]);
+    // Each env file is in its target's directory: part of that target's generation.
+    const config = parse(docsOf(r.stdout)[0]!.data['config.yaml'] as string) as Obj;
+    assert.deepEqual(config.files.filter((f: Obj) => f.envFile), [
+      { path: 'db/db.env', envFile: 'db', mode: '0444' },
+      { path: 'api-key/api-key.env', envFile: 'api-key', mode: '0444' },
+    ]);
   });
 });
 

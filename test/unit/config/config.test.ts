@@ -207,7 +207,7 @@ const cases: { name: string; text: string; line: number; path: string; message: 
     text: BASE.replace('    secret: db\n', '    secret: db\n    content: x\n'),
     line: 8,
     path: 'files[0].content',
-    message: /^unknown key \(valid keys: path, dir, eachKey, decode, template, templateFile, secret, key, mode, uid, gid\)$/,
+    message: /^unknown key \(valid keys: path, dir, eachKey, decode, envFile, envSyntax, template, templateFile, secret, key, mode, uid, gid\)$/,
   },
   {
     name: 'bad duration',
@@ -406,7 +406,7 @@ const cases: { name: string; text: string; line: number; path: string; message: 
     text: `${BASE}  - path: b\n    mode: "0444"\n`,
     line: 8,
     path: 'files[1]',
-    message: 'needs content: one of template, templateFile or secret',
+    message: 'needs content: one of template, templateFile, secret or envFile',
   },
   {
     name: 'key without secret',
