@@ -26,8 +26,9 @@
 //   namespace: mounted, never read), output-dir and port (the config's outputDir
 //   and server.listen port, which the webhook cannot read: defaults
 //   /run/secrets/app and 9102, the same as inject's), replaces-secret
-//   (ESO targets, as inject --from-eso), image, cpu-request, memory-request,
-//   memory-limit.
+//   (ESO targets, as inject --from-eso) and secret-keys (their keys, as
+//   inject --keys: what an envFrom of one becomes), image, cpu-request,
+//   memory-request, memory-limit.
 // - Jobs' pods (controller ownerReference kind Job: Jobs and CronJobs) get the
 //   plain init container, as inject gives Job and CronJob.
 // - Logged fields (`log`): uid, namespace, pod name, result, reason: never a
@@ -45,6 +46,7 @@ export const ANNOTATIONS = {
   outputDir: `${PREFIX}output-dir`,
   port: `${PREFIX}port`,
   replacesSecret: `${PREFIX}replaces-secret`,
+  secretKeys: `${PREFIX}secret-keys`,
   image: `${PREFIX}image`,
   cpuRequest: `${PREFIX}cpu-request`,
   memoryRequest: `${PREFIX}memory-request`,
@@ -107,6 +109,21 @@ export function fromAnnotations(annotations: Readonly<Record<string, unknown>>, 
   if (badTargets.length > 0 || (replaces !== undefined && targets.length === 0)) {
     problems.push(`${ANNOTATIONS.replacesSecret} "${replaces ?? ''}" is not a comma-separated list of Secret names${badTargets.length > 0 ? ` (${badTargets.map((t) => `"${t}"`).join(', ')})` : ''}; name the Secrets ESO wrote that the agent replaces (e.g. ${ANNOTATIONS.replacesSecret}: db-creds,api-keys)`);
   }
+  // The keys of a replaced Secret (inject --keys; inject knows them from the ExternalSecret, the webhook cannot):
+  // what an envFrom of that Secret becomes, one env entry per key.
+  const keysText = get(ANNOTATIONS.secretKeys);
+  const keys = new Map<string, string[]>();
+  for (const part of keysText === undefined ? [] : keysText.split(';').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([^=\s]+)\s*=\s*(.+)$/.exec(part);
+    const list = m ? m[2]!.split(',').map((k) => k.trim()) : [];
+    if (!m || list.some((k) => k === '' || /[\s=;]/.test(k))) {
+      problems.push(`${ANNOTATIONS.secretKeys} part "${part}" is not SECRET=KEY1,KEY2; give each replaced Secret's keys, parts separated by ";" (e.g. ${ANNOTATIONS.secretKeys}: "db-credentials=DB_USER,DB_PASSWORD;api-key=token")`);
+    } else if (!targets.includes(m[1]!)) {
+      problems.push(`${ANNOTATIONS.secretKeys} names "${m[1]!}", which is not in ${ANNOTATIONS.replacesSecret}; list it there, or remove it here`);
+    } else {
+      keys.set(m[1]!, list);
+    }
+  }
   const image = get(ANNOTATIONS.image) ?? defaults.image;
   if (image === '' || /\s/.test(image)) {
     problems.push(`${ANNOTATIONS.image} "${image}" is not an image reference; give one like registry.example.com/secrets-agent:0.1.0`);
@@ -129,7 +146,7 @@ export function fromAnnotations(annotations: Readonly<Record<string, unknown>>, 
       configMap: config!,
       outputDir,
       port,
-      ...(targets.length > 0 ? { targets: targets.map((name) => ({ name })) } : {}),
+      ...(targets.length > 0 ? { targets: targets.map((name) => ({ name, ...(keys.has(name) ? { keys: keys.get(name)! } : {}) })) } : {}),
       ...(custom ? { resources: { requests: { cpu: cpu!, memory: memory! }, limits: { memory: limit! } } } : {}),
     },
   };

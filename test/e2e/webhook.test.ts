@@ -151,8 +151,9 @@ describe('secrets-agent webhook', () => {
     const eso = ['--from-eso', 'examples/eso/secretstore.yaml', '--from-eso', 'examples/eso/externalsecret.yaml'];
     const n = await sameAsInject('eso', ['examples/eso/deployment.yaml'], eso, (cm) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db-credentials' }));
     assert.equal(n, 1);
-    // Two targets, env from them: whatever inject does with them, the webhook does (or denies as inject lists).
-    await sameAsInject('eso-several', ['test/fixtures/inject/pod-several.yaml'], ['--from-eso', 'test/fixtures/inject/eso-several.yaml'], (cm) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db, api-key' }));
+    // Two targets, env and envFrom from them (fileKeyRef on their env files), the keys given as inject knows them.
+    const several = await sameAsInject('eso-several', ['test/fixtures/inject/pod-several.yaml'], ['--from-eso', 'test/fixtures/inject/eso-several.yaml'], (cm) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db, api-key', 'secrets-agent.io/secret-keys': 'api-key=key; db=password' }));
+    assert.equal(several, 1);
   });
 
   it('keeps the pod\'s own init containers, volumes and sidecars, and takes image and resources from annotations', async () => {
@@ -215,6 +216,8 @@ describe('secrets-agent webhook', () => {
       [{ 'secrets-agent.io/config': 'c', 'secrets-agent.io/memory-limit': 'lots' }, /secrets-agent\.io\/memory-limit "lots" is not a Kubernetes quantity; give one like 140Mi/],
       [{ 'secrets-agent.io/config': 'c', 'secrets-agent.io/replaces-secret': 'db,,x' }, /secrets-agent\.io\/replaces-secret "db,,x" is not a comma-separated list of Secret names/],
       [{ 'secrets-agent.io/inject': 'yes', 'secrets-agent.io/config': 'c' }, /secrets-agent\.io\/inject is "yes": set it to "true"/],
+      [{ 'secrets-agent.io/config': 'c', 'secrets-agent.io/replaces-secret': 'db', 'secrets-agent.io/secret-keys': 'api=key' }, /secrets-agent\.io\/secret-keys names "api", which is not in secrets-agent\.io\/replaces-secret/],
+      [{ 'secrets-agent.io/config': 'c', 'secrets-agent.io/replaces-secret': 'db', 'secrets-agent.io/secret-keys': 'db' }, /secrets-agent\.io\/secret-keys part "db" is not SECRET=KEY1,KEY2/],
     ];
     for (const [annotations, message] of cases) {
       const answer = await review(podOf(base, annotations), 'u-deny');
