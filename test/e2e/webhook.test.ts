@@ -347,6 +347,17 @@ describe('secrets-agent webhook', () => {
     }
   });
 
+  it('speaks HTTP/1.1 only: a client offering h2 in ALPN gets http/1.1', async () => {
+    const socket = connect({ host: https.host, port: https.port, ca: cert.cert, ALPNProtocols: ['h2', 'http/1.1'] });
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      assert.notEqual(socket.alpnProtocol, 'h2');
+      assert.ok(socket.getProtocol() === 'TLSv1.3' || socket.getProtocol() === 'TLSv1.2');
+    } finally {
+      socket.destroy();
+    }
+  });
+
   it('exits 2 with one line to fix for a missing flag, a certificate it cannot load or an address in use', async () => {
     const missing = await runAgent(['webhook', '--tls-cert-file', join(dir, 'tls.crt')]);
     assert.equal(missing.code, 2);
