@@ -2,7 +2,10 @@
 // reads workload manifests ("-" = stdin) and prints them with the agent added
 // (agent/inject/inject.ts), preceded by the agent's config as a ConfigMap.
 // The config is a file (and the templates beside it that it names), or is
-// converted from ESO manifests as `convert eso` does. Diagnostics on stderr
+// converted from ESO manifests as `convert eso` does (with an env file per
+// target, which env and envFrom of the ESO Secrets are rewritten to read:
+// --env-syntax, --keys; --env-mode entrypoint for clusters without
+// EnvFiles). Diagnostics on stderr
 // (file:line: note|not converted|error: ...).
 // Exit codes: 0 injected; 1 injected, but parts could not be carried over
 // (each listed with what to do); 2 an input is unusable, or a usage error:
@@ -16,7 +19,7 @@ import { CONFIG_KEY, envFilePath, esoTargets, inject as injectManifests, type Es
 import { AGENT_PORT, IMAGE, OUTPUT_DIR } from '../deploy.ts';
 import { SCHEMA_COMMENT } from './common.ts';
 
-const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain]) [--image IMAGE] FILE...   ("-" reads stdin)';
+const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain] [--env-mode fileKeyRef|entrypoint]) [--image IMAGE] FILE...   ("-" reads stdin)';
 const DEFAULT_IMAGE = IMAGE;
 /** Where the agent mounts its volume when the config comes from ESO (the app keeps its own paths). */
 const ESO_OUTPUT_DIR = OUTPUT_DIR;
@@ -92,6 +95,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
         image: { type: 'string' },
         keys: { type: 'string', multiple: true },
         'env-syntax': { type: 'string' },
+        'env-mode': { type: 'string' },
       },
     });
   } catch (err) {
@@ -113,13 +117,18 @@ export async function inject(argv: readonly string[]): Promise<number> {
     }
     given.set(m[1]!, m[2]!.split(',').filter(Boolean));
   }
-  const envSyntax = values['env-syntax'];
+  const envSyntax = values['env-syntax'] as 'quoted' | 'plain' | undefined;
   if (envSyntax !== undefined && envSyntax !== 'quoted' && envSyntax !== 'plain') {
-    process.stderr.write(`error: --env-syntax ${envSyntax}: use "quoted" (Kubernetes 1.35 and later, the default) or "plain" (1.34 with the EnvFiles gate on)\n${USAGE}\n`);
+    process.stderr.write(`error: --env-syntax ${String(values['env-syntax'])}: use "quoted" (Kubernetes 1.35 and later, the default) or "plain" (1.34 with the EnvFiles gate on)\n${USAGE}\n`);
     return 2;
   }
-  if ((given.size > 0 || envSyntax !== undefined) && eso.length === 0) {
-    process.stderr.write(`error: --keys and --env-syntax go with --from-eso\n${USAGE}\n`);
+  const envMode = values['env-mode'];
+  if (envMode !== undefined && envMode !== 'fileKeyRef' && envMode !== 'entrypoint') {
+    process.stderr.write(`error: --env-mode ${envMode}: use "fileKeyRef" (Kubernetes EnvFiles, the default) or "entrypoint" (clusters without it)\n${USAGE}\n`);
+    return 2;
+  }
+  if ((given.size > 0 || envSyntax !== undefined || envMode !== undefined) && eso.length === 0) {
+    process.stderr.write(`error: --keys, --env-syntax and --env-mode go with --from-eso\n${USAGE}\n`);
     return 2;
   }
   const diagnostics: Diagnostic[] = [];
@@ -139,7 +148,9 @@ export async function inject(argv: readonly string[]): Promise<number> {
     } else {
       const inputs: EsoInput[] = [];
       for (const file of eso) inputs.push({ file, text: await readInput(file, stdin) });
-      const conversion = convertEso(inputs, { outputDir: ESO_OUTPUT_DIR, envFiles: { path: envFilePath, ...(envSyntax === undefined ? {} : { envSyntax }) } });
+      // The env files only where the kubelet reads them (fileKeyRef): the entrypoint reads the key files.
+      const envFiles = envMode === 'entrypoint' ? {} : { envFiles: { path: envFilePath, ...(envSyntax === undefined ? {} : { envSyntax }) } };
+      const conversion = convertEso(inputs, { outputDir: ESO_OUTPUT_DIR, ...envFiles });
       diagnostics.push(...conversion.diagnostics);
       if (!conversion.config) {
         report();
@@ -161,6 +172,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
       outputDir: config['outputDir'] as string,
       ...(port === undefined ? {} : { port }),
       ...(targets ? { targets } : {}),
+      ...(envMode === undefined ? {} : { envMode }),
     });
     diagnostics.push(...result.diagnostics);
     if (values.image === undefined && result.output !== undefined) {

@@ -4,8 +4,11 @@
 // ESO source). Pure: text in, config object and diagnostics out; the CLI
 // (cli/convert.ts) reads the files and prints.
 //
+// With `envFiles`, each target also gets an env file (files[].envFile of its
+// directory) for Kubernetes fileKeyRef (inject --from-eso).
+//
 // Diagnostics are of three severities: `note` (something to do beside the
-// config, e.g. the IRSA trust policy), `unconverted` (the config is usable but
+// config, e.g. the IRSA trust policy, the agent's IAM policy), `unconverted` (the config is usable but
 // this part is missing: exit 1) and `fatal` (an input is unusable: exit 2).
 // Each names the file and line.
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';

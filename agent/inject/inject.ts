@@ -60,6 +60,13 @@ export interface InjectOptions {
   /** The ESO targets whose references are rewritten (with --from-eso). */
   readonly targets?: readonly EsoTarget[];
   /**
+   * How env from a target reaches the app: `fileKeyRef` (default; Kubernetes
+   * EnvFiles, 1.34+) or `entrypoint` (clusters without it: the container's
+   * command becomes a POSIX shell that exports each variable from the target's
+   * key file, byte for byte, then execs the app's command).
+   */
+  readonly envMode?: 'fileKeyRef' | 'entrypoint';
+  /**
    * Mount this existing ConfigMap (its `config.yaml`) instead of the one made
    * from configData (the webhook: the pod's secrets-agent.io/config names it).
    */
@@ -79,6 +86,8 @@ export const FILES_VOLUME = 'secrets-agent-files';
 export const CONFIG_VOLUME = 'secrets-agent-config';
 export const CONFIG_MOUNT = '/etc/secrets-agent/config';
 export const CONFIG_KEY = 'config.yaml';
+/** With envMode entrypoint: where the app's container mounts the agent's volume to read the keys. */
+export const ENV_MOUNT = '/run/secrets-agent';
 /** Marks the ConfigMaps inject makes: they are regenerated, never kept. */
 const MANAGED_BY = 'secrets-agent-inject';
 
@@ -382,7 +391,56 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
       // (remounted above) and env (fileKeyRef, read by the kubelet: no mount needed).
       seqIn(c, 'volumeMounts').items.push(doc.createNode({ name: FILES_VOLUME, mountPath: opts.outputDir, readOnly: true }));
     }
-    rewriteEnv(c, where, cname);
+    const rewritten = rewriteEnv(c, where, cname);
+    if (rewritten && opts.envMode === 'entrypoint') toEntrypoint(c, where, cname);
+    else if (rewritten) {
+      say('note', [...where, 'env'], `container "${cname}": env from the replaced Secrets now reads the agent's env file with valueFrom.fileKeyRef, which needs the EnvFiles feature (on by default from Kubernetes 1.35; 1.34 with the gate on and --env-syntax plain); without it, inject again with --env-mode entrypoint (docs/env-files.md#which-mode-applies)`);
+    }
+  };
+
+  // envMode entrypoint: the fileKeyRef entries just made become exports of a shell that execs the app.
+  const toEntrypoint = (c: YAMLMap, where: (string | number)[], cname: string): void => {
+    const env = c.get('env', true);
+    if (!isSeq(env)) return;
+    const ours = env.items.filter((e) => isMap(e) && e.getIn(['valueFrom', 'fileKeyRef', 'volumeName']) === FILES_VOLUME);
+    if (ours.length === 0) return;
+    const command = c.get('command', true);
+    const argv = isSeq(command) ? command.items.map((i) => str(isMap(i) ? undefined : (i as { value?: unknown }).value)) : [];
+    if (argv.length === 0 || argv.some((a) => a === undefined)) {
+      say('unconverted', [...where, 'env'], `container "${cname}" has no command in the manifest, and --env-mode entrypoint must start the app's command itself: give the image's ENTRYPOINT as command: [...] (docker inspect, Config.Entrypoint), then inject again; its env still reads the agent's env file (fileKeyRef)`);
+      return;
+    }
+    const several = new Set(targets.map((t) => t.name)).size > 1;
+    const lines: string[] = [];
+    for (const e of ours as YAMLMap[]) {
+      const name = str(e.get('name')) ?? '';
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        say('unconverted', [...where, 'env'], `container "${cname}": env ${JSON.stringify(name)} is not a name a POSIX shell can export, so --env-mode entrypoint cannot set it; it still reads the agent's env file (fileKeyRef)`);
+        return;
+      }
+      const path = str(e.getIn(['valueFrom', 'fileKeyRef', 'path'])) ?? '';
+      const key = str(e.getIn(['valueFrom', 'fileKeyRef', 'key'])) ?? '';
+      const target = path.slice(0, path.indexOf('/'));
+      const file = `${ENV_MOUNT}/${several ? `${target}/` : ''}${key}`;
+      lines.push(`v ${name} '${file}' ${e.getIn(['valueFrom', 'fileKeyRef', 'optional']) === true ? 1 : 0}`);
+    }
+    // $(cat f; printf .) then ${x%.}: the file's bytes, trailing newlines included.
+    const script = [
+      'set -e',
+      'v() { if [ ! -e "$2" ]; then [ "$3" = 1 ] && return 0; echo "secrets-agent: $2 is missing" >&2; exit 1; fi; x=$(cat "$2"; printf .); export "$1=${x%.}"; }',
+      ...lines,
+      'exec "$0" "$@"',
+    ].join('\n');
+    env.items = env.items.filter((e) => !ours.includes(e));
+    if (env.items.length === 0) c.delete('env');
+    const args = c.get('args', true);
+    const rest = [...argv.slice(1), ...(isSeq(args) ? args.items.map((i) => (i as { value?: unknown }).value) : [])];
+    c.set('command', doc.createNode(['/bin/sh', '-c', script, argv[0]]));
+    if (rest.length > 0) c.set('args', doc.createNode(rest));
+    else c.delete('args');
+    const mounts = seqIn(c, 'volumeMounts');
+    if (!mounts.items.some((m) => isMap(m) && m.get('mountPath') === ENV_MOUNT)) mounts.items.push(doc.createNode({ name: FILES_VOLUME, mountPath: ENV_MOUNT, readOnly: true }));
+    say('note', [...where, 'command'], `container "${cname}": --env-mode entrypoint: its command is now /bin/sh, which exports ${lines.length} variable(s) from the agent's files (mounted at ${ENV_MOUNT}) with ESO's bytes and execs ${JSON.stringify(argv[0])}: the image needs /bin/sh, and $(VAR) references to these variables in command, args or env are no longer expanded by the kubelet`);
   };
 
   // env and envFrom of a target's Secret -> env[].valueFrom.fileKeyRef on the target's env file
@@ -390,7 +448,9 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
   const fileKeyRef = (target: string, key: string, optional: unknown): Obj => ({
     fileKeyRef: { volumeName: FILES_VOLUME, path: envFilePath(target), key, ...(optional === undefined ? {} : { optional }) },
   });
-  const rewriteEnv = (c: YAMLMap, where: (string | number)[], cname: string): void => {
+  /** True when something was rewritten. */
+  const rewriteEnv = (c: YAMLMap, where: (string | number)[], cname: string): boolean => {
+    let rewritten = false;
     const env = c.get('env', true);
     const explicit = new Set(isSeq(env) ? env.items.map((e) => (isMap(e) ? str(e.get('name')) : undefined)).filter((n): n is string => n !== undefined) : []);
     if (isSeq(env)) {
@@ -401,10 +461,11 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
         const key = str(ref.get('key'));
         if (t === undefined || key === undefined) continue;
         (e as YAMLMap).set('valueFrom', doc.createNode(fileKeyRef(t, key, ref.get('optional'))));
+        rewritten = true;
       }
     }
     const envFrom = c.get('envFrom', true);
-    if (!isSeq(envFrom)) return;
+    if (!isSeq(envFrom)) return rewritten;
     // Kubernetes: a later envFrom wins over an earlier one, env over envFrom (kubelet_pods.go,
     // makeEnvironmentVariables). So the entries made from envFrom go first in env, in envFrom
     // order (a later env entry of the same name wins), and none for a name env sets itself.
@@ -434,11 +495,12 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
         made.set(prefix + key, fileKeyRef(t, key, optional));
       }
     });
-    if (!converted) return;
+    if (!converted) return rewritten;
     const entries = [...made].filter(([name]) => !explicit.has(name)).map(([name, valueFrom]) => doc.createNode({ name, valueFrom }));
     seqIn(c, 'env').items.unshift(...entries);
     if (keptFrom.length === 0) c.delete('envFrom');
     else envFrom.items = keptFrom;
+    return true;
   };
 
   // The IRSA trust policy names the ServiceAccount the pod really runs as (convert eso's note has a placeholder).

@@ -4,6 +4,9 @@
 // never stops the others, and no message ever carries a secret value: errors
 // name files, lines, variables, secrets and keys.
 //
+// An `envFile` entry is rendered last, from the files just rendered in its
+// directory (envfile.ts: the kubelet's syntax, and what it cannot carry).
+//
 // An `eachKey` entry renders to one file per key of its secret (value.ts has
 // the rules for what each file holds); assembleFiles() puts the entries
 // together: an explicit file wins over a key of the same path, and between

@@ -27,7 +27,8 @@
 //   and server.listen port, which the webhook cannot read: defaults
 //   /run/secrets/app and 9102, the same as inject's), replaces-secret
 //   (ESO targets, as inject --from-eso) and secret-keys (their keys, as
-//   inject --keys: what an envFrom of one becomes), image, cpu-request,
+//   inject --keys: what an envFrom of one becomes), env-mode (inject
+//   --env-mode), image, cpu-request,
 //   memory-request, memory-limit.
 // - Jobs' pods (controller ownerReference kind Job: Jobs and CronJobs) get the
 //   plain init container, as inject gives Job and CronJob.
@@ -47,6 +48,7 @@ export const ANNOTATIONS = {
   port: `${PREFIX}port`,
   replacesSecret: `${PREFIX}replaces-secret`,
   secretKeys: `${PREFIX}secret-keys`,
+  envMode: `${PREFIX}env-mode`,
   image: `${PREFIX}image`,
   cpuRequest: `${PREFIX}cpu-request`,
   memoryRequest: `${PREFIX}memory-request`,
@@ -124,6 +126,10 @@ export function fromAnnotations(annotations: Readonly<Record<string, unknown>>, 
       keys.set(m[1]!, list);
     }
   }
+  const envMode = get(ANNOTATIONS.envMode);
+  if (envMode !== undefined && envMode !== 'fileKeyRef' && envMode !== 'entrypoint') {
+    problems.push(`${ANNOTATIONS.envMode} "${envMode}" is not fileKeyRef or entrypoint; fileKeyRef (the default) needs Kubernetes EnvFiles (1.34+), entrypoint exports the variables from a shell (docs/env-files.md)`);
+  }
   const image = get(ANNOTATIONS.image) ?? defaults.image;
   if (image === '' || /\s/.test(image)) {
     problems.push(`${ANNOTATIONS.image} "${image}" is not an image reference; give one like registry.example.com/secrets-agent:0.1.0`);
@@ -146,6 +152,7 @@ export function fromAnnotations(annotations: Readonly<Record<string, unknown>>, 
       configMap: config!,
       outputDir,
       port,
+      ...(envMode === 'fileKeyRef' || envMode === 'entrypoint' ? { envMode } : {}),
       ...(targets.length > 0 ? { targets: targets.map((name) => ({ name, ...(keys.has(name) ? { keys: keys.get(name)! } : {}) })) } : {}),
       ...(custom ? { resources: { requests: { cpu: cpu!, memory: memory! }, limits: { memory: limit! } } } : {}),
     },

@@ -5,6 +5,7 @@
 // every variable, exactly the bytes ESO would have put in the Secret. No
 // kubelet here: the kubelet's reading is the one thing mocked, by that parser.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,6 +113,62 @@ describe('inject --from-eso: env from ESO\'s Secret becomes fileKeyRef on the ag
       seen[e.name] = got.value;
     }
     assert.deepEqual(seen, eso);
+  });
+
+  it('envFrom of a dataFrom.extract target: its keys are unknown offline, so inject says how to give them (exit 1); with --keys, each reads ESO\'s bytes', async () => {
+    const extract = (await readFile(join(FIX, 'eso.yaml'), 'utf8')).replace(/ {2}data:\n[\s\S]*$/, '  dataFrom:\n    - extract:\n        key: prod/shop/db\n');
+    await writeFile(join(dir, 'eso-extract.yaml'), extract);
+    const envFromOnly = (await readFile(join(FIX, 'deployment.yaml'), 'utf8')).replace(/ {10}env:\n[\s\S]*$/, '');
+    await writeFile(join(dir, 'deployment-envfrom.yaml'), envFromOnly);
+    const without = await runAgent(['inject', '--from-eso', join(dir, 'eso-extract.yaml'), ...IMAGE, join(dir, 'deployment-envfrom.yaml')]);
+    assert.equal(without.code, 1, without.stderr);
+    assert.match(without.stderr, /not converted: container "web" takes envFrom the Secret "db-credentials", whose keys come from the secret's JSON at run time .*--keys db-credentials=KEY1,KEY2/);
+    const r2 = await runAgent(['inject', '--from-eso', join(dir, 'eso-extract.yaml'), '--keys', 'db-credentials=username,password,port', ...IMAGE, join(dir, 'deployment-envfrom.yaml')]);
+    assert.equal(r2.code, 0, r2.stderr);
+    const docs = docsOf(r2.stdout);
+    const web = docs.find((o) => o.kind === 'Deployment')!.spec.template.spec.containers[0];
+    assert.deepEqual(web.env.map((e: Obj) => e.name), ['username', 'password', 'port']);
+    const volume = join(dir, 'volume-extract');
+    const config = docs.find((o) => o.kind === 'ConfigMap')!.data['config.yaml'] as string;
+    await writeFile(join(dir, 'config-extract.yaml'), config.replace(`outputDir: ${(parse(config) as Obj).outputDir}`, `outputDir: ${volume}`));
+    const init = await runAgent(['init', '--config', join(dir, 'config-extract.yaml'), '--timeout', '20s'], { env: agentEnv(moto, join(dir, 'token')) });
+    assert.equal(init.code, 0, init.stderr);
+    const read = async (e: Obj) => kubeletParseEnv(await readFile(join(volume, e.valueFrom.fileKeyRef.path)), e.valueFrom.fileKeyRef.key, 'quoted');
+    // ESO's extract: each top-level key, strings raw, numbers as JSON text.
+    assert.deepEqual(await Promise.all(web.env.map(read)), [{ value: DB.username }, { value: DB.password }, { value: '5432' }]);
+  });
+
+  it('--env-mode entrypoint (clusters without EnvFiles): a real /bin/sh exports every variable with ESO\'s bytes, then execs the app\'s command', async () => {
+    const withCommand = (await readFile(join(FIX, 'deployment.yaml'), 'utf8')).replace('          image: registry.example.com/shop/web:1.4.2\n', '          image: registry.example.com/shop/web:1.4.2\n          command: [/app/web, --port, "8080"]\n');
+    await writeFile(join(dir, 'deployment-cmd.yaml'), withCommand);
+    const e = await runAgent(['inject', '--env-mode', 'entrypoint', '--from-eso', join(FIX, 'eso.yaml'), ...IMAGE, join(dir, 'deployment-cmd.yaml')]);
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stderr, /--env-mode entrypoint: its command is now \/bin\/sh/);
+    const docs = docsOf(e.stdout);
+    for (const o of docs) await validateSchema(o);
+    const web = docs.find((o) => o.kind === 'Deployment')!.spec.template.spec.containers[0];
+    assert.deepEqual(secretRefs(docs.find((o) => o.kind === 'Deployment')!.spec.template.spec), []);
+    assert.deepEqual([web.command[0], web.command[1], web.command[3], web.args], ['/bin/sh', '-c', '/app/web', ['--port', '8080']]);
+    assert.deepEqual(web.env, [{ name: 'LOG_LEVEL', value: 'info' }]);
+    const mount = web.volumeMounts.find((m: Obj) => m.name === 'secrets-agent-files');
+
+    const volume = join(dir, 'volume-ep');
+    const config = docs.find((o) => o.kind === 'ConfigMap')!.data['config.yaml'] as string;
+    await writeFile(join(dir, 'config-ep.yaml'), config.replace(`outputDir: ${(parse(config) as Obj).outputDir}`, `outputDir: ${volume}`));
+    const init = await runAgent(['init', '--config', join(dir, 'config-ep.yaml'), '--timeout', '20s'], { env: agentEnv(moto, join(dir, 'token')) });
+    assert.equal(init.code, 0, init.stderr);
+    // The container's command, with the volume where the pod mounts it, and a stand-in app that prints its environment.
+    const script = (web.command[2] as string).replaceAll(`'${mount.mountPath}/`, `'${volume}/`);
+    const app = await new Promise<string>((resolve, reject) => {
+      const child = spawn('/bin/sh', ['-c', script, process.execPath, '-e', 'process.stdout.write(JSON.stringify(process.env))'], { env: { LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`sh exited ${code}`))));
+    });
+    const got = JSON.parse(app) as Record<string, string>;
+    const eso: Record<string, string> = { DB_PASSWORD: DB.password, GREETING: DB.greeting, DB_JSON: JSON.stringify(DB), API_TOKEN, CERT: DB.multi, LOG_LEVEL: 'info' };
+    for (const [k, v] of Object.entries(eso)) assert.equal(got[k], v, k);
   });
 });
 

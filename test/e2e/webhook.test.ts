@@ -154,6 +154,8 @@ describe('secrets-agent webhook', () => {
     // Two targets, env and envFrom from them (fileKeyRef on their env files), the keys given as inject knows them.
     const several = await sameAsInject('eso-several', ['test/fixtures/inject/pod-several.yaml'], ['--from-eso', 'test/fixtures/inject/eso-several.yaml'], (cm) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db, api-key', 'secrets-agent.io/secret-keys': 'api-key=key; db=password' }));
     assert.equal(several, 1);
+    const entrypoint = await sameAsInject('eso-entrypoint', ['test/fixtures/inject/pod-several.yaml'], ['--from-eso', 'test/fixtures/inject/eso-several.yaml', '--env-mode', 'entrypoint'], (cm) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db, api-key', 'secrets-agent.io/secret-keys': 'api-key=key; db=password', 'secrets-agent.io/env-mode': 'entrypoint' }));
+    assert.equal(entrypoint, 1);
   });
 
   it('keeps the pod\'s own init containers, volumes and sidecars, and takes image and resources from annotations', async () => {
@@ -218,6 +220,7 @@ describe('secrets-agent webhook', () => {
       [{ 'secrets-agent.io/inject': 'yes', 'secrets-agent.io/config': 'c' }, /secrets-agent\.io\/inject is "yes": set it to "true"/],
       [{ 'secrets-agent.io/config': 'c', 'secrets-agent.io/replaces-secret': 'db', 'secrets-agent.io/secret-keys': 'api=key' }, /secrets-agent\.io\/secret-keys names "api", which is not in secrets-agent\.io\/replaces-secret/],
       [{ 'secrets-agent.io/config': 'c', 'secrets-agent.io/replaces-secret': 'db', 'secrets-agent.io/secret-keys': 'db' }, /secrets-agent\.io\/secret-keys part "db" is not SECRET=KEY1,KEY2/],
+      [{ 'secrets-agent.io/config': 'c', 'secrets-agent.io/env-mode': 'files' }, /secrets-agent\.io\/env-mode "files" is not fileKeyRef or entrypoint/],
     ];
     for (const [annotations, message] of cases) {
       const answer = await review(podOf(base, annotations), 'u-deny');

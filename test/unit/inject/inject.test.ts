@@ -1,8 +1,9 @@
-// agent/inject/inject.ts in-process: the target -> mount mapping and the
-// ConfigMap's content-hash name (the CLI-level behaviour is test/e2e/inject.test.ts).
+// agent/inject/inject.ts in-process: the target -> mount mapping, the
+// ConfigMap's content-hash name, env precedence (the CLI-level behaviour is test/e2e/inject.test.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { configMapName, envFilePath, esoTargets, targetMount } from '../../../agent/inject/inject.ts';
+import { parseAllDocuments } from 'yaml';
+import { configMapName, envFilePath, esoTargets, inject, targetMount } from '../../../agent/inject/inject.ts';
 
 describe('inject: targets and names', () => {
   it('one target is the whole volume; several are mounted by subPath, one per target', () => {
@@ -37,5 +38,49 @@ describe('inject: targets and names', () => {
 
   it('the env file of a target: <target>/<target>.env, from the name alone', () => {
     assert.equal(envFilePath('db-credentials'), 'db-credentials/db-credentials.env');
+  });
+});
+
+describe('inject: env of a replaced Secret keeps Kubernetes\' precedence (mutatePodSpec through inject)', () => {
+  const opts = {
+    image: 'img',
+    configData: { 'config.yaml': 'outputDir: /run/secrets/app\n' },
+    outputDir: '/run/secrets/app',
+    port: 9102,
+    targets: [
+      { name: 'a', keys: ['X', 'Y'] },
+      { name: 'b', keys: ['Y', 'Z'] },
+    ],
+  };
+  const pod = (container: string): string => `apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec:\n  containers:\n    - ${container}\n`;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const web = (text: string): any => (parseAllDocuments(text)[1]!.toJS() as { spec: { containers: unknown[] } }).spec.containers[0];
+  const ref = (t: string, key: string, optional?: boolean) => ({ fileKeyRef: { volumeName: 'secrets-agent-files', path: `${t}/${t}.env`, key, ...(optional === undefined ? {} : { optional }) } });
+
+  it('a later envFrom wins over an earlier one, env wins over both, prefix and optional are kept', () => {
+    const r = inject([{ file: 'p.yaml', text: pod('{ name: web, image: i, envFrom: [{ secretRef: { name: a } }, { prefix: P_, secretRef: { name: b, optional: true } }, { secretRef: { name: b } }], env: [{ name: X, value: own }, { name: Q, valueFrom: { secretKeyRef: { name: a, key: Y, optional: false } } }] }') }], opts);
+    assert.deepEqual(r.diagnostics.filter((d) => d.severity !== 'note'), []);
+    const c = web(r.output!);
+    assert.equal(c.envFrom, undefined);
+    assert.equal(c.volumeMounts, undefined);
+    assert.deepEqual(c.env, [
+      // Y: a's, then b's (the later envFrom): one entry, b's. X: set by env itself, so none made.
+      { name: 'P_Y', valueFrom: ref('b', 'Y', true) },
+      { name: 'P_Z', valueFrom: ref('b', 'Z', true) },
+      { name: 'Y', valueFrom: ref('b', 'Y') },
+      { name: 'Z', valueFrom: ref('b', 'Z') },
+      { name: 'X', value: 'own' },
+      { name: 'Q', valueFrom: ref('a', 'Y', false) },
+    ]);
+  });
+
+  it('an envFrom of another source after a replaced one is kept and noted (env now wins over it); injecting the output again changes nothing', () => {
+    const r = inject([{ file: 'p.yaml', text: pod('{ name: web, image: i, envFrom: [{ secretRef: { name: a } }, { configMapRef: { name: cm } }] }') }], opts);
+    const c = web(r.output!);
+    assert.deepEqual(c.envFrom, [{ configMapRef: { name: 'cm' } }]);
+    assert.deepEqual(c.env.map((e: { name: string }) => e.name), ['X', 'Y']);
+    assert.ok(r.diagnostics.some((d) => d.severity === 'note' && /envFrom entry 1 comes after an envFrom of a Secret the agent replaces/.test(d.message)));
+    const again = inject([{ file: 'p.yaml', text: r.output! }], opts);
+    assert.equal(again.output, r.output);
   });
 });
