@@ -5,8 +5,9 @@
 // server would send, and applies the answer's JSON Patch as it would.
 //
 // - The same mutation as `inject`: for every workload of the k8s-examples
-//   (without their agent), inject's fixtures (every kind) and the ESO
-//   tutorial's Deployment, the Pod the webhook's patch makes has exactly the
+//   (without their agent), inject's fixtures (every kind), the ESO
+//   tutorial's Deployment and the env-files one (env and envFrom of a replaced
+//   Secret, in both env modes), the Pod the webhook's patch makes has exactly the
 //   spec of the pod template `inject` prints for the same workload and
 //   options, and validates against the Kubernetes schemas (kubernetes-models).
 //   inject names its ConfigMap by the config's hash; the webhook mounts the one
@@ -22,7 +23,7 @@ import { X509Certificate } from 'node:crypto';
 import { connect } from 'node:tls';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { applyAnswer, podOf, podSpecOf, post, reviewOf, TEMPLATE, webhookAddresses } from '../support/admission.ts';
@@ -101,7 +102,7 @@ describe('secrets-agent webhook', () => {
    */
   async function sameAsInject(label: string, files: string[], args: string[], annotations: (cm: string) => Record<string, string>): Promise<number> {
     const workloads: Obj[] = [];
-    for (const f of files) workloads.push(...docsOf(await readFile(join(REPO, f), 'utf8')).filter(isWorkload).map(withoutAgent));
+    for (const f of files) workloads.push(...docsOf(await readFile(resolve(REPO, f), 'utf8')).filter(isWorkload).map(withoutAgent));
     let n = 0;
     for (const [i, w] of workloads.entries()) {
       const where = `${label}: ${w.kind}/${w.metadata?.name}`;
@@ -154,8 +155,18 @@ describe('secrets-agent webhook', () => {
     // Two targets, env and envFrom from them (fileKeyRef on their env files), the keys given as inject knows them.
     const several = await sameAsInject('eso-several', ['test/fixtures/inject/pod-several.yaml'], ['--from-eso', 'test/fixtures/inject/eso-several.yaml'], (cm) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db, api-key', 'secrets-agent.io/secret-keys': 'api-key=key; db=password' }));
     assert.equal(several, 1);
+    // The env-files tutorial's Deployment (env and envFrom of one target), both env modes; entrypoint needs the app's command.
+    const keys = 'db-credentials=DB_PASSWORD,GREETING,DB_JSON,API_TOKEN,CERT';
+    const envEso = ['--from-eso', 'test/fixtures/inject/env/eso.yaml'];
+    const tutorial = (cm: string, more: Record<string, string> = {}) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db-credentials', 'secrets-agent.io/secret-keys': keys, ...more });
+    assert.equal(await sameAsInject('env', ['test/fixtures/inject/env/deployment.yaml'], envEso, (cm) => tutorial(cm)), 1);
+    const withCommand = docsOf(await readFile(join(REPO, 'test/fixtures/inject/env/deployment.yaml'), 'utf8')).find(isWorkload)!;
+    withCommand.spec.template.spec.containers[0].command = ['/app/web', '--serve'];
+    await writeFile(join(dir, 'env-command.yaml'), JSON.stringify(withCommand));
+    assert.equal(await sameAsInject('env-entrypoint', [join(dir, 'env-command.yaml')], [...envEso, '--env-mode', 'entrypoint'], (cm) => tutorial(cm, { 'secrets-agent.io/env-mode': 'entrypoint' })), 1);
+    // pod-several has no command: inject lists it, and the webhook denies the pod saying the same.
     const entrypoint = await sameAsInject('eso-entrypoint', ['test/fixtures/inject/pod-several.yaml'], ['--from-eso', 'test/fixtures/inject/eso-several.yaml', '--env-mode', 'entrypoint'], (cm) => ({ 'secrets-agent.io/config': cm, 'secrets-agent.io/replaces-secret': 'db, api-key', 'secrets-agent.io/secret-keys': 'api-key=key; db=password', 'secrets-agent.io/env-mode': 'entrypoint' }));
-    assert.equal(entrypoint, 1);
+    assert.equal(entrypoint, 0);
   });
 
   it('keeps the pod\'s own init containers, volumes and sidecars, and takes image and resources from annotations', async () => {
