@@ -12,7 +12,7 @@ import tseslint from 'typescript-eslint';
 const LAYERS = [
   ['agent/main.ts'],
   ['agent/cli'],
-  ['agent/pipeline.ts', 'agent/refresh', 'agent/eso', 'agent/inject'],
+  ['agent/pipeline.ts', 'agent/refresh', 'agent/eso', 'agent/inject', 'agent/webhook'],
   ['agent/source', 'agent/render', 'agent/output', 'agent/notify'],
   ['agent/observe', 'agent/config', 'agent/errors.ts', 'agent/types.ts', 'agent/signals.ts', 'agent/version.ts'],
 ];

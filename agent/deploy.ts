@@ -22,3 +22,11 @@ export const AGENT_RESOURCES = {
   requests: { cpu: '20m', memory: '64Mi' },
   limits: { memory: '256Mi' },
 } as const;
+
+/**
+ * The agent's port when its config says none (server.listen's default, config/schema.ts) and
+ * the directory the example configs write to: inject's --from-eso config uses it, and the
+ * webhook, which cannot read the config, assumes both unless annotations say otherwise.
+ */
+export const AGENT_PORT = 9102;
+export const OUTPUT_DIR = '/run/secrets/app';

@@ -13,6 +13,7 @@
 //
 //   cli/                                   commands: wiring, errors -> exit codes
 //   pipeline.ts, refresh/, eso/            fetch -> render -> write; when to check, reload; ESO conversion
+//   inject/, webhook/                      the agent added to pod specs: offline (inject) and at admission (webhook)
 //   source/  render/  output/  notify/     the stages
 //   observe/  config/  errors.ts  types.ts  signals.ts  version.ts
 import { guardProcess } from './signals.ts';

@@ -27,6 +27,8 @@ Commands:
                            External Secrets Operator manifests -> an agent config on stdout (docs/eso.md)
   inject (--config FILE | --from-eso FILE...) [--image IMAGE] FILE...
                            workload manifests -> the same with the agent added, on stdout (docs/inject.md)
+  webhook --tls-cert-file FILE --tls-private-key-file FILE [--listen HOST:PORT]
+                           the admission webhook: the same mutation for annotated pods (docs/webhook.md)
   version                  print the version
   help                     this text
 
@@ -80,6 +82,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'inject') {
     const { inject } = await import('./inject.ts');
     return inject(argv.slice(1));
+  }
+  // `webhook` too (a server with its own flags, named as Kubernetes components name them): cli/webhook.ts.
+  if (argv[0] === 'webhook') {
+    const { webhook } = await import('./webhook.ts');
+    return webhook(argv.slice(1));
   }
   let args;
   try {

@@ -16,14 +16,14 @@ import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { convertEso, type Diagnostic, type EsoInput } from '../eso/convert.ts';
 import { CONFIG_KEY, envFilePath, esoTargets, inject as injectManifests, type EsoTarget, type ManifestInput } from '../inject/inject.ts';
-import { IMAGE } from '../deploy.ts';
+import { AGENT_PORT, IMAGE, OUTPUT_DIR } from '../deploy.ts';
 import { SCHEMA_COMMENT } from './common.ts';
 import { argumentError } from './help.ts';
 
 const USAGE = 'usage: secrets-agent inject (--config FILE | --from-eso FILE... [--keys SECRET=KEY,...]... [--env-syntax quoted|plain] [--env-mode fileKeyRef|entrypoint] [--restart PROCESS]) [--image IMAGE] FILE...   ("-" reads stdin)';
 const DEFAULT_IMAGE = IMAGE;
 /** Where the agent mounts its volume when the config comes from ESO (the app keeps its own paths). */
-const ESO_OUTPUT_DIR = '/run/secrets/app';
+const ESO_OUTPUT_DIR = OUTPUT_DIR;
 /** With --from-eso: every file readable by the app's user, as ESO's Secret volumes are (defaultMode 0644), but read-only. */
 const ESO_FILE_MODE = '0444';
 
@@ -50,10 +50,10 @@ async function readInput(file: string, stdin: { used: boolean }): Promise<string
 /** The port of server.listen ("" disables the server: undefined). */
 function portOf(config: Obj): number | undefined {
   const server = isObj(config['server']) ? config['server'] : {};
-  const listen = typeof server['listen'] === 'string' ? server['listen'] : '0.0.0.0:9102';
+  const listen = typeof server['listen'] === 'string' ? server['listen'] : `0.0.0.0:${AGENT_PORT}`;
   if (listen === '') return undefined;
   const port = Number(/:(\d+)$/.exec(listen)?.[1]);
-  return Number.isInteger(port) && port > 0 ? port : 9102;
+  return Number.isInteger(port) && port > 0 ? port : AGENT_PORT;
 }
 
 /** Does the config have a `restart` notify target? */
@@ -169,7 +169,7 @@ export async function inject(argv: readonly string[]): Promise<number> {
         report();
         return 2;
       }
-      config = { ...conversion.config, server: { listen: '0.0.0.0:9102' }, ...(restart === undefined ? {} : { notify: [{ restart: { process: restart } }] }) };
+      config = { ...conversion.config, server: { listen: `0.0.0.0:${AGENT_PORT}` }, ...(restart === undefined ? {} : { notify: [{ restart: { process: restart } }] }) };
       config['files'] = (config['files'] as Obj[]).map((f) => ('mode' in f ? f : { ...f, mode: ESO_FILE_MODE }));
       data = { [CONFIG_KEY]: `${SCHEMA_COMMENT}\n# Converted by secrets-agent inject --from-eso from: ${eso.map((f) => basename(f)).join(' ')}\n${stringify(config, { lineWidth: 0 })}` };
       targets = esoTargets(inputs.map((i) => i.text)).map((t) => (given.has(t.name) ? { ...t, keys: given.get(t.name)! } : t));

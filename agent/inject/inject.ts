@@ -78,6 +78,13 @@ export interface InjectOptions {
   readonly files?: readonly { readonly path: string; readonly mode: string }[];
   /** The config has a restart notify: pods share one process namespace; Jobs and CronJobs are refused. */
   readonly restart?: boolean;
+  /**
+   * Mount this existing ConfigMap (its `config.yaml`) instead of the one made
+   * from configData (the webhook: the pod's secrets-agent.io/config names it).
+   */
+  readonly configMap?: string;
+  /** The agent container's resources; default AGENT_RESOURCES (deploy.ts). */
+  readonly resources?: { readonly requests: Readonly<Record<string, string>>; readonly limits: Readonly<Record<string, string>> };
 }
 
 export interface Injection {
@@ -193,7 +200,7 @@ function agentContainer(opts: InjectOptions, batch: boolean, uid: number): Obj {
     { name: FILES_VOLUME, mountPath: opts.outputDir },
     { name: CONFIG_VOLUME, mountPath: CONFIG_MOUNT, readOnly: true },
   ];
-  const resources = structuredClone(AGENT_RESOURCES) as unknown as Obj;
+  const resources = structuredClone(opts.resources ?? AGENT_RESOURCES) as unknown as Obj;
   const securityContext = agentSecurityContext(uid);
   const config = `${CONFIG_MOUNT}/${CONFIG_KEY}`;
   if (batch) {
@@ -398,7 +405,7 @@ export function mutatePodSpec(spec: YAMLMap, opts: InjectOptions, ctx: PodContex
     return;
   }
   const targets = opts.targets ?? [];
-  const cmName = configMapName(opts.configData);
+  const cmName = opts.configMap ?? configMapName(opts.configData);
   const seqAt = (key: string): YAMLSeq => seqIn(spec, key);
   const targetOf = (secretName: string | undefined): string | undefined =>
     secretName === undefined ? undefined : targets.find((t) => t.name === secretName && (t.namespace === undefined || namespace === undefined || t.namespace === namespace))?.name;

@@ -11,6 +11,8 @@
 //   through the real CLI;
 // - the pod wiring around the agent holds (config mount, output volume,
 //   probes, signal permissions, security context, resources);
+// - the webhook base (webhook/) excludes kube-system and its own namespace,
+//   selects opted-in pods only, and runs hardened with no API access;
 // - the IAM documents are the right ones (IRSA trusts the cluster's OIDC
 //   provider with sub and aud, never the eks.amazonaws.com service; least
 //   privilege on exactly the secrets the configs use).
@@ -60,7 +62,7 @@ async function loadDocs(): Promise<Doc[]> {
 // ---------------------------------------------------------------------------
 // Schema validation: kubernetes-models' JSON-schema validators + unknown fields.
 
-const MODEL_PACKAGES: Record<string, string> = { 'monitoring.coreos.com': '@kubernetes-models/prometheus-operator' };
+const MODEL_PACKAGES: Record<string, string> = { 'monitoring.coreos.com': '@kubernetes-models/prometheus-operator', 'cert-manager.io': '@kubernetes-models/cert-manager' };
 
 function modelModule(apiVersion: string, kind: string): string {
   const group = apiVersion.includes('/') ? apiVersion.split('/')[0]! : '';
@@ -252,6 +254,8 @@ function agentContainers(source: string, objs: Obj[], configMaps: Obj[]): AgentC
         for (const container of (list ?? []) as Obj[]) {
           if (!/secrets-agent/.test(String(container.image))) continue;
           const args = (container.args ?? []) as string[];
+          // The admission webhook runs the same image without a config (k8s-examples/webhook).
+          if (args[0] === 'webhook') continue;
           const i = args.findIndex((a) => a === '--config' || a.startsWith('--config='));
           const configPath = i < 0 ? '/etc/secrets-agent/config.yaml' : args[i]!.startsWith('--config=') ? args[i]!.slice(9) : args[i + 1]!;
           out.push({ source: `${source} ${obj.kind}/${obj.metadata?.name} ${container.name}`, pod, container, init, command: args[0] ?? 'run', configPath, configMaps });
@@ -333,7 +337,7 @@ describe('k8s-examples', () => {
     }
     assert.deepEqual(failures, []);
     const kinds = new Set(apiObjects.map((o) => o.obj.kind as string));
-    for (const k of ['Deployment', 'Job', 'CronJob', 'ConfigMap', 'ServiceAccount', 'PodMonitor', 'PrometheusRule']) assert.ok(kinds.has(k), `an example of ${k}`);
+    for (const k of ['Deployment', 'Job', 'CronJob', 'ConfigMap', 'ServiceAccount', 'PodMonitor', 'PrometheusRule', 'MutatingWebhookConfiguration', 'Certificate', 'PodDisruptionBudget']) assert.ok(kinds.has(k), `an example of ${k}`);
   });
 
   it('has no field the API server would reject as unknown (strict field validation)', () => {
@@ -372,7 +376,7 @@ describe('k8s-examples', () => {
   });
 
   it('when the kustomize component patches a Deployment, the sidecar, its volumes and the app mount are all there', () => {
-    const rendered = apiObjects.filter((o) => o.doc.startsWith('kubectl') && o.obj.kind === 'Deployment');
+    const rendered = apiObjects.filter((o) => o.doc.startsWith('kubectl kustomize kustomize/') && o.obj.kind === 'Deployment');
     assert.ok(rendered.length > 0);
     for (const { obj } of rendered) {
       const pod = obj.spec.template.spec as Obj;
@@ -382,6 +386,49 @@ describe('k8s-examples', () => {
       const cm = (pod.volumes as Obj[]).find((v) => v.name === 'secrets-agent-config')?.configMap?.name as string;
       assert.match(cm, /^secrets-agent-config-[a-z0-9]{10}$/, 'points at the generated ConfigMap');
     }
+  });
+
+  it('the webhook base: excludes kube-system and its own namespace, selects opted-in pods, fails closed within 5 s; 2 replicas, PDB, anti-affinity, hardened, no token', () => {
+    const objs = apiObjects.filter((o) => o.doc === 'kubectl kustomize webhook').map((o) => o.obj);
+    const byKind = (kind: string): Obj => {
+      const found = objs.filter((o) => o.kind === kind);
+      assert.equal(found.length, 1, `one ${kind} in the webhook base`);
+      return found[0]!;
+    };
+    const ns = byKind('Namespace').metadata.name as string;
+    for (const o of objs) if (o.kind !== 'Namespace' && o.kind !== 'MutatingWebhookConfiguration') assert.equal(o.metadata.namespace, ns, `${o.kind} in ${ns}`);
+    const [hook, ...more] = byKind('MutatingWebhookConfiguration').webhooks as Obj[];
+    assert.equal(more.length, 0);
+    const excluded = (hook!.namespaceSelector.matchExpressions as Obj[]).find((e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn');
+    assert.deepEqual([...(excluded?.values as string[])].sort(), ['kube-system', ns].sort(), 'kube-system and the webhook\'s own namespace are excluded');
+    assert.deepEqual(hook!.objectSelector, { matchLabels: { 'secrets-agent.io/inject': 'true' } });
+    assert.deepEqual(hook!.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+    assert.deepEqual(hook!.admissionReviewVersions, ['v1']);
+    assert.equal(hook!.failurePolicy, 'Fail');
+    assert.equal(hook!.sideEffects, 'None');
+    assert.ok(hook!.timeoutSeconds <= 10);
+    const service = byKind('Service');
+    assert.deepEqual({ ...hook!.clientConfig.service }, { name: service.metadata.name, namespace: ns, path: '/mutate', port: service.spec.ports[0].port });
+    const certificate = byKind('Certificate');
+    assert.ok((certificate.spec.dnsNames as string[]).includes(`${service.metadata.name}.${ns}.svc`), 'the name the API server calls');
+    assert.equal(byKind('MutatingWebhookConfiguration').metadata.annotations['cert-manager.io/inject-ca-from'], `${ns}/${certificate.metadata.name}`);
+    const deployment = byKind('Deployment');
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(byKind('PodDisruptionBudget').spec.minAvailable, 1);
+    const pod = deployment.spec.template.spec as Obj;
+    assert.ok(pod.affinity.podAntiAffinity, 'anti-affinity');
+    assert.equal(pod.automountServiceAccountToken, false, 'no API access, no token');
+    assert.equal(byKind('ServiceAccount').automountServiceAccountToken, false);
+    assert.ok(!objs.some((o) => /Role/.test(o.kind as string)), 'no RBAC');
+    const c = pod.containers[0] as Obj;
+    assert.equal(c.args[0], 'webhook');
+    const tls = (pod.volumes as Obj[]).find((v) => v.secret?.secretName === certificate.spec.secretName);
+    assert.ok(tls, 'the certificate\'s Secret is mounted');
+    const mount = (c.volumeMounts as Obj[]).find((m) => m.name === tls.name)!.mountPath as string;
+    assert.ok((c.args as string[]).includes(`--tls-cert-file=${mount}/tls.crt`) && (c.args as string[]).includes(`--tls-private-key-file=${mount}/tls.key`));
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.deepEqual(c.securityContext, { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory, 'measured resources');
   });
 
   it('finds the agent in every example that should run it', () => {
