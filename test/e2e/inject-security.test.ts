@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { MAIN, REPO, runAgent, type RunResult } from '../support/cli.ts';
+import { runAgent, type RunResult } from '../support/cli.ts';
+import { reachable } from '../support/reachable.ts';
 import { restrictedViolations } from '../support/pod-security.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -107,13 +108,17 @@ server: { listen: "0.0.0.0:9102" }
 
   it('real processes: the agent runs as the injected user and groups, and the app\'s user reads every file', async () => {
     await writeFile(join(dir, 'secrets.yaml'), `prod/shop/db: { password: "${CANARY}" }\n`);
+    // node and the agent copied where the other UIDs reach them, wherever the clone lies (test/support/reachable.ts).
+    const place = await reachable();
+    after(() => place.close());
+    const agent = await place.agent();
     // api: the app is user 1000 and the agent runs as the user inject gave it, with the default mode 0400.
     const apiAgent = agentOf(byName(docsOf(withConfig.stdout), 'api')).securityContext;
     const apiOut = join(dir, 'api');
     await mkdir(apiOut);
     await chown(apiOut, apiAgent.runAsUser, apiAgent.runAsUser); // an emptyDir the agent can write (kubelet: 0777)
     await writeFile(join(dir, 'api.yaml'), config('0400').replace('/run/secrets/app', apiOut));
-    const init = as(apiAgent.runAsUser, [], [process.execPath, MAIN, 'init', '--config', join(dir, 'api.yaml')], REPO);
+    const init = as(apiAgent.runAsUser, [], [place.node, agent, 'init', '--config', join(dir, 'api.yaml')], dir);
     assert.equal(init.status, 0, init.stderr);
     const read = as(1000, [], ['cat', join(apiOut, 'db.env')], dir);
     assert.equal(read.status, 0, `the app's user 1000 cannot read db.env: ${read.stderr}`);
@@ -126,7 +131,7 @@ server: { listen: "0.0.0.0:9102" }
     await chown(reportOut, 0, 3000);
     await chmod(reportOut, 0o2775);
     await writeFile(join(dir, 'report.yaml'), config('0440').replace('/run/secrets/app', reportOut));
-    const init2 = as(reportAgent.runAsUser, [3000], [process.execPath, MAIN, 'init', '--config', join(dir, 'report.yaml')], REPO);
+    const init2 = as(reportAgent.runAsUser, [3000], [place.node, agent, 'init', '--config', join(dir, 'report.yaml')], dir);
     assert.equal(init2.status, 0, init2.stderr);
     const read2 = as(1001, [3000], ['cat', join(reportOut, 'db.env')], dir);
     assert.equal(read2.status, 0, `an app user in group 3000 cannot read db.env: ${read2.stderr}`);

@@ -7,6 +7,7 @@ import { chmod, copyFile, mkdir, mkdtemp, realpath, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { build } from 'esbuild';
+import { buildBundle } from '../../scripts/build.ts';
 
 export interface Reachable {
   /** The temp dir (0755), removed by close(). */
@@ -15,6 +16,8 @@ export interface Reachable {
   readonly node: string;
   /** esbuild `entry` (TypeScript, with its imports) into one ES module file in dir. */
   bundle(entry: string): Promise<string>;
+  /** The agent as the image runs it (scripts/build.ts's bundle), in dir: what `init` or `run` as another UID executes. */
+  agent(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -41,6 +44,12 @@ export async function reachable(prefix = 'sa-reachable-'): Promise<Reachable> {
         // CommonJS dependencies (pino) call require(): give the ES module one.
         banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
       });
+      await chmod(out, 0o644);
+      return out;
+    },
+    async agent(): Promise<string> {
+      const out = join(dir, 'secrets-agent.mjs');
+      await buildBundle(out);
       await chmod(out, 0o644);
       return out;
     },
