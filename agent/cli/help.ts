@@ -63,6 +63,21 @@ export const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     ],
     examples: ['secrets-agent inject --from-eso examples/eso/secretstore.yaml --from-eso examples/eso/externalsecret.yaml examples/eso/deployment.yaml'],
   },
+  webhook: {
+    usage: 'secrets-agent webhook --tls-cert-file FILE --tls-private-key-file FILE [--listen HOST:PORT] [--metrics-listen HOST:PORT]',
+    does: 'The mutating admission webhook: the same mutation as inject, for pods labelled or annotated secrets-agent.io/inject: "true", answered as a JSON Patch over HTTPS; reloads its certificate when the files change; on SIGTERM finishes the reviews in flight (docs/webhook.md).',
+    flags: [
+      ['--tls-cert-file FILE', 'the serving certificate (PEM; reloaded when it changes)'],
+      ['--tls-private-key-file FILE', 'its private key (PEM)'],
+      ['--listen HOST:PORT', 'where the API server sends reviews (default 0.0.0.0:8443)'],
+      ['--metrics-listen HOST:PORT', 'plain HTTP /metrics, /healthz, /readyz (default 0.0.0.0:9102)'],
+      ['--image IMAGE', "the agent's image for the pods it mutates (default: this version's released image)"],
+      ['--shutdown-delay DURATION', 'after SIGTERM, answer reviews this long before closing (default 5s)'],
+      ['--log-level LEVEL', 'fatal|error|warn|info|debug|trace|silent (env LOG_LEVEL; default info)'],
+      ['--log-format FORMAT', 'json|text (default json)'],
+    ],
+    examples: ['secrets-agent webhook --tls-cert-file /etc/webhook/tls/tls.crt --tls-private-key-file /etc/webhook/tls/tls.key'],
+  },
   version: { usage: 'secrets-agent version', does: 'Print the version and the Node.js version.', flags: [], examples: ['secrets-agent version'] },
 };
 

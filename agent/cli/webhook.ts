@@ -13,6 +13,7 @@ import { createLogger, isLogLevel } from '../observe/log.ts';
 import { handleSignals } from '../signals.ts';
 import { startWebhookServer } from '../webhook/server.ts';
 import { EXIT_OK, EXIT_USAGE } from './common.ts';
+import { argumentError } from './help.ts';
 
 const USAGE =
   'usage: secrets-agent webhook --tls-cert-file FILE --tls-private-key-file FILE [--listen HOST:PORT (default 0.0.0.0:8443)] ' +
@@ -37,7 +38,7 @@ export async function webhook(argv: readonly string[]): Promise<number> {
       },
     }));
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`error: ${argumentError(err as Error, 'webhook')}\n`);
     return EXIT_USAGE;
   }
   const usage = (message: string): number => {

@@ -67,7 +67,7 @@ describe('paths in the image', () => {
     assert.ok(paths.has('/etc/secrets-agent/templates/dotenv.liquid'), 'the parser sees the templates');
     const inImage = (p: string): boolean => {
       const clean = p.replace(/[.,:;)]+$/, '');
-      return paths.has(clean) || paths.has(clean.replace(/\/?$/, '/'));
+      return paths.has(clean) || paths.has(clean.replace(/\/?$/, '/')) || paths.has(clean.replace(/\/$/, ''));
     };
     const wrong: string[] = [];
     for await (const [file, text] of texts()) {

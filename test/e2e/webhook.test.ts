@@ -27,6 +27,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { applyAnswer, podOf, podSpecOf, post, reviewOf, TEMPLATE, webhookAddresses } from '../support/admission.ts';
+import { AGENT_RESOURCES } from '../../agent/deploy.ts';
 import { REPO, runAgent, startAgent, type RunningAgent } from '../support/cli.ts';
 import { stopAgent, stopAll } from '../support/procs.ts';
 import { selfSignedCert, type TestCert } from '../support/tls.ts';
@@ -195,7 +196,7 @@ describe('secrets-agent webhook', () => {
     assert.deepEqual(spec.initContainers.slice(1), pod.spec.initContainers, 'the pod\'s init containers and sidecars as they were');
     const agentC = spec.initContainers[0] as Obj;
     assert.equal(agentC.image, 'registry.example.com/agent:9');
-    assert.deepEqual(agentC.resources, { requests: { cpu: '20m', memory: '140Mi' }, limits: { memory: '300Mi' } });
+    assert.deepEqual(agentC.resources, { requests: { ...AGENT_RESOURCES.requests }, limits: { memory: '300Mi' } });
     assert.equal(agentC.restartPolicy, 'Always');
     assert.deepEqual(spec.volumes.map((v: Obj) => v.name), ['cache', 'secrets-agent-files', 'secrets-agent-config']);
     assert.deepEqual(spec.volumes[2].configMap, { name: 'app-agent' }, 'the ConfigMap the annotation names, mounted, not generated');
