@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observe/log.ts';
 import type { NotifyTarget } from '../types.ts';
 import { errorCode, formatDuration, type Outcome, type RunContext } from './outcome.ts';
-import { signalError } from './signal.ts';
+import { signalError, trySignal } from './signal.ts';
 
 type RestartTarget = Extract<NotifyTarget, { kind: 'restart' }>;
 
@@ -178,15 +178,6 @@ async function waitGone(p: ContainerProcess, ms: number, signal: AbortSignal): P
     } catch {
       return false;
     }
-  }
-}
-
-function trySignal(pid: number, signal: NodeJS.Signals): string | undefined {
-  try {
-    process.kill(pid, signal);
-    return undefined;
-  } catch (err) {
-    return errorCode(err) ?? String(err);
   }
 }
 

@@ -142,7 +142,7 @@ async function signalPidFile(target: SignalTarget, pidFile: string): Promise<Out
 }
 
 /** undefined on success, else the error code. */
-function trySignal(pid: number, signal: NodeJS.Signals): string | undefined {
+export function trySignal(pid: number, signal: NodeJS.Signals): string | undefined {
   try {
     process.kill(pid, signal);
     return undefined;
