@@ -182,6 +182,9 @@ describe('the container image (real Dockerfile, buildah, local stand-ins for the
       for (const f of await readdir(join(mounted!.root, top), { recursive: true })) files.push(join(top, f));
     }
     assert.ok(files.includes('/app/secrets-agent.mjs') && files.some((f) => f.startsWith('/app/code-cache/') && f.endsWith('.bin')), files.join(' '));
+    // The license and the notices of the third-party code the bundle inlines go with it.
+    assert.match(await readFile(join(mounted!.root, '/app/LICENSE'), 'utf8'), /Apache License\s+Version 2\.0/);
+    assert.match(await readFile(join(mounted!.root, '/app/THIRD-PARTY-NOTICES'), 'utf8'), /liquidjs/);
     for (const f of files) {
       const st = await stat(join(mounted!.root, f));
       assert.equal(st.mode & 0o022, 0, `${f} is group/world-writable (${(st.mode & 0o7777).toString(8)})`);
