@@ -106,7 +106,9 @@ server: { listen: "127.0.0.1:0" }
     await writeFile(join(dir, 'secrets.yaml'), 'rot: { user: "u", pass: "p2" }\nother: "o"\n');
     // The file change wakes the retry at once (the backoff alone would get there later).
     await waitUntil('the file', async () => (await readOr(join(dir, 'out', 'creds'))) === 'PASS=p2', 30_000);
-    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    // The files appear when ..data is switched; ready follows once the write has finished (its fsyncs and
+    // clean-up), a few I/O steps later: /readyz may still be 503 for those milliseconds, never after.
+    await waitUntil('/readyz 200 right after the write', async () => (await fetch(`${base}/readyz`)).status === 200, 2_000);
     await agent.waitFor(/first render complete; ready/);
   });
 
