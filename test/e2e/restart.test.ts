@@ -129,6 +129,14 @@ describe('restart notify: the app container restarts once per rotation, in a rea
     ({ moto, root } = await openWorkspace('sa-e2e-restart-'));
   });
 
+  /** A pod (its PID namespace) that after() ends, with the kubelet stand-in the test attaches to it. */
+  const openPod = async (): Promise<{ pod: Pod; kubelet?: { child: ChildProcess } }> => {
+    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod: await startPod() };
+    pods.push(entry);
+    procs.push(entry.pod.unshare);
+    return entry;
+  };
+
   after(async () => {
     for (const p of pods) await endPod(p.pod, p.kubelet);
     await closeWorkspace({ moto, root }, procs);
@@ -169,10 +177,8 @@ server: { listen: "127.0.0.1:0" }
     await writeFile(app, appScript(join(out, 'app.env'), events));
     await chmod(app, 0o755);
 
-    const pod = await startPod();
-    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
-    pods.push(entry);
-    procs.push(pod.unshare);
+    const entry = await openPod();
+    const { pod } = entry;
     // The agent first (a native sidecar starts before the app), in the pod's namespace.
     const agent = startAgent(['run', '--config', config], { wrapper: pod.enter });
     procs.push(agent);
@@ -247,10 +253,8 @@ server: { listen: "127.0.0.1:0" }
     const app = join(dir, 'app');
     await writeFile(app, appScript(join(out, 'app.env'), events));
     await chmod(app, 0o755);
-    const pod = await startPod();
-    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
-    pods.push(entry);
-    procs.push(pod.unshare);
+    const entry = await openPod();
+    const { pod } = entry;
     const agent = startAgent(['run', '--config', config], { env: agentEnv(moto, join(root, 'token')), wrapper: pod.enter });
     procs.push(agent);
     await agent.waitFor(/first render complete; ready/);
@@ -294,10 +298,8 @@ server: { listen: "127.0.0.1:0" }
       await chmod(join(dir, name), 0o755);
       containers[name] = join(dir, name);
     }
-    const pod = await startPod();
-    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
-    pods.push(entry);
-    procs.push(pod.unshare);
+    const entry = await openPod();
+    const { pod } = entry;
     const kubelet = startKubelet(pod, containers);
     entry.kubelet = kubelet;
     procs.push(kubelet.child);
@@ -336,10 +338,8 @@ server: { listen: "127.0.0.1:0" }
       await chmod(join(dir, c, 'app'), 0o755);
       containers[c] = join(dir, c, 'app');
     }
-    const pod = await startPod();
-    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
-    pods.push(entry);
-    procs.push(pod.unshare);
+    const entry = await openPod();
+    const { pod } = entry;
     const kubelet = startKubelet(pod, containers);
     entry.kubelet = kubelet;
     procs.push(kubelet.child);
@@ -364,10 +364,8 @@ server: { listen: "127.0.0.1:0" }
     const app = join(dir, 'app-01');
     await writeFile(app, appScript(join(out, 'app.env'), join(dir, 'app-events')).replace(/^trap .*$/m, "trap '' TERM"));
     await chmod(app, 0o755);
-    const pod = await startPod();
-    const entry: { pod: Pod; kubelet?: { child: ChildProcess } } = { pod };
-    pods.push(entry);
-    procs.push(pod.unshare);
+    const entry = await openPod();
+    const { pod } = entry;
     const kubelet = startKubelet(pod, { 'app-01': app });
     entry.kubelet = kubelet;
     procs.push(kubelet.child);
